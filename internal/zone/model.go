@@ -1,0 +1,236 @@
+// Package zone is the design of a zone: the file format, its validation with
+// file:line:column errors, and the rules that turn a switch port into a slot
+// with a name and addresses.
+package zone
+
+import (
+	"net/netip"
+	"reflect"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Zone is one design file: one location run as a unit.
+type Zone struct {
+	Meta            Meta
+	Name            string               `yaml:"zone"`
+	Environment     string               `yaml:"environment"`
+	Domain          string               `yaml:"domain"`
+	DNSServers      []string             `yaml:"dns_servers"`
+	LeaseTime       string               `yaml:"lease_time"`
+	Naming          Naming               `yaml:"naming"`
+	UnknownMachines string               `yaml:"unknown_machines"`
+	OnReplace       string               `yaml:"on_replace"`
+	Timeouts        Timeouts             `yaml:"timeouts"`
+	Addressing      Addressing           `yaml:"addressing"`
+	Profiles        []*Profile           `yaml:"profiles,keyed"`
+	Roles           []*Role              `yaml:"roles,keyed"`
+	Pods            []*Pod               `yaml:"pods,keyed"`
+	Pins            []*Pin               `yaml:"pins"`
+	Overrides       []*Override          `yaml:"overrides,keyed"`
+	dns             []netip.Addr         // parsed DNSServers
+	roles           map[string]*Role     // by name, filled by validation
+	profiles        map[string]*Profile  // by name, filled by validation
+	overrides       map[string]*Override // by permanent name
+}
+
+// Naming overrides how host names are built.
+type Naming struct {
+	Meta     Meta
+	Template string `yaml:"template"`
+	IDDigits int    `yaml:"id_digits"`
+}
+
+// Timeouts are the watchdogs for work states, as Go durations ("45m").
+type Timeouts struct {
+	Meta          Meta
+	Commissioning string `yaml:"commissioning"`
+	Deploying     string `yaml:"deploying"`
+	Releasing     string `yaml:"releasing"`
+}
+
+// Profile is how a role is installed.
+type Profile struct {
+	Meta      Meta
+	Name      string
+	Kernel    string            `yaml:"kernel"`
+	Initrds   []string          `yaml:"initrd"`
+	Args      string            `yaml:"args"`
+	Templates map[string]string `yaml:"templates"`
+}
+
+// Role is what a slot runs.
+type Role struct {
+	Meta     Meta
+	Name     string
+	Profile  string         `yaml:"profile"`
+	Firmware string         `yaml:"firmware"`
+	Classes  []string       `yaml:"classes"`
+	Params   map[string]any `yaml:"params"`
+	Variants []*Variant     `yaml:"variants,keyed"`
+}
+
+// Variant is a flavour of a role with its own classes, parameters or profile.
+type Variant struct {
+	Meta    Meta
+	Name    string
+	Profile string         `yaml:"profile"`
+	Classes []string       `yaml:"classes"`
+	Params  map[string]any `yaml:"params"`
+}
+
+// Pod is a failure domain: its networks and its switches.
+type Pod struct {
+	Meta       Meta
+	Name       string
+	Networks   []*Network `yaml:"networks,keyed"`
+	Addressing Addressing `yaml:"addressing"`
+	Switches   []*Switch  `yaml:"switches,keyed"`
+}
+
+// Network is a pod subnet. "boot" and "bmc" are special; others (storage,
+// transport, ...) give every host an address derived the same way.
+type Network struct {
+	Meta    Meta
+	Name    string
+	Subnet  string `yaml:"subnet"`
+	Gateway string `yaml:"gateway"`
+	VLAN    int    `yaml:"vlan"`
+	prefix  netip.Prefix
+	gateway netip.Addr
+}
+
+// Boot network shapes of a switch.
+const (
+	ShapePod     = "pod"      // one pod subnet on the switch's gateway interface; circuit-id names the port
+	ShapePerPort = "per-port" // a small routed subnet per port; giaddr differs per port
+)
+
+// Switch is a ToR, LoM or core switch with its slot mappings.
+type Switch struct {
+	Meta        Meta
+	Name        string
+	Kind        string     `yaml:"kind"`
+	BootNetwork string     `yaml:"boot_network"`
+	Relay       string     `yaml:"relay"`
+	RemoteID    string     `yaml:"remote_id"`
+	Ports       []string   `yaml:"ports"`
+	PortSubnets string     `yaml:"port_subnets"`
+	PortPrefix  int        `yaml:"port_prefix"`
+	Slots       []*Mapping `yaml:"slots"`
+	relay       netip.Addr
+	ports       []string       // every declared port, in order
+	portIndex   map[string]int // port name -> position in ports
+	portBlock   netip.Prefix
+	zone        *Zone
+	pod         *Pod
+}
+
+// Mapping puts a role on a range of ports with an explicit id range.
+type Mapping struct {
+	Meta      Meta
+	Ports     string `yaml:"ports"`
+	Role      string `yaml:"role"`
+	Variant   string `yaml:"variant"`
+	IDs       string `yaml:"ids"`
+	OnReplace string `yaml:"on_replace"`
+}
+
+// Pin gives a slot to a MAC address where no relay adds option 82.
+type Pin struct {
+	Meta      Meta
+	MAC       string `yaml:"mac"`
+	Pod       string `yaml:"pod"`
+	Role      string `yaml:"role"`
+	Variant   string `yaml:"variant"`
+	ID        int    `yaml:"id"`
+	OnReplace string `yaml:"on_replace"`
+}
+
+// Override sets explicit addresses for one host (by permanent name), per network.
+type Override struct {
+	Meta      Meta
+	Name      string
+	Addresses map[string]string
+}
+
+func (o *Override) unmarshalNode(d *decoder, n *yaml.Node, path string) {
+	o.Meta = Meta{At: d.pos(n), Path: path, fields: map[string]Pos{}}
+	o.Addresses = map[string]string{}
+	if n.Kind != yaml.MappingNode {
+		d.errs.add(d.pos(n), path, "write `network: address` pairs, e.g. `boot: 10.10.0.5`", "expected a mapping, found %s", kindName(n))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := d.resolve(n.Content[i]), d.resolve(n.Content[i+1])
+		if k == nil || val == nil {
+			continue
+		}
+		if s, ok := d.scalar(val, path+"."+k.Value, "write an IPv4 address"); ok {
+			o.Meta.fields[k.Value] = d.pos(val)
+			o.Addresses[k.Value] = s
+		}
+	}
+}
+
+// Addressing is the rule that places a role's hosts in a pod's networks:
+// the first id lands at network + offset + 1, the next at +2, and so on.
+type Addressing struct {
+	Meta  Meta
+	Rules []*AddressRule
+}
+
+// AddressRule is one role's placement. Written either as `compute: 10`
+// (ids from 1) or as `compute: {offset: 10, first_id: 41}`.
+type AddressRule struct {
+	Meta    Meta
+	Role    string
+	Offset  int `yaml:"offset"`
+	FirstID int `yaml:"first_id"`
+}
+
+func (a *Addressing) unmarshalNode(d *decoder, n *yaml.Node, path string) {
+	a.Meta = Meta{At: d.pos(n), Path: path, fields: map[string]Pos{}}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errs.add(d.pos(n), path, "write `role: offset` pairs", "expected a mapping, found %s", kindName(n))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := d.resolve(n.Content[i]), d.resolve(n.Content[i+1])
+		if k == nil || val == nil {
+			continue
+		}
+		rulePath := path + "." + k.Value
+		if _, dup := a.Meta.fields[k.Value]; dup {
+			d.errs.add(d.pos(k), rulePath, "remove one of them", "duplicate key %q", k.Value)
+			continue
+		}
+		a.Meta.fields[k.Value] = d.pos(val)
+		r := &AddressRule{Role: k.Value, FirstID: 1}
+		if val.Kind == yaml.ScalarNode {
+			d.decode(val, reflectValueOf(&r.Offset), rulePath)
+			r.Meta = Meta{At: d.pos(val), Path: rulePath, fields: map[string]Pos{}}
+		} else {
+			d.decode(val, reflectValueOf(r), rulePath)
+			if !r.Meta.Has("first_id") {
+				r.FirstID = 1
+			}
+		}
+		r.Role = k.Value
+		a.Rules = append(a.Rules, r)
+	}
+}
+
+func (a *Addressing) rule(role string) *AddressRule {
+	for _, r := range a.Rules {
+		if r.Role == role {
+			return r
+		}
+	}
+	return nil
+}
+
+func reflectValueOf(ptr any) reflect.Value { return reflect.ValueOf(ptr).Elem() }

@@ -1,0 +1,177 @@
+package zone
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Query is what a DHCP request says about where it comes from.
+type Query struct {
+	Relay       netip.Addr // giaddr; invalid for a direct client
+	HasOption82 bool
+	CircuitID   string
+	RemoteID    string
+	MAC         net.HardwareAddr
+}
+
+// How an identity was established.
+const (
+	ViaLocation = "location" // trusted option 82 (or a per-port relay address)
+	ViaPin      = "pin"      // a MAC pin
+)
+
+// Identity is the answer to "who is this machine?".
+type Identity struct {
+	Slot   *Slot  // nil when unknown
+	Via    string // ViaLocation or ViaPin when known
+	Zone   *Zone  // the zone the request came from, when that much is known
+	Switch string // the location as reported, even when it has no slot
+	Port   string
+	Reason string // why the machine is unknown
+}
+
+// Known reports whether the machine has a slot.
+func (id Identity) Known() bool { return id.Slot != nil }
+
+type relayEntry struct {
+	sw   *Switch
+	port string // set for per-port switches: the relay address names the port
+}
+
+// Index resolves identities against one design. It is read-only after
+// NewIndex and safe for concurrent use.
+type Index struct {
+	design    *Design
+	relays    map[netip.Addr]relayEntry
+	remoteIDs map[string]*Switch
+	slots     map[string]*Slot // by key; a port slot's key is switch/port
+	macs      map[string]*Slot
+	ignoreAll bool // every zone ignores unknown machines
+}
+
+// NewIndex builds the lookup tables for a validated design.
+func NewIndex(d *Design) *Index {
+	ix := &Index{
+		design:    d,
+		relays:    map[netip.Addr]relayEntry{},
+		remoteIDs: map[string]*Switch{},
+		slots:     make(map[string]*Slot, len(d.Slots)),
+		macs:      map[string]*Slot{},
+		ignoreAll: len(d.Zones) > 0,
+	}
+	for _, z := range d.Zones {
+		if z.UnknownMachines != "ignore" {
+			ix.ignoreAll = false
+		}
+		for _, p := range z.Pods {
+			for _, sw := range p.Switches {
+				if sw.relay.IsValid() {
+					ix.relays[sw.relay] = relayEntry{sw: sw}
+				}
+				if sw.RemoteID != "" {
+					ix.remoteIDs[sw.RemoteID] = sw
+				}
+				if sw.BootNetwork == ShapePerPort {
+					for _, port := range sw.ports {
+						_, gw, _ := sw.PortSubnet(port)
+						if gw.IsValid() {
+							ix.relays[gw] = relayEntry{sw: sw, port: port}
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, s := range d.Slots {
+		ix.slots[s.Key] = s
+		if s.MAC != "" {
+			ix.macs[s.MAC] = s
+		}
+	}
+	return ix
+}
+
+// Design is the design the index was built from.
+func (ix *Index) Design() *Design { return ix.design }
+
+// TrustedRelay reports whether addr is a configured relay address.
+func (ix *Index) TrustedRelay(addr netip.Addr) bool {
+	_, ok := ix.relays[addr]
+	return ok
+}
+
+// Slot returns the slot with the given key.
+func (ix *Index) Slot(key string) *Slot { return ix.slots[key] }
+
+// Resolve finds the slot a request comes from. A MAC pin wins; otherwise option 82
+// counts only when the relay address (giaddr) is a configured relay, so that a
+// direct client or an unknown relay cannot claim a location.
+func (ix *Index) Resolve(q Query) Identity {
+	if len(q.MAC) > 0 {
+		if s := ix.macs[q.MAC.String()]; s != nil {
+			return Identity{Slot: s, Via: ViaPin, Zone: ix.design.Zone(s.Zone)}
+		}
+	}
+	if !q.Relay.IsValid() || q.Relay.IsUnspecified() {
+		if q.HasOption82 {
+			return Identity{Reason: "option 82 from a direct client is ignored: only configured relays can name a location"}
+		}
+		return Identity{Reason: "direct client with no MAC pin"}
+	}
+	entry, trusted := ix.relays[q.Relay]
+	sw := entry.sw
+	if q.RemoteID != "" {
+		if byRID := ix.remoteIDs[q.RemoteID]; byRID != nil {
+			switch {
+			case sw != nil && sw != byRID:
+				return Identity{Zone: sw.zone, Reason: fmt.Sprintf("remote-id %q names switch %s but relay %s belongs to %s", q.RemoteID, byRID.Name, q.Relay, sw.Name)}
+			case !trusted && byRID.relay.IsValid():
+				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is not the configured relay %s of switch %s", q.Relay, byRID.relay, byRID.Name)}
+			case !trusted && !podBootContains(byRID.pod, q.Relay):
+				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is outside the boot network of switch %s's pod", q.Relay, byRID.Name)}
+			}
+			sw, trusted = byRID, true
+		}
+	}
+	if !trusted {
+		return Identity{Reason: fmt.Sprintf("relay %s is not a configured relay; its option 82 is ignored", q.Relay)}
+	}
+	port := q.CircuitID
+	if entry.port != "" {
+		if q.CircuitID != "" && q.CircuitID != entry.port {
+			return Identity{Zone: sw.zone, Switch: sw.Name, Port: entry.port,
+				Reason: fmt.Sprintf("circuit-id %q disagrees with relay address %s, which is port %s of %s", q.CircuitID, q.Relay, entry.port, sw.Name)}
+		}
+		port = entry.port
+	}
+	if port == "" {
+		return Identity{Zone: sw.zone, Switch: sw.Name, Reason: fmt.Sprintf("switch %s relayed no circuit-id", sw.Name)}
+	}
+	s := ix.slots[sw.Name+"/"+port]
+	if s == nil {
+		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, Reason: fmt.Sprintf("port %s of switch %s has no slot in the design", port, sw.Name)}
+	}
+	return Identity{Slot: s, Via: ViaLocation, Zone: sw.zone, Switch: sw.Name, Port: port}
+}
+
+func podBootContains(p *Pod, a netip.Addr) bool {
+	for _, n := range p.Networks {
+		if n.Name == "boot" && n.prefix.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// UnknownPolicy is what to do with a machine that has no slot: "discover"
+// (record it, boot nothing that installs) or "ignore" (do not answer).
+func (ix *Index) UnknownPolicy(id Identity) string {
+	if id.Zone != nil {
+		return id.Zone.UnknownMachines
+	}
+	if ix.ignoreAll {
+		return "ignore"
+	}
+	return "discover"
+}

@@ -1,0 +1,813 @@
+package zone
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+var (
+	labelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	switchRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+)
+
+// owner remembers who claimed a unique value first, for "also at" messages.
+type owner struct {
+	pos  Pos
+	what string
+}
+
+type slotSource struct {
+	pos    Pos               // where the slot was defined (the mapping or pin)
+	field  string            // its field path, for errors
+	netPos map[string]Pos    // where an overridden address was written
+	netFld map[string]string // its field path
+}
+
+type compiler struct {
+	d         *Design
+	errs      *problems
+	zones     map[string]owner
+	switches  map[string]owner
+	names     map[string]owner
+	addrs     map[netip.Addr]owner
+	relays    map[netip.Addr]owner
+	remoteIDs map[string]owner
+	ports     map[string]owner // switch/port
+	macs      map[string]owner
+	subnets   []subnetOwner
+	src       map[*Slot]*slotSource
+	missing   map[string]bool // pod/role without an addressing rule, reported once
+}
+
+type subnetOwner struct {
+	prefix netip.Prefix
+	owner
+}
+
+func compile(d *Design, errs *problems) {
+	c := &compiler{
+		d: d, errs: errs,
+		zones: map[string]owner{}, switches: map[string]owner{}, names: map[string]owner{},
+		addrs: map[netip.Addr]owner{}, relays: map[netip.Addr]owner{}, remoteIDs: map[string]owner{},
+		ports: map[string]owner{}, macs: map[string]owner{}, src: map[*Slot]*slotSource{},
+		missing: map[string]bool{},
+	}
+	for _, z := range d.Zones {
+		c.zone(z)
+	}
+	c.checkOverlaps()
+	c.checkSlots()
+	sort.Slice(d.Slots, func(i, j int) bool { return d.Slots[i].Key < d.Slots[j].Key })
+}
+
+// claim records a unique value, or reports it as a duplicate of the first claim.
+func claim[K comparable](c *compiler, m map[K]owner, key K, pos Pos, field, what, fix string) bool {
+	if first, dup := m[key]; dup {
+		c.errs.add(pos, field, fix, "%s is already used by %s at %s", what, first.what, first.pos)
+		return false
+	}
+	m[key] = owner{pos: pos, what: what}
+	return true
+}
+
+func oneOf(c *compiler, m *Meta, field, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	c.errs.add(m.PosOf(field), m.PathOf(field), "use one of: "+strings.Join(allowed, ", "), "%q is not allowed", value)
+}
+
+func (c *compiler) zone(z *Zone) {
+	m := &z.Meta
+	switch {
+	case !m.Has("zone"):
+		c.errs.add(m.At, "zone", "start the file with `zone: NAME`, e.g. `zone: bgo`", "missing zone name")
+	case !labelRE.MatchString(z.Name):
+		c.errs.add(m.PosOf("zone"), "zone", "use lower-case letters, digits and dashes", "%q is not a valid zone name", z.Name)
+	default:
+		claim(c, c.zones, z.Name, m.PosOf("zone"), "zone", "zone "+z.Name, "give each zone file its own zone name")
+	}
+	if !m.Has("environment") {
+		c.errs.add(m.At, "environment", "add `environment: prod`, `test` or `dev`", "missing environment class")
+	} else {
+		oneOf(c, m, "environment", z.Environment, "prod", "test", "dev")
+	}
+	if !m.Has("domain") {
+		c.errs.add(m.At, "domain", "add `domain:` with the zone's DNS domain, e.g. bgo.cloud.example.org", "missing DNS domain")
+	} else if !validDomain(z.Domain) {
+		c.errs.add(m.PosOf("domain"), "domain", "write a DNS domain like bgo.cloud.example.org", "%q is not a valid DNS domain", z.Domain)
+	}
+	for i, s := range z.DNSServers {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			c.errs.add(m.PosOf("dns_servers"), fmt.Sprintf("dns_servers[%d]", i), "write IPv4 addresses", "%q is not an IPv4 address", s)
+			continue
+		}
+		z.dns = append(z.dns, a)
+	}
+	c.duration(m, "lease_time", z.LeaseTime)
+	c.duration(&z.Timeouts.Meta, "commissioning", z.Timeouts.Commissioning)
+	c.duration(&z.Timeouts.Meta, "deploying", z.Timeouts.Deploying)
+	c.duration(&z.Timeouts.Meta, "releasing", z.Timeouts.Releasing)
+	if z.UnknownMachines == "" {
+		z.UnknownMachines = "discover"
+	} else {
+		oneOf(c, m, "unknown_machines", z.UnknownMachines, "discover", "ignore")
+	}
+	if z.OnReplace == "" {
+		z.OnReplace = "reinstall"
+	} else {
+		oneOf(c, m, "on_replace", z.OnReplace, "reinstall", "hold")
+	}
+	naming := c.naming(z)
+
+	z.profiles = map[string]*Profile{}
+	for _, p := range z.Profiles {
+		c.profile(p)
+		z.profiles[p.Name] = p
+	}
+	z.roles = map[string]*Role{}
+	for _, r := range z.Roles {
+		c.role(z, r)
+		z.roles[r.Name] = r
+	}
+	c.addressing(z, &z.Addressing)
+
+	pods := map[string]*Pod{}
+	for _, p := range z.Pods {
+		if !labelRE.MatchString(p.Name) {
+			c.errs.add(p.Meta.At, p.Meta.Path, "use lower-case letters, digits and dashes", "%q is not a valid pod name", p.Name)
+		}
+		pods[p.Name] = p
+		c.pod(z, p, naming)
+	}
+	if len(z.Pods) == 0 && m.Has("zone") {
+		c.errs.add(m.At, "pods", "add a `pods:` section with at least one pod", "the zone has no pods")
+	}
+	for i, pin := range z.Pins {
+		c.pin(z, pin, i, pods, naming)
+	}
+	c.overrides(z)
+}
+
+func (c *compiler) duration(m *Meta, field, value string) {
+	if value == "" {
+		return
+	}
+	if d, err := time.ParseDuration(value); err != nil || d <= 0 {
+		c.errs.add(m.PosOf(field), m.PathOf(field), "write a duration like 45m or 2h", "%q is not a positive duration", value)
+	}
+}
+
+func validDomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if !labelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// nameFields are what a naming template can use.
+type nameFields struct {
+	Zone, Role, Variant, ID, Pod, Switch, Port string
+	Num                                        int
+}
+
+type namer struct {
+	tmpl   *template.Template
+	digits int
+}
+
+func (n namer) name(f nameFields) (string, error) {
+	f.ID = fmt.Sprintf("%0*d", n.digits, f.Num)
+	if n.tmpl == nil {
+		if f.Variant == "" {
+			return f.Zone + "-" + f.Role + "-" + f.ID, nil
+		}
+		return f.Zone + "-" + f.Role + "-" + f.Variant + "-" + f.ID, nil
+	}
+	var b strings.Builder
+	if err := n.tmpl.Execute(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func (c *compiler) naming(z *Zone) namer {
+	n := namer{digits: 2}
+	m := &z.Naming.Meta
+	if z.Naming.IDDigits != 0 {
+		if z.Naming.IDDigits < 1 || z.Naming.IDDigits > 8 {
+			c.errs.add(m.PosOf("id_digits"), m.PathOf("id_digits"), "use a number from 1 to 8", "%d digits is out of range", z.Naming.IDDigits)
+		} else {
+			n.digits = z.Naming.IDDigits
+		}
+	}
+	if z.Naming.Template != "" {
+		t, err := template.New("name").Option("missingkey=error").Parse(z.Naming.Template)
+		if err != nil {
+			c.errs.add(m.PosOf("template"), m.PathOf("template"), "fields: .Zone .Role .Variant .ID .Pod .Switch .Port .Num", "bad template: %v", err)
+		} else {
+			n.tmpl = t
+		}
+	}
+	return n
+}
+
+func (c *compiler) profile(p *Profile) {
+	m := &p.Meta
+	if !labelRE.MatchString(p.Name) {
+		c.errs.add(m.At, m.Path, "use lower-case letters, digits and dashes", "%q is not a valid profile name", p.Name)
+	}
+	if p.Kernel == "" {
+		c.errs.add(m.At, m.PathOf("kernel"), "add `kernel:` with the kernel's artifact path", "the profile has no kernel")
+	}
+	for name, path := range p.Templates {
+		if !labelRE.MatchString(name) {
+			c.errs.add(m.PosOf("templates"), m.PathOf("templates."+name), "use lower-case letters, digits and dashes", "%q is not a valid template name", name)
+		}
+		if filepath.IsAbs(path) {
+			continue
+		}
+		full := filepath.Join(filepath.Dir(m.At.File), path)
+		if _, err := os.Stat(full); err != nil {
+			c.errs.add(m.PosOf("templates"), m.PathOf("templates."+name), "paths are relative to the zone file", "template file %s does not exist", full)
+		}
+	}
+}
+
+// TemplatePath resolves a profile's template file relative to its zone file.
+func (p *Profile) TemplatePath(name string) (string, bool) {
+	path, ok := p.Templates[name]
+	if !ok {
+		return "", false
+	}
+	if filepath.IsAbs(path) {
+		return path, true
+	}
+	return filepath.Join(filepath.Dir(p.Meta.At.File), path), true
+}
+
+func (c *compiler) role(z *Zone, r *Role) {
+	m := &r.Meta
+	if !labelRE.MatchString(r.Name) {
+		c.errs.add(m.At, m.Path, "use lower-case letters, digits and dashes", "%q is not a valid role name", r.Name)
+	}
+	if r.Profile != "" && z.profiles[r.Profile] == nil {
+		c.errs.add(m.PosOf("profile"), m.PathOf("profile"), "define it under `profiles:` or fix the name", "unknown profile %q", r.Profile)
+	}
+	if r.Firmware != "" {
+		oneOf(c, m, "firmware", r.Firmware, "bios", "uefi")
+	}
+	for _, v := range r.Variants {
+		if !labelRE.MatchString(v.Name) {
+			c.errs.add(v.Meta.At, v.Meta.Path, "use lower-case letters, digits and dashes", "%q is not a valid variant name", v.Name)
+		}
+		if v.Profile != "" && z.profiles[v.Profile] == nil {
+			c.errs.add(v.Meta.PosOf("profile"), v.Meta.PathOf("profile"), "define it under `profiles:` or fix the name", "unknown profile %q", v.Profile)
+		}
+	}
+}
+
+// Variant returns a variant of the role.
+func (r *Role) Variant(name string) *Variant {
+	for _, v := range r.Variants {
+		if v.Name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+// checkRole reports an unknown role or variant at the field that names it.
+func (c *compiler) checkRole(z *Zone, m *Meta, role, variant string) *Role {
+	if role == "" {
+		c.errs.add(m.At, m.PathOf("role"), "add `role:` naming one of the zone's roles", "missing role")
+		return nil
+	}
+	r := z.roles[role]
+	if r == nil {
+		c.errs.add(m.PosOf("role"), m.PathOf("role"), "define it under `roles:` or use one of: "+strings.Join(roleNames(z), ", "), "unknown role %q", role)
+		return nil
+	}
+	if variant != "" && r.Variant(variant) == nil {
+		var names []string
+		for _, v := range r.Variants {
+			names = append(names, v.Name)
+		}
+		fix := "role " + role + " has no variants"
+		if len(names) > 0 {
+			fix = "variants of " + role + ": " + strings.Join(names, ", ")
+		}
+		c.errs.add(m.PosOf("variant"), m.PathOf("variant"), fix, "unknown variant %q of role %q", variant, role)
+		return nil
+	}
+	return r
+}
+
+func roleNames(z *Zone) []string {
+	names := make([]string, 0, len(z.Roles))
+	for _, r := range z.Roles {
+		names = append(names, r.Name)
+	}
+	return names
+}
+
+func (c *compiler) addressing(z *Zone, a *Addressing) {
+	for _, r := range a.Rules {
+		if z.roles[r.Role] == nil {
+			c.errs.add(a.Meta.PosOf(r.Role), r.Meta.Path, "addressing rules are keyed by role name", "unknown role %q", r.Role)
+		}
+		if r.Offset < 0 {
+			c.errs.add(r.Meta.PosOf("offset"), r.Meta.Path, "use an offset of 0 or more", "negative offset %d", r.Offset)
+		}
+		if r.FirstID < 1 {
+			c.errs.add(r.Meta.PosOf("first_id"), r.Meta.PathOf("first_id"), "ids start at 1", "first_id %d is below 1", r.FirstID)
+		}
+	}
+}
+
+func (c *compiler) pod(z *Zone, p *Pod, naming namer) {
+	c.addressing(z, &p.Addressing)
+	var boot *Network
+	for _, n := range p.Networks {
+		c.network(p, n)
+		if n.Name == "boot" {
+			boot = n
+		}
+	}
+	if boot == nil {
+		c.errs.add(p.Meta.At, p.Meta.PathOf("networks.boot"), "add `networks: {boot: {subnet: ..., gateway: ...}}`", "the pod has no boot network")
+	}
+	for _, sw := range p.Switches {
+		c.switchDef(z, p, boot, sw, naming)
+	}
+}
+
+func (c *compiler) network(p *Pod, n *Network) {
+	m := &n.Meta
+	if !labelRE.MatchString(n.Name) {
+		c.errs.add(m.At, m.Path, "use lower-case letters, digits and dashes", "%q is not a valid network name", n.Name)
+	}
+	pfx, err := netip.ParsePrefix(n.Subnet)
+	switch {
+	case !m.Has("subnet"):
+		c.errs.add(m.At, m.PathOf("subnet"), "add `subnet: 10.10.0.0/22`", "missing subnet")
+		return
+	case err != nil || !pfx.Addr().Is4():
+		c.errs.add(m.PosOf("subnet"), m.PathOf("subnet"), "write an IPv4 subnet like 10.10.0.0/22", "%q is not an IPv4 subnet", n.Subnet)
+		return
+	case pfx.Masked() != pfx:
+		c.errs.add(m.PosOf("subnet"), m.PathOf("subnet"), "write the network address: "+pfx.Masked().String(), "%s has host bits set", n.Subnet)
+		return
+	case pfx.Bits() > 30:
+		c.errs.add(m.PosOf("subnet"), m.PathOf("subnet"), "use a /30 or larger", "%s has no room for hosts", n.Subnet)
+		return
+	}
+	n.prefix = pfx
+	c.subnets = append(c.subnets, subnetOwner{pfx, owner{m.PosOf("subnet"), fmt.Sprintf("pod %s network %s", p.Name, n.Name)}})
+	if n.Gateway != "" {
+		gw, err := netip.ParseAddr(n.Gateway)
+		if err != nil || !gw.Is4() {
+			c.errs.add(m.PosOf("gateway"), m.PathOf("gateway"), "write an IPv4 address", "%q is not an IPv4 address", n.Gateway)
+			return
+		}
+		if problem := hostProblem(pfx, gw, netip.Addr{}); problem != "" {
+			c.errs.add(m.PosOf("gateway"), m.PathOf("gateway"), "use a host address of "+pfx.String(), "gateway %s %s", gw, problem)
+			return
+		}
+		n.gateway = gw
+	} else if n.Name == "boot" {
+		c.errs.add(m.At, m.PathOf("gateway"), "add `gateway:` with the router address of the boot network", "the boot network has no gateway")
+	}
+}
+
+// hostProblem says why addr cannot be a host on pfx, or "" when it can.
+func hostProblem(pfx netip.Prefix, addr, gateway netip.Addr) string {
+	switch {
+	case !pfx.Contains(addr):
+		return "is outside " + pfx.String()
+	case addr == pfx.Addr():
+		return "is the network address of " + pfx.String()
+	case addr == broadcast(pfx):
+		return "is the broadcast address of " + pfx.String()
+	case addr == gateway:
+		return "is the gateway of " + pfx.String()
+	}
+	return ""
+}
+
+func addrToUint(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func uintToAddr(u uint32) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], u)
+	return netip.AddrFrom4(b)
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	return uintToAddr(addrToUint(p.Addr()) | (1<<(32-p.Bits()) - 1))
+}
+
+// addOffset returns pfx's network address plus n, and false when it leaves the subnet.
+func addOffset(pfx netip.Prefix, n int) (netip.Addr, bool) {
+	size := uint64(1) << (32 - pfx.Bits())
+	if n < 0 || uint64(n) >= size {
+		return netip.Addr{}, false
+	}
+	return uintToAddr(addrToUint(pfx.Addr()) + uint32(n)), true
+}
+
+func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming namer) {
+	m := &sw.Meta
+	sw.zone, sw.pod = z, p
+	if !switchRE.MatchString(sw.Name) {
+		c.errs.add(m.At, m.Path, "use letters, digits, dots, dashes and underscores", "%q is not a valid switch name", sw.Name)
+	}
+	claim(c, c.switches, sw.Name, m.At, m.Path, "switch "+sw.Name, "switch names are unique across the whole design")
+	if !m.Has("kind") {
+		c.errs.add(m.At, m.PathOf("kind"), "add `kind: tor`, `lom` or `core`", "missing switch kind")
+	} else {
+		oneOf(c, m, "kind", sw.Kind, "tor", "lom", "core")
+	}
+	if sw.BootNetwork == "" {
+		sw.BootNetwork = ShapePod
+	} else {
+		oneOf(c, m, "boot_network", sw.BootNetwork, ShapePod, ShapePerPort)
+	}
+	if sw.RemoteID != "" {
+		claim(c, c.remoteIDs, sw.RemoteID, m.PosOf("remote_id"), m.PathOf("remote_id"), "remote-id "+sw.RemoteID+" of switch "+sw.Name, "give each switch its own remote-id")
+	}
+	sw.portIndex = map[string]int{}
+	for i, r := range sw.Ports {
+		names, err := ParsePortRange(r)
+		if err != nil {
+			c.errs.add(m.PosOf("ports"), fmt.Sprintf("%s[%d]", m.PathOf("ports"), i), "write ranges like swp1-swp48 or Ethernet1/1-Ethernet1/32", "%v", err)
+			continue
+		}
+		for _, n := range names {
+			if _, dup := sw.portIndex[n]; dup {
+				c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "list each port once", "port %s is declared twice", n)
+				continue
+			}
+			sw.portIndex[n] = len(sw.ports)
+			sw.ports = append(sw.ports, n)
+		}
+	}
+	switch sw.BootNetwork {
+	case ShapePod:
+		if sw.Relay == "" && sw.RemoteID == "" {
+			c.errs.add(m.At, m.PathOf("relay"), "add `relay:` (the switch's address on the boot network) and/or `remote_id:`", "the switch has no relay address or remote-id")
+		}
+		if sw.Relay != "" {
+			a, err := netip.ParseAddr(sw.Relay)
+			if err != nil || !a.Is4() {
+				c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "write the IPv4 address the switch relays from", "%q is not an IPv4 address", sw.Relay)
+			} else {
+				sw.relay = a
+				if boot != nil && boot.prefix.IsValid() && !boot.prefix.Contains(a) {
+					c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "use the switch's address on the boot network", "relay %s is outside the pod's boot network %s", a, boot.prefix)
+				}
+				if claim(c, c.relays, a, m.PosOf("relay"), m.PathOf("relay"), "relay address "+a.String()+" of switch "+sw.Name, "give each switch its own relay address") {
+					c.addrs[a] = owner{m.PosOf("relay"), "relay address of switch " + sw.Name}
+				}
+			}
+		}
+	case ShapePerPort:
+		c.portSubnets(p, sw)
+	}
+	for i, mp := range sw.Slots {
+		c.mapping(z, p, boot, sw, mp, i, naming)
+	}
+}
+
+// portSubnets carves a per-port switch's block into one small subnet per declared
+// port, in declaration order: the first usable address is the switch's (the relay
+// address, giaddr), the second is the host's.
+func (c *compiler) portSubnets(p *Pod, sw *Switch) {
+	m := &sw.Meta
+	if sw.PortPrefix == 0 {
+		sw.PortPrefix = 29
+	}
+	if sw.PortPrefix < 16 || sw.PortPrefix > 30 {
+		c.errs.add(m.PosOf("port_prefix"), m.PathOf("port_prefix"), "use a prefix length from 16 to 30 (30 leaves one host per port)", "/%d cannot hold a switch address and a host", sw.PortPrefix)
+		return
+	}
+	if len(sw.ports) == 0 {
+		c.errs.add(m.At, m.PathOf("ports"), "declare the ports in order, e.g. `ports: [swp1-swp48]`: each gets the next subnet", "a per-port switch needs its ports declared")
+	}
+	block, err := netip.ParsePrefix(sw.PortSubnets)
+	switch {
+	case !m.Has("port_subnets"):
+		c.errs.add(m.At, m.PathOf("port_subnets"), "add `port_subnets:` with the block the per-port subnets are carved from", "a per-port switch needs port_subnets")
+		return
+	case err != nil || !block.Addr().Is4():
+		c.errs.add(m.PosOf("port_subnets"), m.PathOf("port_subnets"), "write an IPv4 block like 10.99.0.0/24", "%q is not an IPv4 subnet", sw.PortSubnets)
+		return
+	case block.Masked() != block:
+		c.errs.add(m.PosOf("port_subnets"), m.PathOf("port_subnets"), "write the network address: "+block.Masked().String(), "%s has host bits set", sw.PortSubnets)
+		return
+	case block.Bits() > sw.PortPrefix:
+		c.errs.add(m.PosOf("port_subnets"), m.PathOf("port_subnets"), "use a larger block or a longer port_prefix", "%s is smaller than one /%d", block, sw.PortPrefix)
+		return
+	}
+	if need := len(sw.ports); need > 1<<(sw.PortPrefix-block.Bits()) {
+		c.errs.add(m.PosOf("port_subnets"), m.PathOf("port_subnets"), "use a larger block or a longer port_prefix", "%s holds %d /%d subnets but the switch declares %d ports", block, 1<<(sw.PortPrefix-block.Bits()), sw.PortPrefix, need)
+		return
+	}
+	sw.portBlock = block
+	c.subnets = append(c.subnets, subnetOwner{block, owner{m.PosOf("port_subnets"), "per-port subnets of switch " + sw.Name}})
+	for _, port := range sw.ports {
+		pfx, gw, _ := sw.PortSubnet(port)
+		claim(c, c.relays, gw, m.PosOf("port_subnets"), m.PathOf("port_subnets"), fmt.Sprintf("relay address %s of %s %s", gw, sw.Name, port), "")
+		c.addrs[gw] = owner{m.PosOf("port_subnets"), fmt.Sprintf("switch %s port %s (%s)", sw.Name, port, pfx)}
+	}
+}
+
+// PortSubnet returns the subnet, switch address and host address of a per-port switch's port.
+func (sw *Switch) PortSubnet(port string) (pfx netip.Prefix, gateway, host netip.Addr) {
+	i, ok := sw.portIndex[port]
+	if !ok || !sw.portBlock.IsValid() {
+		return netip.Prefix{}, netip.Addr{}, netip.Addr{}
+	}
+	size := uint32(1) << (32 - sw.PortPrefix)
+	base := addrToUint(sw.portBlock.Addr()) + uint32(i)*size
+	return netip.PrefixFrom(uintToAddr(base), sw.PortPrefix), uintToAddr(base + 1), uintToAddr(base + 2)
+}
+
+func (c *compiler) mapping(z *Zone, p *Pod, boot *Network, sw *Switch, mp *Mapping, i int, naming namer) {
+	m := &mp.Meta
+	role := c.checkRole(z, m, mp.Role, mp.Variant)
+	if !m.Has("ports") {
+		c.errs.add(m.At, m.PathOf("ports"), "add `ports: swp1-swp20`", "missing ports")
+		return
+	}
+	ports, err := ParsePortRange(mp.Ports)
+	if err != nil {
+		c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "write a range like swp1-swp20 or a single port", "%v", err)
+		return
+	}
+	if !m.Has("ids") {
+		c.errs.add(m.At, m.PathOf("ids"), fmt.Sprintf("add `ids: 1-%d` so adding switches never renumbers hosts", len(ports)), "missing id range")
+		return
+	}
+	from, to, err := ParseIDRange(mp.IDs)
+	if err != nil {
+		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "write a range like 1-20 or a single id", "%v", err)
+		return
+	}
+	if n := to - from + 1; n != len(ports) {
+		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), fmt.Sprintf("make both ranges the same length, e.g. ids: %d-%d", from, from+len(ports)-1),
+			"%d ids for %d ports (%s)", n, len(ports), mp.Ports)
+		return
+	}
+	onReplace := z.OnReplace
+	if mp.OnReplace != "" {
+		oneOf(c, m, "on_replace", mp.OnReplace, "reinstall", "hold")
+		onReplace = mp.OnReplace
+	}
+	for k, port := range ports {
+		if len(sw.ports) > 0 {
+			if _, ok := sw.portIndex[port]; !ok {
+				c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "add it to the switch's `ports:` or fix the range", "port %s is not declared on switch %s", port, sw.Name)
+				return
+			}
+		}
+		if !claim(c, c.ports, sw.Name+"/"+port, m.PosOf("ports"), m.PathOf("ports"), "port "+port+" of "+sw.Name, "map each port once") || role == nil {
+			continue
+		}
+		s := &Slot{
+			Key: sw.Name + "/" + port, Switch: sw.Name, Port: port,
+		}
+		c.fillSlot(z, p, boot, s, role, mp.Variant, from+k, onReplace, m, "ids", naming, sw)
+	}
+}
+
+func (c *compiler) pin(z *Zone, pin *Pin, i int, pods map[string]*Pod, naming namer) {
+	m := &pin.Meta
+	mac, err := net.ParseMAC(pin.MAC)
+	if err != nil || len(mac) != 6 {
+		c.errs.add(m.PosOf("mac"), m.PathOf("mac"), "write a MAC like 52:54:00:12:34:56", "%q is not an Ethernet MAC address", pin.MAC)
+		return
+	}
+	pin.MAC = mac.String()
+	claim(c, c.macs, pin.MAC, m.PosOf("mac"), m.PathOf("mac"), "MAC "+pin.MAC, "pin each MAC once")
+	role := c.checkRole(z, m, pin.Role, pin.Variant)
+	p := pods[pin.Pod]
+	if p == nil {
+		c.errs.add(m.PosOf("pod"), m.PathOf("pod"), "name one of the zone's pods", "unknown pod %q", pin.Pod)
+		return
+	}
+	if pin.ID < 1 {
+		c.errs.add(m.PosOf("id"), m.PathOf("id"), "add `id:` with a number from 1", "missing or invalid id")
+		return
+	}
+	onReplace := z.OnReplace
+	if pin.OnReplace != "" {
+		oneOf(c, m, "on_replace", pin.OnReplace, "reinstall", "hold")
+		onReplace = pin.OnReplace
+	}
+	if role == nil {
+		return
+	}
+	var boot *Network
+	for _, n := range p.Networks {
+		if n.Name == "boot" {
+			boot = n
+		}
+	}
+	s := &Slot{Key: fmt.Sprintf("pin/%s/%s/%d", z.Name, pin.Role, pin.ID), MAC: pin.MAC}
+	c.fillSlot(z, p, boot, s, role, pin.Variant, pin.ID, onReplace, m, "id", naming, nil)
+}
+
+// fillSlot derives a slot's name and addresses and adds it to the design.
+func (c *compiler) fillSlot(z *Zone, p *Pod, boot *Network, s *Slot, role *Role, variant string, id int, onReplace string, m *Meta, field string, naming namer, sw *Switch) {
+	s.Zone, s.Environment, s.Pod, s.Role, s.Variant, s.ID = z.Name, z.Environment, p.Name, role.Name, variant, id
+	s.Domain, s.OnReplace, s.Firmware, s.Profile = z.Domain, onReplace, role.Firmware, role.Profile
+	if v := role.Variant(variant); v != nil && v.Profile != "" {
+		s.Profile = v.Profile
+	}
+	f := nameFields{Zone: z.Name, Role: role.Name, Variant: variant, Pod: p.Name, Num: id, Switch: s.Switch, Port: s.Port}
+	name, err := naming.name(f)
+	if err == nil {
+		f.Variant = ""
+		s.PermanentName, err = naming.name(f)
+	}
+	nm := &z.Naming.Meta
+	switch {
+	case err != nil:
+		c.errs.add(nm.PosOf("template"), nm.PathOf("template"), "fields: .Zone .Role .Variant .ID .Pod .Switch .Port .Num", "naming %s: %v", s.Key, err)
+		return
+	case !labelRE.MatchString(name) || !labelRE.MatchString(s.PermanentName):
+		c.errs.add(nm.PosOf("template"), nm.PathOf("template"), "names must be lower-case DNS labels", "the template makes %q for %s", name, s.Key)
+		return
+	}
+	s.Name = name
+	c.src[s] = &slotSource{pos: m.PosOf(field), field: m.PathOf(field), netPos: map[string]Pos{}, netFld: map[string]string{}}
+
+	rule := p.Addressing.rule(role.Name)
+	if rule == nil {
+		rule = z.Addressing.rule(role.Name)
+	}
+	for _, n := range p.Networks {
+		if !n.prefix.IsValid() {
+			continue
+		}
+		na := NetAddress{Network: n.Name, Gateway: n.gateway}
+		if n.Name == "boot" && sw != nil && sw.BootNetwork == ShapePerPort {
+			pfx, gw, host := sw.PortSubnet(s.Port)
+			if !pfx.IsValid() {
+				continue
+			}
+			na = NetAddress{Network: "boot", Address: netip.PrefixFrom(host, pfx.Bits()), Gateway: gw}
+		} else {
+			if rule == nil {
+				if key := p.Name + "/" + role.Name; !c.missing[key] {
+					c.missing[key] = true
+					c.errs.add(m.PosOf("role"), m.PathOf("role"), fmt.Sprintf("add `%s: OFFSET` under the zone's or pod %s's `addressing:`", role.Name, p.Name),
+						"no addressing rule for role %s in pod %s", role.Name, p.Name)
+				}
+				continue
+			}
+			addr, ok := addOffset(n.prefix, rule.Offset+id-rule.FirstID+1)
+			if !ok {
+				c.errs.add(c.src[s].pos, c.src[s].field, "use a smaller offset or a larger subnet", "%s: offset %d + id %d falls outside %s network %s", name, rule.Offset, id, n.Name, n.prefix)
+				continue
+			}
+			na.Address = netip.PrefixFrom(addr, n.prefix.Bits())
+		}
+		s.Networks = append(s.Networks, na)
+	}
+	c.setPrimary(s)
+	c.d.Slots = append(c.d.Slots, s)
+}
+
+// setPrimary copies the boot and BMC addresses out of Networks for quick access.
+func (c *compiler) setPrimary(s *Slot) {
+	for _, na := range s.Networks {
+		switch na.Network {
+		case "boot":
+			s.Address, s.Prefix, s.Gateway = na.Address.Addr(), na.Address.Masked(), na.Gateway
+		case "bmc":
+			s.BMCAddress = na.Address.Addr()
+		}
+	}
+}
+
+func (c *compiler) overrides(z *Zone) {
+	if len(z.Overrides) == 0 {
+		return
+	}
+	byName := map[string]*Slot{}
+	for _, s := range c.d.Slots {
+		if s.Zone == z.Name {
+			byName[s.PermanentName] = s
+		}
+	}
+	for _, o := range z.Overrides {
+		m := &o.Meta
+		s := byName[o.Name]
+		if s == nil {
+			c.errs.add(m.At, m.Path, "overrides are keyed by a host's permanent name, e.g. "+z.Name+"-mgmt-01", "no host is named %q", o.Name)
+			continue
+		}
+		nets := make([]string, 0, len(o.Addresses))
+		for n := range o.Addresses {
+			nets = append(nets, n)
+		}
+		sort.Strings(nets)
+		for _, netName := range nets {
+			a, err := netip.ParseAddr(o.Addresses[netName])
+			if err != nil || !a.Is4() {
+				c.errs.add(m.PosOf(netName), m.PathOf(netName), "write an IPv4 address", "%q is not an IPv4 address", o.Addresses[netName])
+				continue
+			}
+			found := false
+			for i := range s.Networks {
+				if s.Networks[i].Network == netName {
+					s.Networks[i].Address = netip.PrefixFrom(a, s.Networks[i].Address.Bits())
+					c.src[s].netPos[netName] = m.PosOf(netName)
+					c.src[s].netFld[netName] = m.PathOf(netName)
+					found = true
+				}
+			}
+			if !found {
+				c.errs.add(m.PosOf(netName), m.PathOf(netName), "use one of the networks of pod "+s.Pod, "pod %s has no network %q", s.Pod, netName)
+			}
+		}
+		c.setPrimary(s)
+	}
+}
+
+// checkSlots checks what can only be checked once every slot exists: unique names
+// and addresses, and addresses that are usable hosts of their network.
+func (c *compiler) checkSlots() {
+	for _, s := range c.d.Slots {
+		src := c.src[s]
+		claim(c, c.names, s.PermanentName, src.pos, src.field, "name "+s.PermanentName+" ("+s.Key+")", "give the slots different roles or ids")
+		if s.Name != s.PermanentName {
+			claim(c, c.names, s.Name, src.pos, src.field, "name "+s.Name+" ("+s.Key+")", "give the slots different roles or ids")
+		}
+		for _, na := range s.Networks {
+			pos, field := src.pos, src.field
+			if p, ok := src.netPos[na.Network]; ok {
+				pos, field = p, src.netFld[na.Network]
+			}
+			a := na.Address.Addr()
+			if problem := hostProblem(na.Address.Masked(), a, na.Gateway); problem != "" {
+				c.errs.add(pos, field, "choose offsets or overrides that land on host addresses", "%s's %s address %s %s", s.Name, na.Network, a, problem)
+				continue
+			}
+			claim(c, c.addrs, a, pos, field, fmt.Sprintf("%s address %s of %s", na.Network, a, s.Name), "change the role's addressing offset or the override")
+		}
+	}
+}
+
+func (c *compiler) checkOverlaps() {
+	sort.Slice(c.subnets, func(i, j int) bool {
+		return addrToUint(c.subnets[i].prefix.Addr()) < addrToUint(c.subnets[j].prefix.Addr())
+	})
+	// Sorted by start, a subnet can only overlap ones that start before it ends;
+	// keeping the furthest end seen makes this linear after the sort.
+	var last *subnetOwner
+	for i := range c.subnets {
+		cur := &c.subnets[i]
+		if last != nil && last.prefix.Overlaps(cur.prefix) {
+			c.errs.add(cur.pos, "", "give every network its own range", "subnet %s (%s) overlaps %s (%s) at %s", cur.prefix, cur.what, last.prefix, last.what, last.pos)
+		}
+		if last == nil || addrToUint(broadcast(cur.prefix)) > addrToUint(broadcast(last.prefix)) {
+			last = cur
+		}
+	}
+}
+
+// String is a one-line summary of the design.
+func (d *Design) String() string {
+	pods, switches := 0, 0
+	for _, z := range d.Zones {
+		pods += len(z.Pods)
+		for _, p := range z.Pods {
+			switches += len(p.Switches)
+		}
+	}
+	return strconv.Itoa(len(d.Zones)) + " zones, " + strconv.Itoa(pods) + " pods, " + strconv.Itoa(switches) + " switches, " + strconv.Itoa(len(d.Slots)) + " slots"
+}

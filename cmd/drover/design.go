@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+func newRootCommand(ctx context.Context, env environment) *cobra.Command {
+	dbDefault := "drover.db"
+	if v := env.getenv("DROVER_DB"); v != "" {
+		dbDefault = v
+	}
+	g := &globals{env: env}
+	root := &cobra.Command{
+		Use:   "drover",
+		Short: "Boot, name and operate a zone of bare-metal machines as one unit",
+		Long: `drover serves DHCP, TFTP and HTTP boot for a zone described in a versioned
+design file, gives every machine the identity of the switch port it is plugged
+into, installs it for its role and tracks its lifecycle.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(env.stdout)
+	root.SetErr(env.stderr)
+	root.SetIn(env.stdin)
+	root.PersistentFlags().StringVar(&g.db, "db", dbDefault, "path of the SQLite database (env DROVER_DB)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(
+		newValidateCommand(g),
+		newPlanCommand(g),
+		newApplyCommand(g),
+		newSlotsCommand(g),
+		newMachinesCommand(g),
+		newShowCommand(g),
+	)
+	return root
+}
+
+// globals are the flags and environment every subcommand shares.
+type globals struct {
+	env environment
+	db  string
+}
+
+func (g *globals) open(ctx context.Context) (*store.SQLite, error) {
+	return store.OpenSQLite(ctx, g.db)
+}
+
+// args checks the number of positional arguments and reports misuse as a usage error.
+func args(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) != n {
+			return &usageError{fmt.Errorf("%s needs %s (see %s --help)", cmd.Name(), what, cmd.CommandPath())}
+		}
+		return nil
+	}
+}
+
+// loadDesign reads and validates a design, printing every problem.
+func loadDesign(path string) (*zone.Design, error) {
+	d, err := zone.Load(path)
+	if err != nil {
+		var ps zone.Problems
+		if errors.As(err, &ps) {
+			return nil, &exitError{code: exitError1, err: fmt.Errorf("design %s has %d problem(s):\n%s", path, len(ps), ps.Error())}
+		}
+		return nil, &exitError{code: exitError1, err: err}
+	}
+	return d, nil
+}
+
+func newValidateCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate PATH",
+		Short: "Check a design file or directory and print a summary",
+		Long: `validate reads a zone file, or a directory of zone files, checks all of it and
+prints a one-line summary. On any problem it prints every problem as
+file:line:column: field: problem (fix) and exits 1.`,
+		Args: args(1, "the path of a design file or directory"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			d, err := loadDesign(a[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.stdout, "%s: valid: %s\n", a[0], d)
+			return nil
+		},
+	}
+}
+
+func newPlanCommand(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan PATH",
+		Short: "Show what applying a design would change",
+		Long: `plan compares a design with the applied one and shows the slots it would add,
+change and remove, grouped by zone and pod. Changes marked ! need the machine
+in the slot to be reinstalled.
+
+Exit codes: 0 no changes, 2 changes, 1 error (such as an invalid design).`,
+		Args: args(1, "the path of a design file or directory"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			d, err := loadDesign(a[0])
+			if err != nil {
+				return err
+			}
+			st, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			current, err := st.Slots(cmd.Context(), store.SlotFilter{})
+			if err != nil {
+				return err
+			}
+			plan := zone.Diff(current, d.Slots)
+			if asJSON {
+				enc := json.NewEncoder(g.env.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(planJSON(plan, d)); err != nil {
+					return err
+				}
+			} else {
+				plan.Write(g.env.stdout)
+			}
+			if !plan.Empty() {
+				return &exitError{code: exitChanges}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func planJSON(p *zone.Plan, d *zone.Design) any {
+	nonNil := func(s []*zone.Slot) []*zone.Slot {
+		if s == nil {
+			return []*zone.Slot{}
+		}
+		return s
+	}
+	changed := p.Changed
+	if changed == nil {
+		changed = []zone.SlotChange{}
+	}
+	return map[string]any{
+		"design_hash": d.Hash,
+		"changes":     !p.Empty(),
+		"added":       nonNil(p.Added),
+		"changed":     changed,
+		"removed":     nonNil(p.Removed),
+	}
+}
+
+func newApplyCommand(g *globals) *cobra.Command {
+	var yes bool
+	var actor string
+	cmd := &cobra.Command{
+		Use:   "apply PATH",
+		Short: "Make a design the current one",
+		Long: `apply shows the plan, asks for confirmation (unless --yes) and then, in one
+transaction, updates the slots, marks machines whose role, variant or profile
+changed as needing a reinstall, and records the design revision: its content
+hash, the git commit when the design is in a git checkout, and who applied it.`,
+		Args: args(1, "the path of a design file or directory"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			ctx := cmd.Context()
+			d, err := loadDesign(a[0])
+			if err != nil {
+				return err
+			}
+			st, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			current, err := st.Slots(ctx, store.SlotFilter{})
+			if err != nil {
+				return err
+			}
+			plan := zone.Diff(current, d.Slots)
+			plan.Write(g.env.stdout)
+			if cur, err := st.CurrentRevision(ctx); err == nil && cur.Hash == d.Hash {
+				fmt.Fprintf(g.env.stdout, "Design %.12s is already applied (revision %d).\n", d.Hash, cur.ID)
+				return nil
+			}
+			if !yes && !confirm(g, "Apply this design?") {
+				return &exitError{code: exitError1, err: errors.New("not applied: no confirmation (answer y, or pass --yes)")}
+			}
+			if actor == "" {
+				actor = g.env.getenv("USER")
+			}
+			if actor == "" {
+				actor = "cli"
+			}
+			rev := &store.Revision{
+				Hash: d.Hash, Commit: zone.GitCommit(ctx, a[0]), AppliedBy: actor,
+				AppliedAt: time.Now().UTC(), Summary: d.String(), Sources: d.Source,
+			}
+			applied, err := st.ApplyDesign(ctx, rev, d.Slots)
+			if err != nil {
+				return err
+			}
+			commit := rev.Commit
+			if commit == "" {
+				commit = "not in git"
+			}
+			fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s, %s) by %s: %d added, %d changed, %d removed.\n",
+				rev.ID, rev.Hash, commit, actor, len(applied.Added), len(applied.Changed), len(applied.Removed))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking")
+	cmd.Flags().StringVar(&actor, "actor", "", "who is applying (default: $USER)")
+	return cmd
+}
+
+func confirm(g *globals, question string) bool {
+	fmt.Fprintf(g.env.stdout, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(g.env.stdin).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes"
+}

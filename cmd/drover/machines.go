@@ -1,0 +1,199 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+)
+
+type outputFlag struct{ format string }
+
+func (o *outputFlag) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.format, "output", "o", "table", "output format: table or json")
+}
+
+func (o *outputFlag) check() error {
+	if o.format != "table" && o.format != "json" {
+		return &usageError{fmt.Errorf("unknown output format %q (use table or json)", o.format)}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newSlotsCommand(g *globals) *cobra.Command {
+	var f store.SlotFilter
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "slots",
+		Short: "List the slots of the applied design",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			st, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			slots, err := st.Slots(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if out.format == "json" {
+				return writeJSON(g.env.stdout, slots)
+			}
+			tw := tabwriter.NewWriter(g.env.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tZONE\tPOD\tSLOT\tROLE\tVARIANT\tADDRESS\tBMC")
+			for _, s := range slots {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Zone, s.Pod, s.Key, s.Role, dash(s.Variant), s.Address, addrOrDash(s.BMCAddress.String(), s.BMCAddress.IsValid()))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&f.Zone, "zone", "", "only this zone")
+	cmd.Flags().StringVar(&f.Pod, "pod", "", "only this pod")
+	cmd.Flags().StringVar(&f.Role, "role", "", "only this role")
+	cmd.Flags().StringVar(&f.Variant, "variant", "", "only this variant")
+	out.register(cmd)
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func addrOrDash(s string, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return s
+}
+
+func newMachinesCommand(g *globals) *cobra.Command {
+	var f store.MachineFilter
+	var state string
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "machines",
+		Short: "List machines and their states",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			if state != "" {
+				st, err := machine.ParseState(state)
+				if err != nil {
+					return &usageError{err}
+				}
+				f.State = st
+			}
+			st, err := g.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ms, err := st.Machines(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if out.format == "json" {
+				if ms == nil {
+					ms = []*machine.Machine{}
+				}
+				return writeJSON(g.env.stdout, ms)
+			}
+			tw := tabwriter.NewWriter(g.env.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tMAC\tSTATE\tSLOT\tSINCE")
+			for _, m := range ms {
+				state := string(m.State)
+				if m.NeedsReinstall {
+					state += " (needs reinstall)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.MAC, state, dash(m.SlotKey), m.StateSince.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&f.Zone, "zone", "", "only machines in this zone")
+	cmd.Flags().StringVar(&f.Pod, "pod", "", "only machines in this pod")
+	cmd.Flags().StringVar(&f.Role, "role", "", "only machines with this role")
+	cmd.Flags().StringVar(&f.Variant, "variant", "", "only machines with this variant")
+	cmd.Flags().StringVar(&state, "state", "", "only machines in this state")
+	out.register(cmd)
+	return cmd
+}
+
+func newShowCommand(g *globals) *cobra.Command {
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "show NAME|MAC",
+		Short: "Show one machine, its slot and its timeline",
+		Args:  args(1, "a machine name or MAC"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			st, err := g.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			m, err := st.Machine(ctx, a[0])
+			if errors.Is(err, store.ErrNotFound) {
+				return &exitError{code: exitError1, err: fmt.Errorf("no machine named %q (see drover machines)", a[0])}
+			}
+			if err != nil {
+				return err
+			}
+			tl, err := st.Timeline(ctx, m.ID, 0, 0)
+			if err != nil {
+				return err
+			}
+			if out.format == "json" {
+				return writeJSON(g.env.stdout, map[string]any{"machine": m, "timeline": tl})
+			}
+			w := g.env.stdout
+			fmt.Fprintf(w, "name:     %s\nmac:      %s\nstate:    %s since %s\nslot:     %s\n", dash(m.Name), m.MAC, m.State, m.StateSince.Format(time.RFC3339), dash(m.SlotKey))
+			if m.NeedsReinstall {
+				fmt.Fprintln(w, "          needs reinstall: the design changed its role, variant or profile")
+			}
+			if m.Maintenance != nil {
+				fmt.Fprintf(w, "maint.:   %s (owner %s, until %s)\n", m.Maintenance.Reason, m.Maintenance.Owner, m.Maintenance.Expires.Format(time.RFC3339))
+			}
+			if !m.Deadline.IsZero() {
+				fmt.Fprintf(w, "deadline: %s\n", m.Deadline.Format(time.RFC3339))
+			}
+			fmt.Fprintln(w, "timeline:")
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			for _, e := range tl {
+				change := ""
+				if e.From != "" || e.To != "" {
+					change = fmt.Sprintf("%s -> %s", e.From, e.To)
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.At.Format("2006-01-02 15:04:05.000"), e.Kind, dash(change), e.Actor, e.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	out.register(cmd)
+	return cmd
+}

@@ -1,0 +1,302 @@
+// Package machine is the lifecycle of the hardware in a slot: its states, the
+// one table of legal transitions, watchdogs, and the timeline every change writes.
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// State is where a machine is in its life.
+type State string
+
+// Stable states.
+const (
+	Discovered  State = "discovered"
+	Ready       State = "ready"
+	Deployed    State = "deployed"
+	Maintenance State = "maintenance"
+	Retired     State = "retired"
+)
+
+// Work states and their failure twins.
+const (
+	Commissioning       State = "commissioning"
+	CommissioningFailed State = "commissioning-failed"
+	Deploying           State = "deploying"
+	DeployFailed        State = "deploy-failed"
+	Releasing           State = "releasing"
+	ReleaseFailed       State = "release-failed"
+)
+
+// AllStates lists every state, stable ones first.
+var allStates = []State{Discovered, Ready, Deployed, Maintenance, Retired,
+	Commissioning, CommissioningFailed, Deploying, DeployFailed, Releasing, ReleaseFailed}
+
+// States returns every state, stable ones first.
+func States() []State { return append([]State(nil), allStates...) }
+
+// ParseState checks a state name.
+func ParseState(s string) (State, error) {
+	for _, st := range allStates {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	names := make([]string, len(allStates))
+	for i, st := range allStates {
+		names[i] = string(st)
+	}
+	return "", fmt.Errorf("unknown state %q (states: %s)", s, strings.Join(names, ", "))
+}
+
+// failureTwin maps each work state to the state an error or a watchdog moves it to.
+var failureTwin = map[State]State{
+	Commissioning: CommissioningFailed,
+	Deploying:     DeployFailed,
+	Releasing:     ReleaseFailed,
+}
+
+// IsWork reports whether s is a work state (one with a watchdog).
+func (s State) IsWork() bool { _, ok := failureTwin[s]; return ok }
+
+// Event is something that moves a machine between states.
+type Event string
+
+// Events.
+const (
+	Commission       Event = "commission"
+	Commissioned     Event = "commissioned"
+	Deploy           Event = "deploy"
+	Reinstall        Event = "reinstall"
+	Installed        Event = "installed"
+	Release          Event = "release"
+	Released         Event = "released"
+	Fail             Event = "fail"    // an error reported in a work state
+	Timeout          Event = "timeout" // the watchdog of a work state fired
+	EnterMaintenance Event = "enter-maintenance"
+	LeaveMaintenance Event = "leave-maintenance"
+	Retire           Event = "retire"
+	Replaced         Event = "replaced" // the hardware was swapped out of its slot
+)
+
+// Special targets in the table.
+const (
+	toTwin   State = "<failure twin>"
+	toReturn State = "<state before maintenance>"
+)
+
+type rule struct {
+	from []State
+	to   State
+}
+
+// transitions is the lifecycle: nothing else changes a machine's state.
+var transitions = map[Event]rule{
+	Commission:       {from: []State{Discovered, Ready, CommissioningFailed}, to: Commissioning},
+	Commissioned:     {from: []State{Commissioning}, to: Ready},
+	Deploy:           {from: []State{Discovered, Ready, DeployFailed}, to: Deploying},
+	Reinstall:        {from: []State{Deployed, DeployFailed, Ready}, to: Deploying},
+	Installed:        {from: []State{Deploying}, to: Deployed},
+	Release:          {from: []State{Deployed, DeployFailed, ReleaseFailed}, to: Releasing},
+	Released:         {from: []State{Releasing}, to: Ready},
+	Fail:             {from: []State{Commissioning, Deploying, Releasing}, to: toTwin},
+	Timeout:          {from: []State{Commissioning, Deploying, Releasing}, to: toTwin},
+	EnterMaintenance: {from: []State{Discovered, Ready, Deployed, CommissioningFailed, DeployFailed, ReleaseFailed}, to: Maintenance},
+	LeaveMaintenance: {from: []State{Maintenance}, to: toReturn},
+	Retire:           {from: []State{Discovered, Ready, Deployed, Maintenance, CommissioningFailed, DeployFailed, ReleaseFailed}, to: Retired},
+	Replaced:         {from: allStates, to: Retired},
+}
+
+// Events returns every event, sorted.
+func Events() []Event {
+	evs := make([]Event, 0, len(transitions))
+	for e := range transitions {
+		evs = append(evs, e)
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i] < evs[j] })
+	return evs
+}
+
+// MaintenanceInfo is why a machine is out of service, who owns it, and until when.
+type MaintenanceInfo struct {
+	Reason  string    `json:"reason"`
+	Owner   string    `json:"owner"`
+	Expires time.Time `json:"expires"`
+	Return  State     `json:"return"` // the state it goes back to
+}
+
+// Machine is the hardware currently in a slot (or discovered without one).
+type Machine struct {
+	ID             int64            `json:"id"`
+	MAC            string           `json:"mac"`
+	SlotKey        string           `json:"slot,omitempty"`
+	Name           string           `json:"name,omitempty"`
+	State          State            `json:"state"`
+	StateSince     time.Time        `json:"state_since"`
+	Deadline       time.Time        `json:"deadline,omitzero"` // watchdog of a work state
+	Maintenance    *MaintenanceInfo `json:"maintenance,omitempty"`
+	NeedsReinstall bool             `json:"needs_reinstall,omitempty"`
+	Location       string           `json:"location,omitempty"` // where an unknown machine was seen
+	Facts          map[string]any   `json:"facts,omitempty"`
+	Created        time.Time        `json:"created"`
+}
+
+// Label is how a machine is named in messages: its name, else its MAC.
+func (m *Machine) Label() string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return m.MAC
+}
+
+// Entry is one line of a machine's timeline.
+type Entry struct {
+	ID        int64     `json:"id"`
+	MachineID int64     `json:"machine_id"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor"`
+	Kind      string    `json:"kind"` // "transition", "hardware-replaced", "dhcp-ack", ...
+	From      State     `json:"from,omitempty"`
+	To        State     `json:"to,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// Change asks for a transition.
+type Change struct {
+	Event       Event
+	Actor       string
+	Reason      string
+	At          time.Time
+	Timeout     time.Duration    // watchdog for the work state entered, if any
+	Maintenance *MaintenanceInfo // required for EnterMaintenance
+}
+
+// ErrIllegal is wrapped by every refused transition.
+var ErrIllegal = errors.New("illegal transition")
+
+// Apply performs a transition and returns the timeline entry it writes.
+// An illegal transition changes nothing and returns an error wrapping ErrIllegal.
+func (m *Machine) Apply(ch Change) (Entry, error) {
+	r, ok := transitions[ch.Event]
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: unknown event %q", ErrIllegal, ch.Event)
+	}
+	allowed := false
+	for _, s := range r.from {
+		if s == m.State {
+			allowed = true
+			break
+		}
+	}
+	if !allowed {
+		return Entry{}, fmt.Errorf("%w: cannot %s %s while it is %s (allowed from: %s)", ErrIllegal, ch.Event, m.Label(), m.State, joinStates(r.from))
+	}
+	to := r.to
+	switch to {
+	case toTwin:
+		to = failureTwin[m.State]
+	case toReturn:
+		to = Ready
+		if m.Maintenance != nil && m.Maintenance.Return != "" {
+			to = m.Maintenance.Return
+		}
+	}
+	if ch.Event == EnterMaintenance {
+		mi := ch.Maintenance
+		if mi == nil || strings.TrimSpace(mi.Reason) == "" || strings.TrimSpace(mi.Owner) == "" || mi.Expires.IsZero() {
+			return Entry{}, fmt.Errorf("%w: maintenance needs a reason, an owner and an expiry", ErrIllegal)
+		}
+		if !mi.Expires.After(ch.At) {
+			return Entry{}, fmt.Errorf("%w: maintenance expiry %s is not in the future", ErrIllegal, mi.Expires.Format(time.RFC3339))
+		}
+		info := *mi
+		info.Return = returnState(m.State)
+		m.Maintenance = &info
+	}
+	if m.State == Maintenance && to != Maintenance {
+		m.Maintenance = nil
+	}
+	e := Entry{MachineID: m.ID, At: ch.At, Actor: ch.Actor, Kind: "transition", From: m.State, To: to, Reason: ch.Reason}
+	if e.Reason == "" {
+		e.Reason = string(ch.Event)
+	}
+	m.State, m.StateSince, m.Deadline = to, ch.At, time.Time{}
+	if to.IsWork() && ch.Timeout > 0 {
+		m.Deadline = ch.At.Add(ch.Timeout)
+	}
+	if to == Deploying {
+		m.NeedsReinstall = false
+	}
+	return e, nil
+}
+
+// returnState is where a machine goes when maintenance ends: failed machines
+// come back ready to be acted on, not silently "fixed".
+func returnState(s State) State {
+	switch s {
+	case Deployed, Discovered:
+		return s
+	}
+	return Ready
+}
+
+func joinStates(ss []State) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return strings.Join(out, ", ")
+}
+
+// Overdue returns the change the watchdog must make at now, if any: a work
+// state past its deadline fails, and maintenance past its expiry ends.
+func (m *Machine) Overdue(now time.Time) (Change, bool) {
+	switch {
+	case m.State.IsWork() && !m.Deadline.IsZero() && now.After(m.Deadline):
+		return Change{Event: Timeout, Actor: "watchdog", At: now,
+			Reason: fmt.Sprintf("no progress in %s since %s", m.State, m.StateSince.Format(time.RFC3339))}, true
+	case m.State == Maintenance && m.Maintenance != nil && now.After(m.Maintenance.Expires):
+		return Change{Event: LeaveMaintenance, Actor: "watchdog", At: now,
+			Reason: fmt.Sprintf("maintenance by %s expired (%s)", m.Maintenance.Owner, m.Maintenance.Reason)}, true
+	}
+	return Change{}, false
+}
+
+// Replacement is the outcome of new hardware showing up in a slot held by old.
+type Replacement struct {
+	OldEntries []Entry
+	NewEntries []Entry
+}
+
+// Replace moves a slot from old hardware to new. The old machine is retired; the
+// new one takes the slot and, when the slot's policy is "reinstall", starts
+// deploying into the slot's identity. With "hold" it waits for an operator.
+func Replace(old, nw *Machine, policy, actor string, at time.Time, deployTimeout time.Duration) (Replacement, error) {
+	var r Replacement
+	why := fmt.Sprintf("hardware replaced in slot %s: %s replaced by %s", old.SlotKey, old.MAC, nw.MAC)
+	r.OldEntries = append(r.OldEntries, Entry{MachineID: old.ID, At: at, Actor: actor, Kind: "hardware-replaced", Reason: why})
+	e, err := old.Apply(Change{Event: Replaced, Actor: actor, At: at, Reason: why})
+	if err != nil {
+		return Replacement{}, err
+	}
+	r.OldEntries = append(r.OldEntries, e)
+	nw.SlotKey, nw.Name = old.SlotKey, old.Name
+	old.SlotKey = ""
+	r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "hardware-replaced", Reason: why})
+	switch policy {
+	case "hold":
+		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "held",
+			Reason: "slot policy is hold: waiting for an operator to reinstall " + nw.Name})
+	default:
+		e, err := nw.Apply(Change{Event: Deploy, Actor: actor, At: at, Timeout: deployTimeout, Reason: why + "; slot policy reinstalls"})
+		if err != nil {
+			return Replacement{}, err
+		}
+		r.NewEntries = append(r.NewEntries, e)
+	}
+	return r, nil
+}

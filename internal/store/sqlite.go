@@ -1,0 +1,596 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/zone"
+)
+
+// migrations are applied in order, each once, each in its own transaction.
+// Never edit a released migration; add a new one.
+var migrations = []string{
+	1: `
+CREATE TABLE revisions (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	hash       TEXT NOT NULL,
+	git_commit TEXT NOT NULL DEFAULT '',
+	applied_by TEXT NOT NULL,
+	applied_at INTEGER NOT NULL,
+	summary    TEXT NOT NULL,
+	sources    TEXT NOT NULL
+);
+CREATE TABLE slots (
+	key     TEXT PRIMARY KEY,
+	zone    TEXT NOT NULL,
+	pod     TEXT NOT NULL,
+	role    TEXT NOT NULL,
+	variant TEXT NOT NULL,
+	name    TEXT NOT NULL UNIQUE,
+	data    TEXT NOT NULL
+);
+CREATE INDEX slots_zone_pod ON slots(zone, pod);
+CREATE TABLE machines (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	mac             TEXT NOT NULL UNIQUE,
+	slot_key        TEXT UNIQUE,
+	name            TEXT NOT NULL DEFAULT '',
+	state           TEXT NOT NULL,
+	state_since     INTEGER NOT NULL,
+	deadline        INTEGER NOT NULL DEFAULT 0,
+	maintenance     TEXT NOT NULL DEFAULT '',
+	needs_reinstall INTEGER NOT NULL DEFAULT 0,
+	location        TEXT NOT NULL DEFAULT '',
+	facts           TEXT NOT NULL DEFAULT '',
+	created         INTEGER NOT NULL
+);
+CREATE INDEX machines_name ON machines(name);
+CREATE INDEX machines_state ON machines(state);
+CREATE TABLE events (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	machine_id INTEGER NOT NULL REFERENCES machines(id),
+	at         INTEGER NOT NULL,
+	actor      TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	from_state TEXT NOT NULL DEFAULT '',
+	to_state   TEXT NOT NULL DEFAULT '',
+	reason     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_machine ON events(machine_id, id);
+CREATE TABLE leases (
+	addr     TEXT PRIMARY KEY,
+	mac      TEXT NOT NULL,
+	slot_key TEXT NOT NULL DEFAULT '',
+	expires  INTEGER NOT NULL,
+	state    TEXT NOT NULL
+);
+`,
+}
+
+// SQLite is the embedded store.
+type SQLite struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) a database file and migrates it to the
+// current schema.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// One writer at a time is SQLite's model; a small pool serves concurrent readers in WAL mode.
+	db.SetMaxOpenConns(4)
+	s := &SQLite{db: db, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var have int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if have > len(migrations)-1 {
+		return fmt.Errorf("database schema version %d is newer than this drover knows (%d): upgrade drover", have, len(migrations)-1)
+	}
+	for v := have + 1; v < len(migrations); v++ {
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, s.now().UnixNano())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate to schema %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Update runs fn in one transaction.
+func (s *SQLite) Update(ctx context.Context, fn func(Tx) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return fn(&sqliteTx{tx: tx}) })
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+type sqliteTx struct{ tx *sql.Tx }
+
+const machineCols = `id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created`
+
+func scanMachine(row interface{ Scan(...any) error }) (*machine.Machine, error) {
+	var (
+		m                        machine.Machine
+		slot                     sql.NullString
+		since, deadline, created int64
+		maint, facts, state      string
+		needs                    bool
+	)
+	if err := row.Scan(&m.ID, &m.MAC, &slot, &m.Name, &state, &since, &deadline, &maint, &needs, &m.Location, &facts, &created); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	m.SlotKey, m.State, m.NeedsReinstall = slot.String, machine.State(state), needs
+	m.StateSince, m.Created = time.Unix(0, since).UTC(), time.Unix(0, created).UTC()
+	if deadline != 0 {
+		m.Deadline = time.Unix(0, deadline).UTC()
+	}
+	if maint != "" {
+		m.Maintenance = &machine.MaintenanceInfo{}
+		if err := json.Unmarshal([]byte(maint), m.Maintenance); err != nil {
+			return nil, fmt.Errorf("machine %d maintenance: %w", m.ID, err)
+		}
+	}
+	if facts != "" {
+		if err := json.Unmarshal([]byte(facts), &m.Facts); err != nil {
+			return nil, fmt.Errorf("machine %d facts: %w", m.ID, err)
+		}
+	}
+	return &m, nil
+}
+
+func machineBy(ctx context.Context, q querier, where string, arg any) (*machine.Machine, error) {
+	return scanMachine(q.QueryRowContext(ctx, `SELECT `+machineCols+` FROM machines WHERE `+where, arg))
+}
+
+func (t *sqliteTx) MachineByID(ctx context.Context, id int64) (*machine.Machine, error) {
+	return machineBy(ctx, t.tx, "id = ?", id)
+}
+
+func (t *sqliteTx) MachineByMAC(ctx context.Context, mac string) (*machine.Machine, error) {
+	return machineBy(ctx, t.tx, "mac = ?", mac)
+}
+
+func (t *sqliteTx) MachineBySlot(ctx context.Context, key string) (*machine.Machine, error) {
+	return machineBy(ctx, t.tx, "slot_key = ?", key)
+}
+
+func (t *sqliteTx) PutMachine(ctx context.Context, m *machine.Machine) error {
+	return putMachine(ctx, t.tx, m)
+}
+
+func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
+	var maint, facts string
+	if m.Maintenance != nil {
+		b, _ := json.Marshal(m.Maintenance)
+		maint = string(b)
+	}
+	if m.Facts != nil {
+		b, err := json.Marshal(m.Facts)
+		if err != nil {
+			return fmt.Errorf("machine %s facts: %w", m.Label(), err)
+		}
+		facts = string(b)
+	}
+	var slot any
+	if m.SlotKey != "" {
+		slot = m.SlotKey
+	}
+	var deadline int64
+	if !m.Deadline.IsZero() {
+		deadline = m.Deadline.UnixNano()
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC()
+	}
+	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano()}
+	if m.ID == 0 {
+		res, err := q.ExecContext(ctx, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)`, args...)
+		if err != nil {
+			return fmt.Errorf("insert machine %s: %w", m.Label(), err)
+		}
+		m.ID, err = res.LastInsertId()
+		return err
+	}
+	_, err := q.ExecContext(ctx, `UPDATE machines SET mac=?, slot_key=?, name=?, state=?, state_since=?, deadline=?, maintenance=?, needs_reinstall=?, location=?, facts=?, created=? WHERE id=?`, append(args, m.ID)...)
+	if err != nil {
+		return fmt.Errorf("update machine %s: %w", m.Label(), err)
+	}
+	return nil
+}
+
+func (t *sqliteTx) AddEntries(ctx context.Context, entries ...*machine.Entry) error {
+	return addEntries(ctx, t.tx, entries...)
+}
+
+func addEntries(ctx context.Context, q querier, entries ...*machine.Entry) error {
+	for _, e := range entries {
+		if e.MachineID == 0 {
+			return fmt.Errorf("timeline entry %q has no machine", e.Kind)
+		}
+		res, err := q.ExecContext(ctx, `INSERT INTO events (machine_id, at, actor, kind, from_state, to_state, reason) VALUES (?,?,?,?,?,?,?)`,
+			e.MachineID, e.At.UnixNano(), e.Actor, e.Kind, string(e.From), string(e.To), e.Reason)
+		if err != nil {
+			return fmt.Errorf("add timeline entry: %w", err)
+		}
+		if e.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CurrentRevision returns the last applied design, or ErrNotFound.
+func (s *SQLite) CurrentRevision(ctx context.Context) (*Revision, error) {
+	revs, err := s.revisions(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(revs) == 0 {
+		return nil, ErrNotFound
+	}
+	return &revs[0], nil
+}
+
+// Revisions lists applied designs, newest first, without their sources.
+func (s *SQLite) Revisions(ctx context.Context) ([]Revision, error) { return s.revisions(ctx, false) }
+
+func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revision, error) {
+	q := `SELECT id, hash, git_commit, applied_by, applied_at, summary, '' FROM revisions ORDER BY id DESC`
+	if latestWithSources {
+		q = `SELECT id, hash, git_commit, applied_by, applied_at, summary, sources FROM revisions ORDER BY id DESC LIMIT 1`
+	}
+	rows, err := s.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list revisions: %w", err)
+	}
+	defer rows.Close()
+	var out []Revision
+	for rows.Next() {
+		var r Revision
+		var at int64
+		var sources string
+		if err := rows.Scan(&r.ID, &r.Hash, &r.Commit, &r.AppliedBy, &at, &r.Summary, &sources); err != nil {
+			return nil, fmt.Errorf("list revisions: %w", err)
+		}
+		r.AppliedAt = time.Unix(0, at).UTC()
+		if sources != "" {
+			if err := json.Unmarshal([]byte(sources), &r.Sources); err != nil {
+				return nil, fmt.Errorf("revision %d sources: %w", r.ID, err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ApplyDesign makes slots the current design, in one transaction.
+func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot) (*zone.Plan, error) {
+	var plan *zone.Plan
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		current, err := listSlots(ctx, tx, SlotFilter{})
+		if err != nil {
+			return err
+		}
+		plan = zone.Diff(current, slots)
+		at := rev.AppliedAt
+		actor := rev.AppliedBy
+		// Removals first, then changes, then additions, so a name moving between
+		// slots never collides with itself on the UNIQUE constraint.
+		for _, sl := range plan.Removed {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM slots WHERE key = ?`, sl.Key); err != nil {
+				return fmt.Errorf("remove slot %s: %w", sl.Key, err)
+			}
+			if err := detachMachine(ctx, tx, sl, at, actor); err != nil {
+				return err
+			}
+		}
+		for _, ch := range plan.Changed {
+			if _, err := tx.ExecContext(ctx, `UPDATE slots SET name = ? WHERE key = ?`, "\x00"+ch.Key, ch.Key); err != nil {
+				return fmt.Errorf("change slot %s: %w", ch.Key, err)
+			}
+		}
+		for _, ch := range plan.Changed {
+			if err := putSlot(ctx, tx, ch.After); err != nil {
+				return err
+			}
+			if err := updateSlotMachine(ctx, tx, ch, at, actor); err != nil {
+				return err
+			}
+		}
+		for _, sl := range plan.Added {
+			if err := putSlot(ctx, tx, sl); err != nil {
+				return err
+			}
+		}
+		src, err := json.Marshal(rev.Sources)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, git_commit, applied_by, applied_at, summary, sources) VALUES (?,?,?,?,?,?)`,
+			rev.Hash, rev.Commit, rev.AppliedBy, rev.AppliedAt.UnixNano(), rev.Summary, string(src))
+		if err != nil {
+			return fmt.Errorf("record revision: %w", err)
+		}
+		rev.ID, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply design: %w", err)
+	}
+	return plan, nil
+}
+
+func putSlot(ctx context.Context, q querier, sl *zone.Slot) error {
+	data, err := json.Marshal(sl)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, `INSERT INTO slots (key, zone, pod, role, variant, name, data) VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT(key) DO UPDATE SET zone=excluded.zone, pod=excluded.pod, role=excluded.role, variant=excluded.variant, name=excluded.name, data=excluded.data`,
+		sl.Key, sl.Zone, sl.Pod, sl.Role, sl.Variant, sl.Name, string(data))
+	if err != nil {
+		return fmt.Errorf("write slot %s: %w", sl.Key, err)
+	}
+	return nil
+}
+
+// detachMachine takes the machine out of a slot the design no longer has.
+func detachMachine(ctx context.Context, q querier, sl *zone.Slot, at time.Time, actor string) error {
+	m, err := machineBy(ctx, q, "slot_key = ?", sl.Key)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.SlotKey = ""
+	m.Location = sl.Key
+	if err := putMachine(ctx, q, m); err != nil {
+		return err
+	}
+	return addEntries(ctx, q, &machine.Entry{MachineID: m.ID, At: at, Actor: actor, Kind: "slot-removed",
+		Reason: fmt.Sprintf("slot %s (%s) was removed from the design", sl.Key, sl.Name)})
+}
+
+func updateSlotMachine(ctx context.Context, q querier, ch zone.SlotChange, at time.Time, actor string) error {
+	m, err := machineBy(ctx, q, "slot_key = ?", ch.Key)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.Name = ch.After.Name
+	reason := "design changed " + strings.Join(ch.Fields, ", ")
+	if ch.Reinstall && m.State != machine.Discovered && m.State != machine.Retired {
+		m.NeedsReinstall = true
+		reason += "; needs reinstall"
+	}
+	if err := putMachine(ctx, q, m); err != nil {
+		return err
+	}
+	return addEntries(ctx, q, &machine.Entry{MachineID: m.ID, At: at, Actor: actor, Kind: "slot-changed", Reason: reason})
+}
+
+// Slots lists applied slots.
+func (s *SQLite) Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error) {
+	return listSlots(ctx, s.db, f)
+}
+
+func listSlots(ctx context.Context, q querier, f SlotFilter) ([]*zone.Slot, error) {
+	where, args := filterSQL(map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant}, "")
+	rows, err := q.QueryContext(ctx, `SELECT data FROM slots`+where+` ORDER BY key`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list slots: %w", err)
+	}
+	defer rows.Close()
+	var out []*zone.Slot
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("list slots: %w", err)
+		}
+		sl := &zone.Slot{}
+		if err := json.Unmarshal([]byte(data), sl); err != nil {
+			return nil, fmt.Errorf("list slots: %w", err)
+		}
+		out = append(out, sl)
+	}
+	return out, rows.Err()
+}
+
+// filterSQL builds "WHERE a = ? AND b = ?" from the non-empty values, in a stable order.
+func filterSQL(values map[string]string, prefix string) (string, []any) {
+	var conds []string
+	var args []any
+	for _, col := range []string{"zone", "pod", "role", "variant", "state"} {
+		if v := values[col]; v != "" {
+			conds = append(conds, prefix+col+" = ?")
+			args = append(args, v)
+		}
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// Machines lists machines; zone, pod, role and variant filter on the slot they are in.
+func (s *SQLite) Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error) {
+	where, args := filterSQL(map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant}, "s.")
+	if f.State != "" {
+		if where == "" {
+			where = " WHERE "
+		} else {
+			where += " AND "
+		}
+		where += "m.state = ?"
+		args = append(args, string(f.State))
+	}
+	join := " LEFT JOIN slots s ON s.key = m.slot_key"
+	cols := "m." + strings.ReplaceAll(machineCols, ", ", ", m.")
+	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM machines m`+join+where+` ORDER BY m.name, m.mac`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list machines: %w", err)
+	}
+	defer rows.Close()
+	var out []*machine.Machine
+	for rows.Next() {
+		m, err := scanMachine(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list machines: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Machine finds a machine by name (the one currently holding it), MAC or id.
+func (s *SQLite) Machine(ctx context.Context, ref string) (*machine.Machine, error) {
+	m, err := scanMachine(s.db.QueryRowContext(ctx, `SELECT `+machineCols+` FROM machines WHERE name = ? OR mac = ? ORDER BY slot_key IS NULL, id DESC LIMIT 1`, ref, strings.ToLower(ref)))
+	if errors.Is(err, ErrNotFound) {
+		if id, perr := strconv.ParseInt(ref, 10, 64); perr == nil {
+			return machineBy(ctx, s.db, "id = ?", id)
+		}
+	}
+	return m, err
+}
+
+// Timeline returns a machine's entries after afterID, oldest first.
+func (s *SQLite) Timeline(ctx context.Context, machineID, afterID int64, limit int) ([]machine.Entry, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, machine_id, at, actor, kind, from_state, to_state, reason FROM events WHERE machine_id = ? AND id > ? ORDER BY id LIMIT ?`, machineID, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("timeline: %w", err)
+	}
+	defer rows.Close()
+	var out []machine.Entry
+	for rows.Next() {
+		var e machine.Entry
+		var at int64
+		var from, to string
+		if err := rows.Scan(&e.ID, &e.MachineID, &at, &e.Actor, &e.Kind, &from, &to, &e.Reason); err != nil {
+			return nil, fmt.Errorf("timeline: %w", err)
+		}
+		e.At, e.From, e.To = time.Unix(0, at).UTC(), machine.State(from), machine.State(to)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Leases lists every stored lease.
+func (s *SQLite) Leases(ctx context.Context) ([]Lease, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT addr, mac, slot_key, expires, state FROM leases ORDER BY addr`)
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	defer rows.Close()
+	var out []Lease
+	for rows.Next() {
+		var l Lease
+		var addr string
+		var exp int64
+		if err := rows.Scan(&addr, &l.MAC, &l.SlotKey, &exp, &l.State); err != nil {
+			return nil, fmt.Errorf("list leases: %w", err)
+		}
+		if l.Addr, err = netip.ParseAddr(addr); err != nil {
+			return nil, fmt.Errorf("lease %q: %w", addr, err)
+		}
+		l.Expires = time.Unix(0, exp).UTC()
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// PutLeases writes a batch of leases in one transaction.
+func (s *SQLite) PutLeases(ctx context.Context, leases []Lease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO leases (addr, mac, slot_key, expires, state) VALUES (?,?,?,?,?)
+			ON CONFLICT(addr) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, expires=excluded.expires, state=excluded.state`)
+		if err != nil {
+			return fmt.Errorf("write leases: %w", err)
+		}
+		defer stmt.Close()
+		for _, l := range leases {
+			if _, err := stmt.ExecContext(ctx, l.Addr.String(), l.MAC, l.SlotKey, l.Expires.UnixNano(), l.State); err != nil {
+				return fmt.Errorf("write lease %s: %w", l.Addr, err)
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteLeases removes leases in one transaction.
+func (s *SQLite) DeleteLeases(ctx context.Context, addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, a := range addrs {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE addr = ?`, a.String()); err != nil {
+				return fmt.Errorf("delete lease %s: %w", a, err)
+			}
+		}
+		return nil
+	})
+}

@@ -291,6 +291,21 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		d.decode(val, v.Field(f.index), fieldPath)
 	}
+	// Nested sections left out of the file still need a position for their errors.
+	if meta != nil {
+		for _, f := range fields {
+			fv := v.Field(f.index)
+			if fv.Kind() != reflect.Struct {
+				continue
+			}
+			if m := fv.FieldByName("Meta"); m.IsValid() && m.Type() == metaType {
+				nested := m.Addr().Interface().(*Meta)
+				if nested.At.File == "" {
+					nested.At, nested.Path = meta.At, meta.PathOf(f.key)
+				}
+			}
+		}
+	}
 }
 
 // decodeKeyed reads `name: {...}` mappings into a slice of *T whose Name is the key,

@@ -29,8 +29,9 @@ type owner struct {
 type slotSource struct {
 	pos    Pos               // where the slot was defined (the mapping or pin)
 	field  string            // its field path, for errors
-	netPos map[string]Pos    // where an overridden address was written
-	netFld map[string]string // its field path
+	netPos  map[string]Pos          // where an overridden address was written
+	netFld  map[string]string       // its field path
+	subnets map[string]netip.Prefix // the subnet each address must be a host of
 }
 
 type compiler struct {
@@ -662,7 +663,8 @@ func (c *compiler) fillSlot(z *Zone, p *Pod, boot *Network, s *Slot, role *Role,
 		return
 	}
 	s.Name = name
-	c.src[s] = &slotSource{pos: m.PosOf(field), field: m.PathOf(field), netPos: map[string]Pos{}, netFld: map[string]string{}}
+	src := &slotSource{pos: m.PosOf(field), field: m.PathOf(field), netPos: map[string]Pos{}, netFld: map[string]string{}, subnets: map[string]netip.Prefix{}}
+	c.src[s] = src
 
 	rule := p.Addressing.rule(role.Name)
 	if rule == nil {
@@ -679,7 +681,9 @@ func (c *compiler) fillSlot(z *Zone, p *Pod, boot *Network, s *Slot, role *Role,
 				continue
 			}
 			na = NetAddress{Network: "boot", Address: netip.PrefixFrom(host, pfx.Bits()), Gateway: gw}
+			src.subnets[n.Name] = pfx
 		} else {
+			src.subnets[n.Name] = n.prefix
 			if rule == nil {
 				if key := p.Name + "/" + role.Name; !c.missing[key] {
 					c.missing[key] = true
@@ -773,7 +777,7 @@ func (c *compiler) checkSlots() {
 				pos, field = p, src.netFld[na.Network]
 			}
 			a := na.Address.Addr()
-			if problem := hostProblem(na.Address.Masked(), a, na.Gateway); problem != "" {
+			if problem := hostProblem(src.subnets[na.Network], a, na.Gateway); problem != "" {
 				c.errs.add(pos, field, "choose offsets or overrides that land on host addresses", "%s's %s address %s %s", s.Name, na.Network, a, problem)
 				continue
 			}

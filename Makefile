@@ -1,0 +1,33 @@
+# The two set-up commands are `make lab` and `make test`; both install what they need.
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+
+.PHONY: all setup build test vet bench-design fuzz clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+build: setup
+	$(GO) build -o bin/drover ./cmd/drover
+
+vet:
+	@test -z "$$(gofmt -l cmd internal bench)" || { echo "gofmt needed:"; gofmt -l cmd internal bench; exit 1; }
+	$(GO) vet ./...
+
+# The whole test suite, end-to-end tests included (they need root for network namespaces).
+test: setup vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The design benchmark: validate + plan of a generated 10,000-slot design.
+bench-design: setup
+	$(GO) test -run '^$$' -bench ValidatePlan -benchmem -count 5 ./bench/
+
+# Run every fuzz target for FUZZTIME each.
+FUZZTIME ?= 3m
+fuzz: setup
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/zone/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,57 @@
+// Package bench holds drover's benchmarks and the generators they share.
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// GenerateDesign writes one zone file with pods of two 48-port ToR switches
+// each (one per boot network shape), enough pods for at least slots slots.
+func GenerateDesign(slots int) []byte {
+	const perSwitch = 48
+	pods := (slots + 2*perSwitch - 1) / (2 * perSwitch)
+	var b strings.Builder
+	b.WriteString(`zone: big
+environment: prod
+domain: big.example.org
+dns_servers: [10.0.0.53]
+profiles:
+  debian: {kernel: debian/linux, initrd: [debian/initrd.gz]}
+roles:
+  compute: {profile: debian, variants: {lvm: {}}}
+  storage: {profile: debian}
+pods:
+`)
+	for p := 0; p < pods; p++ {
+		// Pod p: boot 10.(64+p/64).((p%64)*4).0/22 keeps every pod's subnets apart.
+		hi, lo := 64+p/64, (p%64)*4
+		fmt.Fprintf(&b, `  p%d:
+    networks:
+      boot: {subnet: 10.%d.%d.0/22, gateway: 10.%d.%d.1}
+      bmc: {subnet: 172.%d.%d.0/22, gateway: 172.%d.%d.1}
+    addressing:
+      compute: {offset: 10, first_id: %d}
+      storage: {offset: 500, first_id: %d}
+    switches:
+      p%d-tor1:
+        kind: tor
+        relay: 10.%d.%d.2
+        remote_id: p%d-tor1
+        ports: [swp1-swp48]
+        slots:
+          - {ports: swp1-swp40, role: compute, ids: %d-%d}
+          - {ports: swp41-swp48, role: compute, variant: lvm, ids: %d-%d}
+      p%d-tor2:
+        kind: tor
+        boot_network: per-port
+        port_subnets: 100.%d.%d.0/23
+        ports: [swp1-swp48]
+        slots:
+          - {ports: swp1-swp48, role: storage, ids: %d-%d}
+`, p, hi, lo, hi, lo, 16+p/64, lo, 16+p/64, lo, p*48+1, p*48+1,
+			p, hi, lo, p, p*48+1, p*48+40, p*48+41, p*48+48,
+			p, 64+p/128, (p%128)*2, p*48+1, p*48+48)
+	}
+	return []byte(b.String())
+}

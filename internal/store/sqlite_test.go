@@ -1,0 +1,250 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/zone"
+)
+
+func openTemp(t *testing.T) (*SQLite, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "drover.db")
+	s, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func labDesign(t *testing.T, edits ...string) *zone.Design {
+	t.Helper()
+	b, err := os.ReadFile("../../examples/lab/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(text, edits[i]) {
+			t.Fatalf("lab design lacks %q", edits[i])
+		}
+		text = strings.Replace(text, edits[i], edits[i+1], 1)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "templates"), 0o755)
+	os.WriteFile(filepath.Join(dir, "templates", "install.sh"), []byte("#!/bin/sh\n"), 0o644)
+	path := filepath.Join(dir, "lab.yaml")
+	os.WriteFile(path, []byte(text), 0o644)
+	d, err := zone.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func apply(t *testing.T, s Store, d *zone.Design) *zone.Plan {
+	t.Helper()
+	p, err := s.ApplyDesign(context.Background(), &Revision{Hash: d.Hash, AppliedBy: "test", AppliedAt: time.Now(), Summary: d.String(), Sources: d.Source}, d.Slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMigrationsAreIdempotentAndVersioned(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	s.Close()
+	s2, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if _, err := s2.db.Exec(`INSERT INTO schema_migrations(version, applied_at) VALUES (999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if _, err := OpenSQLite(ctx, path); err == nil || !strings.Contains(err.Error(), "upgrade drover") {
+		t.Fatalf("opening a newer schema: %v", err)
+	}
+}
+
+func TestApplyDesign(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	d := labDesign(t)
+	if p := apply(t, s, d); len(p.Added) != len(d.Slots) || len(p.Changed)+len(p.Removed) != 0 {
+		t.Fatalf("first apply: %+v", p)
+	}
+	if p := apply(t, s, d); !p.Empty() {
+		t.Fatalf("second apply changed %+v", p)
+	}
+	slots, err := s.Slots(ctx, SlotFilter{Role: "compute"})
+	if err != nil || len(slots) != 3 {
+		t.Fatalf("compute slots: %d %v", len(slots), err)
+	}
+	if slots[0].Address != netip.MustParseAddr("10.77.0.11") || slots[0].BMCAddress != netip.MustParseAddr("10.77.8.11") {
+		t.Errorf("slot round trip lost addresses: %+v", slots[0])
+	}
+
+	// Machines in swp1 (deployed) and swp2 (deployed), then swp1 changes role and swp2 disappears.
+	put := func(mac, slot, name string) *machine.Machine {
+		m := &machine.Machine{MAC: mac, SlotKey: slot, Name: name, State: machine.Deployed, StateSince: time.Now()}
+		if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m1 := put("52:54:00:00:00:11", "p1-tor1/swp1", "lab-compute-01")
+	m2 := put("52:54:00:00:00:12", "p1-tor1/swp2", "lab-compute-02")
+	next := labDesign(t,
+		"{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1, role: storage, ids: 9}")
+	p := apply(t, s, next)
+	if len(p.Removed) != 1 || len(p.Changed) != 1 || !p.Changed[0].Reinstall {
+		t.Fatalf("plan %+v", p)
+	}
+	got1, _ := s.Machine(ctx, "lab-storage-09")
+	if got1 == nil || got1.ID != m1.ID || !got1.NeedsReinstall {
+		t.Fatalf("machine in changed slot: %+v", got1)
+	}
+	got2, _ := s.Machine(ctx, m2.MAC)
+	if got2.SlotKey != "" || got2.Location != "p1-tor1/swp2" {
+		t.Fatalf("machine in removed slot: %+v", got2)
+	}
+	tl, _ := s.Timeline(ctx, m2.ID, 0, 0)
+	if len(tl) != 1 || tl[0].Kind != "slot-removed" {
+		t.Fatalf("timeline of detached machine: %+v", tl)
+	}
+	revs, _ := s.Revisions(ctx)
+	if len(revs) != 3 || revs[0].Hash != next.Hash {
+		t.Fatalf("revisions %+v", revs)
+	}
+	cur, err := s.CurrentRevision(ctx)
+	if err != nil || len(cur.Sources) != 1 {
+		t.Fatalf("current revision sources: %v %v", cur, err)
+	}
+}
+
+func TestApplySwapsNamesBetweenSlots(t *testing.T) {
+	s, _ := openTemp(t)
+	apply(t, s, labDesign(t))
+	// Swap the ids of swp1 and swp2: each name moves to the other slot in one transaction.
+	p := apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1, role: compute, ids: 2}\n          - {ports: swp2, role: compute, ids: 1}"))
+	if len(p.Changed) != 2 {
+		t.Fatalf("plan %+v", p)
+	}
+}
+
+func TestUpdateIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	boom := errors.New("boom")
+	err := s.Update(ctx, func(tx Tx) error {
+		m := &machine.Machine{MAC: "52:54:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
+		if err := tx.PutMachine(ctx, m); err != nil {
+			return err
+		}
+		if err := tx.AddEntries(ctx, &machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "t", Kind: "seen"}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update: %v", err)
+	}
+	if ms, _ := s.Machines(ctx, MachineFilter{}); len(ms) != 0 {
+		t.Fatalf("rolled-back machine persisted: %+v", ms[0])
+	}
+}
+
+func TestMachinesAndTimeline(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	apply(t, s, labDesign(t))
+	var id int64
+	err := s.Update(ctx, func(tx Tx) error {
+		for i, slot := range []string{"p1-tor1/swp1", "p1-tor2/swp1", ""} {
+			m := &machine.Machine{MAC: "52:54:00:00:01:0" + string(rune('0'+i)), SlotKey: slot, State: machine.Ready, StateSince: time.Now()}
+			if slot == "" {
+				m.State = machine.Discovered
+			}
+			if err := tx.PutMachine(ctx, m); err != nil {
+				return err
+			}
+			id = m.ID
+		}
+		m, err := tx.MachineByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		e, err := m.Apply(machine.Change{Event: machine.Commission, Actor: "alice", At: time.Now(), Timeout: time.Minute})
+		if err != nil {
+			return err
+		}
+		if err := tx.PutMachine(ctx, m); err != nil {
+			return err
+		}
+		return tx.AddEntries(ctx, &e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		f    MachineFilter
+		want int
+	}{
+		{MachineFilter{}, 3},
+		{MachineFilter{Zone: "lab"}, 2},
+		{MachineFilter{Role: "storage"}, 1},
+		{MachineFilter{State: machine.Commissioning}, 1},
+		{MachineFilter{Zone: "lab", State: machine.Ready}, 2},
+		{MachineFilter{Pod: "p2"}, 0},
+	}
+	for _, tt := range tests {
+		ms, err := s.Machines(ctx, tt.f)
+		if err != nil || len(ms) != tt.want {
+			t.Errorf("Machines(%+v) = %d, %v; want %d", tt.f, len(ms), err, tt.want)
+		}
+	}
+	m, err := s.Machine(ctx, "52:54:00:00:01:02")
+	if err != nil || m.State != machine.Commissioning || m.Deadline.IsZero() {
+		t.Fatalf("machine %+v %v", m, err)
+	}
+	tl, err := s.Timeline(ctx, m.ID, 0, 0)
+	if err != nil || len(tl) != 1 || tl[0].From != machine.Discovered || tl[0].To != machine.Commissioning || tl[0].Actor != "alice" {
+		t.Fatalf("timeline %+v %v", tl, err)
+	}
+	if _, err := s.Machine(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown machine: %v", err)
+	}
+}
+
+func TestLeases(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	a1, a2 := netip.MustParseAddr("10.77.0.11"), netip.MustParseAddr("10.77.0.12")
+	if err := s.PutLeases(ctx, []Lease{{Addr: a1, MAC: "m1", Expires: exp, State: "bound"}, {Addr: a2, MAC: "m2", Expires: exp, State: "offered"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutLeases(ctx, []Lease{{Addr: a2, MAC: "m2", Expires: exp, State: "bound"}}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := s.Leases(ctx)
+	if err != nil || len(ls) != 2 || ls[1].State != "bound" || !ls[0].Expires.Equal(exp) {
+		t.Fatalf("leases %+v %v", ls, err)
+	}
+	if err := s.DeleteLeases(ctx, []netip.Addr{a1}); err != nil {
+		t.Fatal(err)
+	}
+	if ls, _ := s.Leases(ctx); len(ls) != 1 || ls[0].Addr != a2 {
+		t.Fatalf("after delete %+v", ls)
+	}
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs what drover's build and tests need on Debian 12, and nothing that is
+# already there: Debian packages for the real peers the tests talk to, and the
+# Go toolchain (from the Go module proxy) when `go` is missing or too old.
+set -eu
+
+GO_VERSION=1.26.8
+PACKAGES="ca-certificates curl unzip git make iproute2 isc-dhcp-client isc-dhcp-relay atftp tftp-hpa kea-admin ipxe busybox-static cpio"
+
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "setup: installing Debian packages:$missing"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+have_go() {
+	command -v go >/dev/null 2>&1 || return 1
+	v=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+	[ "$(printf '%s\n%s\n' "$GO_VERSION" "$v" | sort -V | head -n1)" = "$GO_VERSION" ]
+}
+export PATH="/usr/local/go/bin:$PATH"
+if ! have_go; then
+	echo "setup: installing Go $GO_VERSION from the Go module proxy"
+	tmp=$(mktemp -d)
+	curl -fsSL -o "$tmp/go.zip" "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go${GO_VERSION}.linux-amd64.zip"
+	unzip -q "$tmp/go.zip" -d "$tmp"
+	rm -rf /usr/local/go
+	mv "$tmp/golang.org/toolchain@v0.0.1-go${GO_VERSION}.linux-amd64" /usr/local/go
+	chmod +x /usr/local/go/bin/* /usr/local/go/pkg/tool/*/* 2>/dev/null || true
+	rm -rf "$tmp"
+fi
+go version

@@ -27,8 +27,8 @@ type owner struct {
 }
 
 type slotSource struct {
-	pos    Pos               // where the slot was defined (the mapping or pin)
-	field  string            // its field path, for errors
+	pos     Pos                     // where the slot was defined (the mapping or pin)
+	field   string                  // its field path, for errors
 	netPos  map[string]Pos          // where an overridden address was written
 	netFld  map[string]string       // its field path
 	subnets map[string]netip.Prefix // the subnet each address must be a host of

@@ -143,6 +143,9 @@ type Machine struct {
 	Location       string           `json:"location,omitempty"` // where an unknown machine was seen
 	Facts          map[string]any   `json:"facts,omitempty"`
 	Created        time.Time        `json:"created"`
+	// InstallTokenHash is the SHA-256 of the machine's current install token;
+	// empty when it may not install. The token itself is never stored.
+	InstallTokenHash string `json:"-"`
 }
 
 // Label is how a machine is named in messages: its name, else its MAC.
@@ -287,16 +290,29 @@ func Replace(old, nw *Machine, policy, actor string, at time.Time, deployTimeout
 	nw.SlotKey, nw.Name = old.SlotKey, old.Name
 	old.SlotKey = ""
 	r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "hardware-replaced", Reason: why})
-	switch policy {
-	case "hold":
+	if policy == "hold" {
 		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "held",
 			Reason: "slot policy is hold: waiting for an operator to reinstall " + nw.Name})
-	default:
-		e, err := nw.Apply(Change{Event: Deploy, Actor: actor, At: at, Timeout: deployTimeout, Reason: why + "; slot policy reinstalls"})
-		if err != nil {
-			return Replacement{}, err
-		}
+		return r, nil
+	}
+	e, ok := nw.Install(actor, why+"; slot policy reinstalls", at, deployTimeout)
+	if ok {
 		r.NewEntries = append(r.NewEntries, e)
+	} else {
+		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "held",
+			Reason: fmt.Sprintf("not installing: the machine is %s", nw.State)})
 	}
 	return r, nil
+}
+
+// Install starts an install into the machine's slot identity when its state
+// allows one: deploy from discovered, ready or deploy-failed, reinstall when
+// deployed. It reports false, changing nothing, from any other state.
+func (m *Machine) Install(actor, reason string, at time.Time, timeout time.Duration) (Entry, bool) {
+	ev := Deploy
+	if m.State == Deployed {
+		ev = Reinstall
+	}
+	e, err := m.Apply(Change{Event: ev, Actor: actor, At: at, Timeout: timeout, Reason: reason})
+	return e, err == nil
 }

@@ -75,6 +75,9 @@ CREATE TABLE leases (
 	state    TEXT NOT NULL
 );
 `,
+	2: `
+ALTER TABLE machines ADD COLUMN install_token TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SQLite is the embedded store.
@@ -158,7 +161,7 @@ type querier interface {
 
 type sqliteTx struct{ tx *sql.Tx }
 
-const machineCols = `id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created`
+const machineCols = `id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token`
 
 func scanMachine(row interface{ Scan(...any) error }) (*machine.Machine, error) {
 	var (
@@ -168,7 +171,7 @@ func scanMachine(row interface{ Scan(...any) error }) (*machine.Machine, error) 
 		maint, facts, state      string
 		needs                    bool
 	)
-	if err := row.Scan(&m.ID, &m.MAC, &slot, &m.Name, &state, &since, &deadline, &maint, &needs, &m.Location, &facts, &created); err != nil {
+	if err := row.Scan(&m.ID, &m.MAC, &slot, &m.Name, &state, &since, &deadline, &maint, &needs, &m.Location, &facts, &created, &m.InstallTokenHash); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -237,20 +240,31 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
 	if m.Created.IsZero() {
 		m.Created = time.Now().UTC()
 	}
-	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano()}
+	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash}
 	if m.ID == 0 {
-		res, err := q.ExecContext(ctx, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)`, args...)
+		res, err := q.ExecContext(ctx, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
 		if err != nil {
 			return fmt.Errorf("insert machine %s: %w", m.Label(), err)
 		}
 		m.ID, err = res.LastInsertId()
 		return err
 	}
-	_, err := q.ExecContext(ctx, `UPDATE machines SET mac=?, slot_key=?, name=?, state=?, state_since=?, deadline=?, maintenance=?, needs_reinstall=?, location=?, facts=?, created=? WHERE id=?`, append(args, m.ID)...)
+	// An ID chosen by the caller (the server allocates IDs in memory) is inserted or updated.
+	_, err := q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, name=excluded.name, state=excluded.state, state_since=excluded.state_since,
+		deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token`, append([]any{m.ID}, args...)...)
 	if err != nil {
-		return fmt.Errorf("update machine %s: %w", m.Label(), err)
+		return fmt.Errorf("write machine %s: %w", m.Label(), err)
 	}
 	return nil
+}
+
+func (t *sqliteTx) PutLeases(ctx context.Context, leases ...Lease) error {
+	return putLeases(ctx, t.tx, leases)
+}
+
+func (t *sqliteTx) DeleteLeases(ctx context.Context, addrs ...netip.Addr) error {
+	return deleteLeases(ctx, t.tx, addrs)
 }
 
 func (t *sqliteTx) AddEntries(ctx context.Context, entries ...*machine.Entry) error {
@@ -564,20 +578,19 @@ func (s *SQLite) PutLeases(ctx context.Context, leases []Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO leases (addr, mac, slot_key, expires, state) VALUES (?,?,?,?,?)
-			ON CONFLICT(addr) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, expires=excluded.expires, state=excluded.state`)
+	return s.inTx(ctx, func(tx *sql.Tx) error { return putLeases(ctx, tx, leases) })
+}
+
+func putLeases(ctx context.Context, q querier, leases []Lease) error {
+	for _, l := range leases {
+		_, err := q.ExecContext(ctx, `INSERT INTO leases (addr, mac, slot_key, expires, state) VALUES (?,?,?,?,?)
+			ON CONFLICT(addr) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, expires=excluded.expires, state=excluded.state`,
+			l.Addr.String(), l.MAC, l.SlotKey, l.Expires.UnixNano(), l.State)
 		if err != nil {
-			return fmt.Errorf("write leases: %w", err)
+			return fmt.Errorf("write lease %s: %w", l.Addr, err)
 		}
-		defer stmt.Close()
-		for _, l := range leases {
-			if _, err := stmt.ExecContext(ctx, l.Addr.String(), l.MAC, l.SlotKey, l.Expires.UnixNano(), l.State); err != nil {
-				return fmt.Errorf("write lease %s: %w", l.Addr, err)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // DeleteLeases removes leases in one transaction.
@@ -585,12 +598,32 @@ func (s *SQLite) DeleteLeases(ctx context.Context, addrs []netip.Addr) error {
 	if len(addrs) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, a := range addrs {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE addr = ?`, a.String()); err != nil {
-				return fmt.Errorf("delete lease %s: %w", a, err)
-			}
+	return s.inTx(ctx, func(tx *sql.Tx) error { return deleteLeases(ctx, tx, addrs) })
+}
+
+func deleteLeases(ctx context.Context, q querier, addrs []netip.Addr) error {
+	for _, a := range addrs {
+		if _, err := q.ExecContext(ctx, `DELETE FROM leases WHERE addr = ?`, a.String()); err != nil {
+			return fmt.Errorf("delete lease %s: %w", a, err)
 		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// AllMachines returns every machine.
+func (s *SQLite) AllMachines(ctx context.Context) ([]*machine.Machine, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+machineCols+` FROM machines ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("load machines: %w", err)
+	}
+	defer rows.Close()
+	var out []*machine.Machine
+	for rows.Next() {
+		m, err := scanMachine(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load machines: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
 }

@@ -57,6 +57,8 @@ type Tx interface {
 	PutMachine(ctx context.Context, m *machine.Machine) error
 	// AddEntries appends timeline entries, setting their IDs.
 	AddEntries(ctx context.Context, entries ...*machine.Entry) error
+	PutLeases(ctx context.Context, leases ...Lease) error
+	DeleteLeases(ctx context.Context, addrs ...netip.Addr) error
 }
 
 // Store is the persistence drover needs.
@@ -76,6 +78,8 @@ type Store interface {
 	// Machine finds a machine by name, MAC or numeric id.
 	Machine(ctx context.Context, ref string) (*machine.Machine, error)
 	Timeline(ctx context.Context, machineID, afterID int64, limit int) ([]machine.Entry, error)
+	// AllMachines returns every machine, for a server to load its inventory.
+	AllMachines(ctx context.Context) ([]*machine.Machine, error)
 
 	Leases(ctx context.Context) ([]Lease, error)
 	// PutLeases writes a batch of leases in one transaction.

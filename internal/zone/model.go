@@ -96,8 +96,10 @@ type Network struct {
 	Subnet  string `yaml:"subnet"`
 	Gateway string `yaml:"gateway"`
 	VLAN    int    `yaml:"vlan"`
+	Pool    string `yaml:"pool"` // boot network only: addresses for unknown machines, "first-last"
 	prefix  netip.Prefix
 	gateway netip.Addr
+	pool    [2]netip.Addr
 }
 
 // Boot network shapes of a switch.

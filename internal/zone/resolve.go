@@ -45,6 +45,7 @@ type Index struct {
 	design    *Design
 	relays    map[netip.Addr]relayEntry
 	remoteIDs map[string]*Switch
+	switches  map[string]*Switch
 	slots     map[string]*Slot // by key; a port slot's key is switch/port
 	macs      map[string]*Slot
 	ignoreAll bool // every zone ignores unknown machines
@@ -56,6 +57,7 @@ func NewIndex(d *Design) *Index {
 		design:    d,
 		relays:    map[netip.Addr]relayEntry{},
 		remoteIDs: map[string]*Switch{},
+		switches:  map[string]*Switch{},
 		slots:     make(map[string]*Slot, len(d.Slots)),
 		macs:      map[string]*Slot{},
 		ignoreAll: len(d.Zones) > 0,
@@ -66,6 +68,7 @@ func NewIndex(d *Design) *Index {
 		}
 		for _, p := range z.Pods {
 			for _, sw := range p.Switches {
+				ix.switches[sw.Name] = sw
 				if sw.relay.IsValid() {
 					ix.relays[sw.relay] = relayEntry{sw: sw}
 				}
@@ -174,4 +177,37 @@ func (ix *Index) UnknownPolicy(id Identity) string {
 		return "ignore"
 	}
 	return "discover"
+}
+
+// DiscoveryLease is where an unknown machine may get an address: the host
+// address of its port on a per-port switch, or its pod's discovery pool.
+type DiscoveryLease struct {
+	Prefix  netip.Prefix
+	Gateway netip.Addr
+	Fixed   netip.Addr // set for a per-port switch's port
+	First   netip.Addr // pool range, when Fixed is not set
+	Last    netip.Addr
+	Zone    *Zone
+}
+
+// Discovery returns the network an unknown machine at id's location boots on,
+// or false when its location gives no usable network.
+func (ix *Index) Discovery(id Identity) (DiscoveryLease, bool) {
+	sw := ix.switches[id.Switch]
+	if sw == nil {
+		return DiscoveryLease{}, false
+	}
+	if sw.BootNetwork == ShapePerPort {
+		pfx, gw, host := sw.PortSubnet(id.Port)
+		if !pfx.IsValid() {
+			return DiscoveryLease{}, false
+		}
+		return DiscoveryLease{Prefix: pfx, Gateway: gw, Fixed: host, Zone: sw.zone}, true
+	}
+	for _, n := range sw.pod.Networks {
+		if n.Name == "boot" && n.pool[0].IsValid() {
+			return DiscoveryLease{Prefix: n.prefix, Gateway: n.gateway, First: n.pool[0], Last: n.pool[1], Zone: sw.zone}, true
+		}
+	}
+	return DiscoveryLease{}, false
 }

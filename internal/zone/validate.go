@@ -48,6 +48,12 @@ type compiler struct {
 	subnets   []subnetOwner
 	src       map[*Slot]*slotSource
 	missing   map[string]bool // pod/role without an addressing rule, reported once
+	pools     []poolOwner
+}
+
+type poolOwner struct {
+	first, last netip.Addr
+	owner
 }
 
 type subnetOwner struct {
@@ -394,9 +400,41 @@ func (c *compiler) network(p *Pod, n *Network) {
 			return
 		}
 		n.gateway = gw
+		c.pool(n)
 	} else if n.Name == "boot" {
 		c.errs.add(m.At, m.PathOf("gateway"), "add `gateway:` with the router address of the boot network", "the boot network has no gateway")
 	}
+}
+
+// pool checks a boot network's discovery pool "first-last".
+func (c *compiler) pool(n *Network) {
+	m := &n.Meta
+	if n.Pool == "" {
+		return
+	}
+	if n.Name != "boot" {
+		c.errs.add(m.PosOf("pool"), m.PathOf("pool"), "move the pool to the pod's boot network", "only the boot network has a pool")
+		return
+	}
+	a, b, ok := strings.Cut(n.Pool, "-")
+	first, err1 := netip.ParseAddr(strings.TrimSpace(a))
+	last, err2 := netip.ParseAddr(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || !first.Is4() || !last.Is4() || last.Less(first) {
+		c.errs.add(m.PosOf("pool"), m.PathOf("pool"), "write a range like 10.10.3.200-10.10.3.250", "%q is not an address range", n.Pool)
+		return
+	}
+	for _, x := range []netip.Addr{first, last} {
+		if problem := hostProblem(n.prefix, x, n.gateway); problem != "" {
+			c.errs.add(m.PosOf("pool"), m.PathOf("pool"), "keep the pool inside the network's host addresses", "pool address %s %s", x, problem)
+			return
+		}
+	}
+	if n.gateway.Compare(first) >= 0 && n.gateway.Compare(last) <= 0 {
+		c.errs.add(m.PosOf("pool"), m.PathOf("pool"), "keep the gateway out of the pool", "the pool %s contains the gateway %s", n.Pool, n.gateway)
+		return
+	}
+	n.pool = [2]netip.Addr{first, last}
+	c.pools = append(c.pools, poolOwner{first: first, last: last, owner: owner{m.PosOf("pool"), "pool " + n.Pool + " of " + m.Path}})
 }
 
 // hostProblem says why addr cannot be a host on pfx, or "" when it can.
@@ -781,7 +819,14 @@ func (c *compiler) checkSlots() {
 				c.errs.add(pos, field, "choose offsets or overrides that land on host addresses", "%s's %s address %s %s", s.Name, na.Network, a, problem)
 				continue
 			}
-			claim(c, c.addrs, a, pos, field, fmt.Sprintf("%s address %s of %s", na.Network, a, s.Name), "change the role's addressing offset or the override")
+			if !claim(c, c.addrs, a, pos, field, fmt.Sprintf("%s address %s of %s", na.Network, a, s.Name), "change the role's addressing offset or the override") {
+				continue
+			}
+			for _, p := range c.pools {
+				if a.Compare(p.first) >= 0 && a.Compare(p.last) <= 0 {
+					c.errs.add(pos, field, "move the pool or the role's offset", "%s's %s address %s is inside the %s at %s", s.Name, na.Network, a, p.what, p.pos)
+				}
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ into, installs it for its role and tracks its lifecycle.`,
 		newSlotsCommand(g),
 		newMachinesCommand(g),
 		newShowCommand(g),
+		newServeCommand(g),
 	)
 	return root
 }
@@ -201,24 +203,7 @@ hash, the git commit when the design is in a git checkout, and who applied it.`,
 			if actor == "" {
 				actor = g.env.getenv("USER")
 			}
-			if actor == "" {
-				actor = "cli"
-			}
-			rev := &store.Revision{
-				Hash: d.Hash, Commit: zone.GitCommit(ctx, a[0]), AppliedBy: actor,
-				AppliedAt: time.Now().UTC(), Summary: d.String(), Sources: d.Source,
-			}
-			applied, err := st.ApplyDesign(ctx, rev, d.Slots)
-			if err != nil {
-				return err
-			}
-			commit := rev.Commit
-			if commit == "" {
-				commit = "not in git"
-			}
-			fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s, %s) by %s: %d added, %d changed, %d removed.\n",
-				rev.ID, rev.Hash, commit, actor, len(applied.Added), len(applied.Changed), len(applied.Removed))
-			return nil
+			return applyDesign(ctx, g, st, d, a[0], actor)
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking")
@@ -231,4 +216,35 @@ func confirm(g *globals, question string) bool {
 	line, _ := bufio.NewReader(g.env.stdin).ReadString('\n')
 	answer := strings.ToLower(strings.TrimSpace(line))
 	return answer == "y" || answer == "yes"
+}
+
+// applyDesign records d as the applied design and prints what changed.
+func applyDesign(ctx context.Context, g *globals, st store.Store, d *zone.Design, path, actor string) error {
+	if actor == "" {
+		actor = "cli"
+	}
+	// Sources are kept under absolute paths so that a server started elsewhere
+	// finds the install templates next to them.
+	sources := make(map[string][]byte, len(d.Source))
+	for name, b := range d.Source {
+		if abs, err := filepath.Abs(name); err == nil {
+			name = abs
+		}
+		sources[name] = b
+	}
+	rev := &store.Revision{
+		Hash: d.Hash, Commit: zone.GitCommit(ctx, path), AppliedBy: actor,
+		AppliedAt: time.Now().UTC(), Summary: d.String(), Sources: sources,
+	}
+	applied, err := st.ApplyDesign(ctx, rev, d.Slots)
+	if err != nil {
+		return err
+	}
+	commit := rev.Commit
+	if commit == "" {
+		commit = "not in git"
+	}
+	fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s, %s) by %s: %d added, %d changed, %d removed.\n",
+		rev.ID, rev.Hash, commit, actor, len(applied.Added), len(applied.Changed), len(applied.Removed))
+	return nil
 }

@@ -300,6 +300,15 @@ func (s *SQLite) CurrentRevision(ctx context.Context) (*Revision, error) {
 	return &revs[0], nil
 }
 
+// LatestRevisionID is the id of the applied design, 0 when none.
+func (s *SQLite) LatestRevisionID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM revisions`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("latest revision: %w", err)
+	}
+	return id, nil
+}
+
 // Revisions lists applied designs, newest first, without their sources.
 func (s *SQLite) Revisions(ctx context.Context) ([]Revision, error) { return s.revisions(ctx, false) }
 

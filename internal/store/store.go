@@ -67,6 +67,8 @@ type Store interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 
 	CurrentRevision(ctx context.Context) (*Revision, error)
+	// LatestRevisionID is the id of the applied design (0 when none), cheap enough to poll.
+	LatestRevisionID(ctx context.Context) (int64, error)
 	Revisions(ctx context.Context) ([]Revision, error)
 	// ApplyDesign makes slots current in one transaction: it diffs them against
 	// the stored slots, writes them, updates the machines in changed or removed

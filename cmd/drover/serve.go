@@ -1,0 +1,231 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/drover/drover/internal/boot"
+	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/serve"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/tftp"
+)
+
+type serveFlags struct {
+	config          string
+	design          string
+	dhcpListen      string
+	dhcpInterfaces  []string
+	serverIP        string
+	dhcpWorkers     int
+	dhcpClientRate  float64
+	biosFile        string
+	uefiFile        string
+	tftpListen      string
+	tftpRoots       []string
+	tftpMaxWindow   int
+	tftpMaxBlock    int
+	httpListen      string
+	httpHost        string
+	artifacts       string
+	ipxeDir         string
+	discoveryKernel string
+	discoveryInitrd string
+	discoveryArgs   string
+	logLevel        string
+	logFormat       string
+}
+
+func newServeCommand(g *globals) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve DHCP, TFTP and HTTP boot for the applied design",
+		Long: `serve answers machines: DHCP (with option 82 identity), TFTP for iPXE, and HTTP
+for iPXE scripts, artifacts, install templates and phone-home. It serves the
+design applied in the database and follows new revisions as they are applied;
+--design applies a design at start.
+
+Every flag can also come from the environment (DROVER_ and the flag name in
+upper case with underscores: --dhcp-listen is DROVER_DHCP_LISTEN) or from a
+YAML file given with --config whose keys are flag names. Flags win over the
+environment, which wins over the file.`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := resolveSettings(cmd.Flags(), f.config, g.env.getenv); err != nil {
+				return &usageError{err}
+			}
+			return runServe(cmd, g, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "YAML file of settings (keys are flag names)")
+	fl.StringVar(&f.design, "design", "", "apply this design file or directory at start")
+	fl.StringVar(&f.dhcpListen, "dhcp-listen", "0.0.0.0:67", "DHCP UDP address")
+	fl.StringSliceVar(&f.dhcpInterfaces, "dhcp-interface", nil, "serve DHCP only on these interfaces (repeatable; default all)")
+	fl.StringVar(&f.serverIP, "server-ip", "", "server identifier and next-server (default: the address each request reached)")
+	fl.IntVar(&f.dhcpWorkers, "dhcp-workers", 64, "DHCP requests handled at once")
+	fl.Float64Var(&f.dhcpClientRate, "dhcp-client-rate", 10, "DHCP requests per second allowed per client")
+	fl.StringVar(&f.biosFile, "bios-boot-file", "undionly.kpxe", "TFTP file for BIOS PXE clients")
+	fl.StringVar(&f.uefiFile, "uefi-boot-file", "ipxe.efi", "TFTP file for UEFI PXE clients (snponly.efi also works)")
+	fl.StringVar(&f.tftpListen, "tftp-listen", "0.0.0.0:69", "TFTP UDP address")
+	fl.StringSliceVar(&f.tftpRoots, "tftp-root", nil, "TFTP directories searched in order (default: --ipxe-dir, then --artifacts)")
+	fl.IntVar(&f.tftpMaxWindow, "tftp-max-window", 64, "largest TFTP windowsize granted (RFC 7440)")
+	fl.IntVar(&f.tftpMaxBlock, "tftp-max-blksize", 1468, "largest TFTP blksize granted")
+	fl.StringVar(&f.httpListen, "http-listen", "0.0.0.0:8080", "machine HTTP address (separate from the operator API)")
+	fl.StringVar(&f.httpHost, "http-host", "", "host name or address machines use for HTTP (default: the server address they reached)")
+	fl.StringVar(&f.artifacts, "artifacts", "artifacts", "directory of kernels, initrds and images")
+	fl.StringVar(&f.ipxeDir, "ipxe-dir", "/usr/lib/ipxe", "directory of iPXE binaries (Debian package ipxe)")
+	fl.StringVar(&f.discoveryKernel, "discovery-kernel", "", "artifact path of the kernel unknown machines boot (default: none; they boot nothing)")
+	fl.StringVar(&f.discoveryInitrd, "discovery-initrd", "", "artifact path of the discovery initrd")
+	fl.StringVar(&f.discoveryArgs, "discovery-args", "", "kernel arguments of the discovery image")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+// resolveSettings fills flags not given on the command line from the
+// environment (DROVER_FLAG_NAME) and then from a YAML settings file.
+func resolveSettings(fs *pflag.FlagSet, configPath string, getenv func(string) string) error {
+	file := map[string]any{}
+	if configPath != "" {
+		b, err := os.ReadFile(configPath)
+		if err != nil {
+			return fmt.Errorf("settings file: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return fmt.Errorf("settings file %s: %w", configPath, err)
+		}
+		for k := range file {
+			if fs.Lookup(k) == nil || k == "config" {
+				return fmt.Errorf("settings file %s: unknown setting %q (settings are flag names, see drover serve --help)", configPath, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || fl.Name == "config" {
+			return
+		}
+		env := "DROVER_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if err := fs.Set(fl.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			return
+		}
+		v, ok := file[fl.Name]
+		if !ok {
+			return
+		}
+		values := []any{v}
+		if list, isList := v.([]any); isList {
+			values = list
+		}
+		for _, item := range values {
+			if err := fs.Set(fl.Name, fmt.Sprint(item)); err != nil {
+				errs = append(errs, fmt.Errorf("settings file %s: %s: %w", configPath, fl.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(g *globals, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.env.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.env.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: use text or json", format)
+}
+
+func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
+	ctx := cmd.Context()
+	log, err := newLogger(g, f.logLevel, f.logFormat)
+	if err != nil {
+		return &usageError{err}
+	}
+	var serverIP netip.Addr
+	if f.serverIP != "" {
+		if serverIP, err = netip.ParseAddr(f.serverIP); err != nil || !serverIP.Is4() {
+			return &usageError{fmt.Errorf("--server-ip %q is not an IPv4 address", f.serverIP)}
+		}
+	}
+	_, httpPort, err := net.SplitHostPort(f.httpListen)
+	if err != nil {
+		return &usageError{fmt.Errorf("--http-listen %q: %w", f.httpListen, err)}
+	}
+	port, err := strconv.Atoi(httpPort)
+	if err != nil || port == 0 {
+		return &usageError{fmt.Errorf("--http-listen %q needs a fixed port: machines are told it in DHCP", f.httpListen)}
+	}
+	roots := f.tftpRoots
+	if len(roots) == 0 {
+		for _, d := range []string{f.ipxeDir, f.artifacts} {
+			if st, err := os.Stat(d); err == nil && st.IsDir() {
+				roots = append(roots, d)
+			}
+		}
+	}
+	artifacts := f.artifacts
+	if st, err := os.Stat(artifacts); err != nil || !st.IsDir() {
+		log.Warn("no artifact directory: kernels and initrds cannot be served", "dir", artifacts)
+		artifacts = ""
+	}
+
+	start := time.Now()
+	st, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if f.design != "" {
+		if err := applyAtStart(cmd, g, st, f.design); err != nil {
+			return err
+		}
+	}
+	return serve.Run(ctx, serve.Config{
+		Store: st,
+		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
+			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
+			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},
+		BootFiles: dhcp.BootFiles{BIOS: f.biosFile, UEFI: f.uefiFile},
+		TFTP:      tftp.Config{Listen: f.tftpListen, Roots: roots, MaxWindow: f.tftpMaxWindow, MaxBlockSize: f.tftpMaxBlock},
+		Boot: boot.Config{Listen: f.httpListen, ArtifactRoot: artifacts, IPXERoot: f.ipxeDir,
+			Discovery: boot.Discovery{Kernel: f.discoveryKernel, Initrd: f.discoveryInitrd, Args: f.discoveryArgs}},
+		Log: log,
+		Started: func(l serve.Listeners) {
+			log.Info("ready", "startup", time.Since(start).Round(time.Millisecond))
+		},
+	})
+}
+
+func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string) error {
+	ctx := cmd.Context()
+	d, err := loadDesign(path)
+	if err != nil {
+		return err
+	}
+	if cur, err := st.CurrentRevision(ctx); err == nil && cur.Hash == d.Hash {
+		return nil
+	}
+	return applyDesign(ctx, g, st, d, path, "serve --design")
+}

@@ -1,0 +1,343 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/drover/drover/internal/files"
+	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Fleet is what the boot service needs from the inventory.
+type Fleet interface {
+	Script(ctx context.Context, ticket string, src netip.Addr) (fleet.Target, error)
+	Installing(token string) (fleet.Target, error)
+	PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error)
+	Note(addr netip.Addr, kind, reason string)
+	NoteMachine(id int64, kind, reason string)
+}
+
+// Discovery is the inventory image unknown machines boot, if any.
+type Discovery struct {
+	Kernel string
+	Initrd string
+	Args   string
+}
+
+// Config configures the boot service.
+type Config struct {
+	Listen       string // TCP address (default 0.0.0.0:8080)
+	Fleet        Fleet
+	ArtifactRoot string // kernels, initrds, images: served under /artifacts/
+	IPXERoot     string // iPXE binaries (default /usr/lib/ipxe): served under /ipxe/
+	Discovery    Discovery
+	Log          *slog.Logger
+}
+
+// Server is the machine-facing HTTP service.
+type Server struct {
+	cfg       Config
+	artifacts *files.Dir
+	ipxe      *files.Dir
+	ready     chan struct{}
+	addr      net.Addr
+}
+
+// NewServer opens the artifact roots.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "0.0.0.0:8080"
+	}
+	if cfg.IPXERoot == "" {
+		cfg.IPXERoot = "/usr/lib/ipxe"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Server{cfg: cfg, ready: make(chan struct{})}
+	var err error
+	if cfg.ArtifactRoot != "" {
+		if s.artifacts, err = files.Open(cfg.ArtifactRoot, false); err != nil {
+			return nil, fmt.Errorf("boot artifacts: %w", err)
+		}
+	}
+	if s.ipxe, err = files.Open(cfg.IPXERoot, true); err != nil {
+		cfg.Log.Warn("no iPXE binaries for HTTP boot", "dir", cfg.IPXERoot, "err", err)
+	}
+	return s, nil
+}
+
+// Ready is closed once the server listens.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the listening address, once Ready.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Handler routes machine requests.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boot/{ticket}", s.script)
+	mux.HandleFunc("GET /artifacts/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.artifacts, "artifact") })
+	mux.HandleFunc("GET /ipxe/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.ipxe, "ipxe") })
+	mux.HandleFunc("GET /install/{template}", s.template)
+	mux.HandleFunc("POST /phone-home", s.phoneHome)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	return mux
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	defer func() {
+		if s.artifacts != nil {
+			s.artifacts.Close()
+		}
+		if s.ipxe != nil {
+			s.ipxe.Close()
+		}
+	}()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("boot http listen %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = ln.Addr()
+	close(s.ready)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn)}
+	s.cfg.Log.Info("boot http listening", "addr", s.addr)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func source(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func baseURL(r *http.Request) string { return "http://" + r.Host }
+
+func (s *Server) script(w http.ResponseWriter, r *http.Request) {
+	ticket, ok := strings.CutSuffix(r.PathValue("ticket"), ".ipxe")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	t, err := s.cfg.Fleet.Script(r.Context(), ticket, source(r))
+	if err != nil {
+		if errors.Is(err, fleet.ErrUnknown) {
+			s.cfg.Log.Info("script refused", "src", source(r), "err", err)
+			http.Error(w, "boot ticket is not valid for this client: restart from DHCP", http.StatusForbidden)
+			return
+		}
+		s.cfg.Log.Error("script", "err", err)
+		http.Error(w, "server error", http.StatusInternalServerError)
+		return
+	}
+	body, err := s.render(t, baseURL(r))
+	if err != nil {
+		s.cfg.Log.Error("script", "machine", t.Machine.Label(), "err", err)
+		s.cfg.Fleet.NoteMachine(t.Machine.ID, "template-error", err.Error())
+		http.Error(w, "#!ipxe\necho drover: "+err.Error()+"\n", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, body)
+}
+
+// render writes the iPXE script for a target.
+func (s *Server) render(t fleet.Target, base string) (string, error) {
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	switch t.Action {
+	case fleet.ActionInstall:
+		p := t.Zone.Profile(t.Slot.Profile)
+		if p == nil {
+			return "", fmt.Errorf("profile %q of %s is not in the design", t.Slot.Profile, t.Slot.Name)
+		}
+		f := factsFor(t, base)
+		args, err := renderText("kernel arguments of profile "+p.Name, p.Args, f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "echo drover: installing %s (%s) in %s/%s\n", t.Slot.Name, roleName(t.Slot), t.Slot.Zone, t.Slot.Pod)
+		kernel := fmt.Sprintf("kernel %s/artifacts/%s?step=kernel", base, p.Kernel)
+		// UEFI iPXE hands the kernel its initrds only when named on the command line.
+		for _, i := range p.Initrds {
+			kernel += " initrd=" + path.Base(i)
+		}
+		kernel += " " + strings.TrimSpace(args)
+		kernel += fmt.Sprintf(" drover.url=%s drover.token=%s drover.name=%s", base, t.Token, t.Slot.PermanentName)
+		b.WriteString(strings.TrimSpace(kernel) + "\n")
+		for _, i := range p.Initrds {
+			fmt.Fprintf(&b, "initrd --name %s %s/artifacts/%s?step=initrd\n", path.Base(i), base, i)
+		}
+		b.WriteString("boot\n")
+	case fleet.ActionDiscovery:
+		d := s.cfg.Discovery
+		if d.Kernel == "" {
+			fmt.Fprintf(&b, "echo drover: %s is not in a slot of the design: not installing\nexit\n", t.Machine.MAC)
+			break
+		}
+		fmt.Fprintf(&b, "echo drover: discovery for %s\n", t.Machine.MAC)
+		fmt.Fprintf(&b, "kernel %s/artifacts/%s?step=kernel initrd=%s %s drover.url=%s drover.mode=discover\n", base, d.Kernel, path.Base(d.Initrd), d.Args, base)
+		fmt.Fprintf(&b, "initrd --name %s %s/artifacts/%s?step=initrd\nboot\n", path.Base(d.Initrd), base, d.Initrd)
+	case fleet.ActionLocal:
+		fmt.Fprintf(&b, "echo drover: %s is %s: booting from local disk\nexit\n", t.Machine.Label(), t.Machine.State)
+	default:
+		fmt.Fprintf(&b, "echo drover: %s is retired: not booting\nexit 1\n", t.Machine.Label())
+	}
+	return b.String(), nil
+}
+
+func roleName(s *zone.Slot) string {
+	if s.Variant != "" {
+		return s.Role + "/" + s.Variant
+	}
+	return s.Role
+}
+
+// renderText renders a template completely or not at all.
+func renderText(what, text string, f Facts) (string, error) {
+	t, err := template.New(what).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, f); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return b.String(), nil
+}
+
+func token(r *http.Request) string {
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return t
+	}
+	return r.URL.Query().Get("token")
+}
+
+const tokenRefused = "install token is not valid: wrong, already used, or the machine is not installing"
+
+func (s *Server) template(w http.ResponseWriter, r *http.Request) {
+	t, err := s.cfg.Fleet.Installing(token(r))
+	if err != nil {
+		http.Error(w, tokenRefused, http.StatusForbidden)
+		return
+	}
+	name := r.PathValue("template")
+	t.Token = token(r)
+	p := t.Zone.Profile(t.Slot.Profile)
+	var file string
+	if p != nil {
+		file, _ = p.TemplatePath(name)
+	}
+	if file == "" {
+		http.Error(w, fmt.Sprintf("profile %q has no template %q", t.Slot.Profile, name), http.StatusNotFound)
+		return
+	}
+	text, err := os.ReadFile(file)
+	if err == nil {
+		var out string
+		out, err = renderText("template "+name, string(text), factsFor(t, baseURL(r)))
+		if err == nil {
+			s.cfg.Fleet.NoteMachine(t.Machine.ID, "template", "rendered "+name)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			io.WriteString(w, out)
+			return
+		}
+	}
+	s.cfg.Log.Error("install template", "machine", t.Slot.Name, "template", name, "err", err)
+	s.cfg.Fleet.NoteMachine(t.Machine.ID, "template-error", err.Error())
+	http.Error(w, "drover could not render this template: "+err.Error(), http.StatusInternalServerError)
+}
+
+type phoneHomeBody struct {
+	Status  string         `json:"status"`
+	Message string         `json:"message"`
+	Facts   map[string]any `json:"facts"`
+}
+
+func (s *Server) phoneHome(w http.ResponseWriter, r *http.Request) {
+	var body phoneHomeBody
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, "body is not JSON: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	if body.Status == "" {
+		body.Status = r.FormValue("status")
+	}
+	if body.Message == "" {
+		body.Message = r.FormValue("message")
+	}
+	m, err := s.cfg.Fleet.PhoneHome(r.Context(), token(r), body.Status, body.Message, body.Facts)
+	switch {
+	case errors.Is(err, fleet.ErrUnknown):
+		http.Error(w, tokenRefused, http.StatusForbidden)
+		return
+	case errors.Is(err, fleet.ErrBadStatus):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
+		s.cfg.Log.Error("phone-home", "err", err)
+		http.Error(w, "server error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"name": m.Name, "state": string(m.State)})
+}
+
+// file serves a file from root with Content-Length, Range and ETag, without
+// reading it into memory.
+func (s *Server) file(w http.ResponseWriter, r *http.Request, root *files.Dir, kind string) {
+	if root == nil {
+		http.NotFound(w, r)
+		return
+	}
+	p := path.Clean(r.PathValue("path"))
+	f, st, err := root.Open(p)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("ETag", `"`+strconv.FormatInt(st.Size(), 16)+"-"+strconv.FormatInt(st.ModTime().UnixNano(), 16)+`"`)
+	if step := r.URL.Query().Get("step"); r.Method == http.MethodGet && (r.Header.Get("Range") == "" || strings.HasPrefix(r.Header.Get("Range"), "bytes=0-")) {
+		if step != "kernel" && step != "initrd" {
+			step = kind
+		}
+		s.cfg.Fleet.Note(source(r), step, fmt.Sprintf("GET %s (%d bytes)", p, st.Size()))
+	}
+	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+}

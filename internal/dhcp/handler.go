@@ -1,0 +1,294 @@
+// Package dhcp is drover's DHCPv4 server: relay and option 82 identity, the
+// full message set, boot file choice, and the machinery that keeps a boot
+// storm from exhausting the server (bounded workers, per-client rate limits,
+// retransmit de-duplication). Packets are encoded with insomniacslk/dhcp; the
+// policy is in the fleet.
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Leaser decides identities and addresses; the fleet implements it.
+type Leaser interface {
+	Offer(ctx context.Context, r fleet.Request) (fleet.Assignment, error)
+	Ack(ctx context.Context, r fleet.Request) (fleet.Assignment, error)
+	Inform(r fleet.Request) (fleet.Assignment, error)
+	Release(mac string, addr netip.Addr)
+	Decline(mac string, addr netip.Addr)
+}
+
+// Handler turns one request into at most one reply. It holds no sockets, so
+// it can be tested and fuzzed with plain packets.
+type Handler struct {
+	Leases    Leaser
+	Files     BootFiles
+	HTTPPort  int    // the machine HTTP listener's port, for script and loader URLs
+	HTTPHost  string // host for those URLs; default: the server address the client reached
+	Stats     *Counters
+	LoaderURL string // path of the UEFI HTTP Boot loader on the HTTP listener (default /ipxe/ipxe.efi)
+}
+
+// Inbound is where a request came in.
+type Inbound struct {
+	Server netip.Addr // our address the client or relay reached (server identifier)
+}
+
+// Reply is a response and where to send it.
+type Reply struct {
+	Packet *dhcpv4.DHCPv4
+	To     *net.UDPAddr
+	Bcast  bool // broadcast on the receiving interface
+}
+
+// errDrop marks requests that get no reply, with the reason counted.
+type errDrop struct{ reason string }
+
+func (e *errDrop) Error() string { return "dropped: " + e.reason }
+
+func drop(reason string) error { return &errDrop{reason} }
+
+// Handle answers a request. A nil reply with a nil error means "no answer due".
+func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) (*Reply, error) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return nil, drop("not a request")
+	}
+	if req.HWType != 1 || len(req.ClientHWAddr) != 6 {
+		return nil, drop("not ethernet")
+	}
+	mt := req.MessageType()
+	if mt == dhcpv4.MessageTypeNone {
+		return nil, drop("no message type")
+	}
+	h.Stats.Add("rx_" + mt.String())
+	r := h.request(req)
+	switch mt {
+	case dhcpv4.MessageTypeDiscover:
+		return h.discover(ctx, req, in, r)
+	case dhcpv4.MessageTypeRequest:
+		return h.requestMsg(ctx, req, in, r)
+	case dhcpv4.MessageTypeRelease:
+		if a, ok := addrFrom(req.ClientIPAddr); ok {
+			h.Leases.Release(r.MAC, a)
+		}
+		return nil, nil
+	case dhcpv4.MessageTypeDecline:
+		if a, ok := addrFrom(req.RequestedIPAddress()); ok {
+			h.Leases.Decline(r.MAC, a)
+		}
+		return nil, nil
+	case dhcpv4.MessageTypeInform:
+		return h.inform(req, in, r)
+	}
+	return nil, drop("unexpected message type " + mt.String())
+}
+
+func addrFrom(ip net.IP) (netip.Addr, bool) {
+	a, ok := netip.AddrFromSlice(ip.To4())
+	if !ok || a.IsUnspecified() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// request extracts identity and boot facts from a packet.
+func (h *Handler) request(req *dhcpv4.DHCPv4) fleet.Request {
+	q := zone.Query{MAC: req.ClientHWAddr}
+	if a, ok := addrFrom(req.GatewayIPAddr); ok {
+		q.Relay = a
+	}
+	if rai := req.RelayAgentInfo(); rai != nil {
+		q.HasOption82 = true
+		q.CircuitID = string(rai.Get(dhcpv4.AgentCircuitIDSubOption))
+		q.RemoteID = string(rai.Get(dhcpv4.AgentRemoteIDSubOption))
+	} else if req.Options.Has(dhcpv4.OptionRelayAgentInformation) {
+		q.HasOption82 = true // present but malformed: still a claim to distrust
+	}
+	return fleet.Request{Query: q, MAC: req.ClientHWAddr.String(), IPXE: ClientKind(req) == KindIPXE}
+}
+
+func (h *Handler) boot(req *dhcpv4.DHCPv4, in Inbound) (BootChoice, func(ticket string) BootChoice) {
+	kind := ClientKind(req)
+	host := h.HTTPHost
+	if host == "" {
+		host = in.Server.String()
+	}
+	base := fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(h.HTTPPort)))
+	loader := h.LoaderURL
+	if loader == "" {
+		loader = "/ipxe/" + h.Files.withDefaults().UEFI
+	}
+	choose := func(ticket string) BootChoice {
+		return ChooseBoot(kind, h.Files, base+"/boot/"+ticket+".ipxe", base+loader)
+	}
+	return choose("TICKET"), choose
+}
+
+func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
+	preview, choose := h.boot(req, in)
+	r.BootFile = preview.File
+	a, err := h.Leases.Offer(ctx, r)
+	if err != nil {
+		return nil, refused(err)
+	}
+	return h.reply(req, in, dhcpv4.MessageTypeOffer, a, choose(a.Ticket))
+}
+
+func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
+	sid := req.ServerIdentifier()
+	switch {
+	case sid != nil && !sid.IsUnspecified():
+		// SELECTING: the client picked one server's offer.
+		if s, ok := addrFrom(sid); !ok || s != in.Server {
+			return nil, drop("client chose another server")
+		}
+		r.Requested, _ = addrFrom(req.RequestedIPAddress())
+	case req.RequestedIPAddress() != nil:
+		// INIT-REBOOT: the client asks to keep an address it remembers.
+		r.Requested, _ = addrFrom(req.RequestedIPAddress())
+	default:
+		// RENEWING or REBINDING: the address is in ciaddr.
+		a, ok := addrFrom(req.ClientIPAddr)
+		if !ok {
+			return nil, drop("request without an address")
+		}
+		r.Requested, r.Renewing = a, true
+	}
+	if !r.Requested.IsValid() {
+		return nil, drop("request without an address")
+	}
+	preview, choose := h.boot(req, in)
+	r.BootFile = preview.File
+	a, err := h.Leases.Ack(ctx, r)
+	if err != nil {
+		var ref *fleet.Refusal
+		if errors.As(err, &ref) && !ref.Silent {
+			return h.nak(req, in, ref.Reason)
+		}
+		return nil, refused(err)
+	}
+	return h.reply(req, in, dhcpv4.MessageTypeAck, a, choose(a.Ticket))
+}
+
+func (h *Handler) inform(req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
+	a, err := h.Leases.Inform(r)
+	if err != nil {
+		return nil, refused(err)
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
+	resp.UpdateOption(dhcpv4.OptServerIdentifier(in.Server.AsSlice()))
+	resp.YourIPAddr = net.IPv4zero
+	configOptions(resp, a)
+	return h.route(req, resp, false), nil
+}
+
+func refused(err error) error {
+	var ref *fleet.Refusal
+	if errors.As(err, &ref) {
+		return drop(ref.Reason)
+	}
+	return err
+}
+
+func (h *Handler) nak(req *dhcpv4.DHCPv4, in Inbound, reason string) (*Reply, error) {
+	resp, err := dhcpv4.NewReplyFromRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeNak))
+	resp.UpdateOption(dhcpv4.OptServerIdentifier(in.Server.AsSlice()))
+	resp.UpdateOption(dhcpv4.OptMessage(reason))
+	resp.YourIPAddr = net.IPv4zero
+	echoRelayInfo(req, resp)
+	h.Stats.Add("tx_NAK")
+	return h.route(req, resp, true), nil
+}
+
+func configOptions(resp *dhcpv4.DHCPv4, a fleet.Assignment) {
+	if a.Prefix.IsValid() {
+		resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(a.Prefix.Bits(), 32)))
+	}
+	if a.Gateway.IsValid() {
+		resp.UpdateOption(dhcpv4.OptRouter(a.Gateway.AsSlice()))
+	}
+	if len(a.DNS) > 0 {
+		ips := make([]net.IP, len(a.DNS))
+		for i, d := range a.DNS {
+			ips[i] = d.AsSlice()
+		}
+		resp.UpdateOption(dhcpv4.OptDNS(ips...))
+	}
+	if a.Domain != "" {
+		resp.UpdateOption(dhcpv4.OptDomainName(a.Domain))
+	}
+	if a.Hostname != "" {
+		resp.UpdateOption(dhcpv4.OptHostName(a.Hostname))
+	}
+}
+
+func echoRelayInfo(req, resp *dhcpv4.DHCPv4) {
+	// RFC 3046: the server copies option 82 into its reply, unchanged.
+	if v := req.Options.Get(dhcpv4.OptionRelayAgentInformation); v != nil {
+		resp.Options[dhcpv4.OptionRelayAgentInformation.Code()] = v
+	}
+}
+
+func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a fleet.Assignment, boot BootChoice) (*Reply, error) {
+	resp, err := dhcpv4.NewReplyFromRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.UpdateOption(dhcpv4.OptMessageType(mt))
+	resp.UpdateOption(dhcpv4.OptServerIdentifier(in.Server.AsSlice()))
+	resp.YourIPAddr = a.Addr.AsSlice()
+	lease := a.LeaseTime
+	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lease))
+	resp.UpdateOption(dhcpv4.OptRenewTimeValue(lease / 2))
+	resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lease * 7 / 8))
+	configOptions(resp, a)
+	if boot.File != "" {
+		resp.ServerIPAddr = in.Server.AsSlice()
+		resp.BootFileName = boot.File
+		resp.UpdateOption(dhcpv4.OptTFTPServerName(in.Server.String()))
+		resp.UpdateOption(dhcpv4.OptBootFileName(boot.File))
+	}
+	if boot.HTTPClient {
+		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+	}
+	if boot.IPXE {
+		// 175.176 = 1 (no-pxedhcp): iPXE need not wait for a proxyDHCP offer.
+		resp.UpdateOption(dhcpv4.OptGeneric(ipxeEncapsulated, []byte{176, 1, 1}))
+	}
+	echoRelayInfo(req, resp)
+	h.Stats.Add("tx_" + mt.String())
+	return h.route(req, resp, false), nil
+}
+
+// route picks the destination as RFC 2131 4.1 says.
+func (h *Handler) route(req, resp *dhcpv4.DHCPv4, nak bool) *Reply {
+	if a, ok := addrFrom(req.GatewayIPAddr); ok {
+		if nak {
+			resp.SetBroadcast()
+		}
+		return &Reply{Packet: resp, To: &net.UDPAddr{IP: a.AsSlice(), Port: dhcpv4.ServerPort}}
+	}
+	if a, ok := addrFrom(req.ClientIPAddr); ok && !nak {
+		return &Reply{Packet: resp, To: &net.UDPAddr{IP: a.AsSlice(), Port: dhcpv4.ClientPort}}
+	}
+	// A client without an address cannot be reached by unicast without
+	// writing its ARP entry; broadcast is always allowed.
+	return &Reply{Packet: resp, To: &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}, Bcast: true}
+}

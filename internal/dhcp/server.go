@@ -1,0 +1,341 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/net/ipv4"
+)
+
+// Config configures the DHCP server.
+type Config struct {
+	Listen      string     // UDP address to listen on (default 0.0.0.0:67)
+	Interfaces  []string   // serve only requests arriving on these interfaces (default: all)
+	ServerIP    netip.Addr // server identifier and next-server; default: the address the request reached
+	Workers     int        // concurrent requests in progress (default 64)
+	Queue       int        // requests waiting for a worker before new ones are dropped (default 4096)
+	ClientRate  float64    // requests per second allowed per client MAC (default 10)
+	ClientBurst int        // burst allowed per client MAC (default 20)
+	Handler     *Handler
+	Log         *slog.Logger
+}
+
+// Server serves DHCPv4 on one UDP socket.
+type Server struct {
+	cfg   Config
+	ready chan struct{}
+	addr  net.Addr
+}
+
+// NewServer checks a configuration.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Handler == nil || cfg.Handler.Leases == nil {
+		return nil, errors.New("dhcp: no handler")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "0.0.0.0:67"
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 4096
+	}
+	if cfg.ClientRate <= 0 {
+		cfg.ClientRate = 10
+	}
+	if cfg.ClientBurst <= 0 {
+		cfg.ClientBurst = 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Server{cfg: cfg, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the socket is listening.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the listening address, once Ready.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+type job struct {
+	req     *dhcpv4.DHCPv4
+	in      Inbound
+	ifIndex int
+	key     string
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := lc.ListenPacket(ctx, "udp4", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("dhcp listen %s: %w", s.cfg.Listen, err)
+	}
+	pc := ipv4.NewPacketConn(conn)
+	if err := pc.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
+		conn.Close()
+		return fmt.Errorf("dhcp listen %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = conn.LocalAddr()
+	close(s.ready)
+	s.cfg.Log.Info("dhcp listening", "addr", s.addr, "workers", s.cfg.Workers)
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+
+	jobs := make(chan job, s.cfg.Queue)
+	inflight := &inflightSet{m: map[string]struct{}{}}
+	var wg sync.WaitGroup
+	for i := 0; i < s.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				s.serve(ctx, pc, j)
+				inflight.done(j.key)
+			}
+		}()
+	}
+	s.read(ctx, pc, jobs, inflight)
+	close(jobs)
+	wg.Wait()
+	return nil
+}
+
+func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs chan<- job, inflight *inflightSet) {
+	stats := s.cfg.Handler.Stats
+	limiter := newLimiter(s.cfg.ClientRate, s.cfg.ClientBurst)
+	ifaces := &ifaceAddrs{allowed: s.cfg.Interfaces}
+	buf := make([]byte, 65536)
+	for {
+		n, cm, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.cfg.Log.Warn("dhcp read", "err", err)
+			continue
+		}
+		stats.Add("rx_packets")
+		if cm != nil && !ifaces.serves(cm.IfIndex) {
+			stats.Add("drop_interface")
+			continue
+		}
+		req, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil {
+			stats.Add("drop_malformed")
+			continue
+		}
+		mac := req.ClientHWAddr.String()
+		if !limiter.allow(mac, time.Now()) {
+			stats.Add("drop_rate_limited")
+			continue
+		}
+		key := fmt.Sprintf("%s/%d/%d", mac, req.TransactionID, req.MessageType())
+		if !inflight.add(key) {
+			stats.Add("drop_retransmit")
+			continue
+		}
+		j := job{req: req, key: key}
+		if cm != nil {
+			j.ifIndex = cm.IfIndex
+			j.in.Server = s.serverAddr(cm, ifaces)
+		}
+		select {
+		case jobs <- j:
+		default:
+			inflight.done(key)
+			stats.Add("drop_overload")
+		}
+	}
+}
+
+func (s *Server) serverAddr(cm *ipv4.ControlMessage, ifaces *ifaceAddrs) netip.Addr {
+	if s.cfg.ServerIP.IsValid() {
+		return s.cfg.ServerIP
+	}
+	if a, ok := netip.AddrFromSlice(cm.Dst.To4()); ok && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255}) && !a.IsUnspecified() {
+		return a
+	}
+	return ifaces.addr(cm.IfIndex)
+}
+
+func (s *Server) serve(ctx context.Context, pc *ipv4.PacketConn, j job) {
+	stats := s.cfg.Handler.Stats
+	defer func() {
+		if p := recover(); p != nil {
+			stats.Add("drop_panic")
+			s.cfg.Log.Error("dhcp handler panic", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	if !j.in.Server.IsValid() {
+		stats.Add("drop_no_server_address")
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rep, err := s.cfg.Handler.Handle(hctx, j.req, j.in)
+	if err != nil {
+		var d *errDrop
+		if errors.As(err, &d) {
+			stats.Add("drop_refused")
+			s.cfg.Log.Debug("dhcp no reply", "mac", j.req.ClientHWAddr, "type", j.req.MessageType(), "reason", d.reason)
+			return
+		}
+		stats.Add("drop_error")
+		s.cfg.Log.Error("dhcp request", "mac", j.req.ClientHWAddr, "type", j.req.MessageType(), "err", err)
+		return
+	}
+	if rep == nil {
+		return
+	}
+	var cm *ipv4.ControlMessage
+	if rep.Bcast {
+		cm = &ipv4.ControlMessage{IfIndex: j.ifIndex}
+	}
+	if _, err := pc.WriteTo(rep.Packet.ToBytes(), cm, rep.To); err != nil {
+		stats.Add("tx_error")
+		s.cfg.Log.Warn("dhcp send", "to", rep.To, "err", err)
+	}
+}
+
+// inflightSet de-duplicates retransmissions of a request still being answered.
+type inflightSet struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+func (s *inflightSet) add(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[k]; ok {
+		return false
+	}
+	s.m[k] = struct{}{}
+	return true
+}
+
+func (s *inflightSet) done(k string) {
+	s.mu.Lock()
+	delete(s.m, k)
+	s.mu.Unlock()
+}
+
+// limiter is a token bucket per client, used only by the reader goroutine.
+type limiter struct {
+	rate    float64
+	burst   float64
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate float64, burst int) *limiter {
+	return &limiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
+}
+
+func (l *limiter) allow(key string, now time.Time) bool {
+	if now.Sub(l.swept) > time.Minute {
+		// Forget clients idle long enough to have a full bucket again.
+		for k, b := range l.buckets {
+			if now.Sub(b.last).Seconds()*l.rate >= l.burst {
+				delete(l.buckets, k)
+			}
+		}
+		l.swept = now
+	}
+	b := l.buckets[key]
+	if b == nil {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// ifaceAddrs caches interface addresses and the interface filter.
+type ifaceAddrs struct {
+	allowed []string
+	mu      sync.Mutex
+	names   map[int]string
+	addrs   map[int]netip.Addr
+}
+
+func (c *ifaceAddrs) lookup(idx int) {
+	if c.names == nil {
+		c.names, c.addrs = map[int]string{}, map[int]netip.Addr{}
+	}
+	if _, ok := c.names[idx]; ok {
+		return
+	}
+	ifi, err := net.InterfaceByIndex(idx)
+	if err != nil {
+		c.names[idx] = ""
+		return
+	}
+	c.names[idx] = ifi.Name
+	addrs, _ := ifi.Addrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if v4, ok := netip.AddrFromSlice(ipn.IP.To4()); ok {
+				c.addrs[idx] = v4
+				break
+			}
+		}
+	}
+}
+
+func (c *ifaceAddrs) serves(idx int) bool {
+	if len(c.allowed) == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lookup(idx)
+	for _, n := range c.allowed {
+		if n == c.names[idx] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *ifaceAddrs) addr(idx int) netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lookup(idx)
+	return c.addrs[idx]
+}

@@ -1,0 +1,218 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Boot actions an iPXE script can take.
+const (
+	ActionInstall   = "install"   // kernel + initrd of the role's profile, with an install token
+	ActionLocal     = "local"     // exit to the next boot device: the installed disk
+	ActionDiscovery = "discovery" // the inventory image, or nothing when none is configured
+	ActionNone      = "none"      // a retired machine boots nothing
+)
+
+// Target is a machine and what it should boot.
+type Target struct {
+	Machine machine.Machine
+	Slot    *zone.Slot // nil for machines without a slot
+	Zone    *zone.Zone
+	Action  string
+	Token   string // a fresh install token, for ActionInstall
+}
+
+// Script decides what a machine's iPXE script does. The ticket came in the
+// machine's DHCP reply; the request must also come from the address leased to
+// that machine. A machine that is installing gets a new install token (the
+// previous one stops working) which is durable before Script returns.
+func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Target, error) {
+	f.mu.Lock()
+	now := f.now()
+	tk, ok := f.tickets[ticketID]
+	if !ok || now.After(tk.expires) {
+		f.mu.Unlock()
+		return Target{}, ErrUnknown
+	}
+	if leased, ok := f.leaseOf[tk.mac]; !ok || leased != src.Unmap() {
+		f.mu.Unlock()
+		return Target{}, fmt.Errorf("%w: script for %s requested from %s, which is not its leased address", ErrUnknown, tk.mac, src)
+	}
+	m := f.byMAC[tk.mac]
+	if m == nil {
+		f.mu.Unlock()
+		return Target{}, ErrUnknown
+	}
+	t := f.target(m)
+	switch m.State {
+	case machine.Deploying:
+		t.Action = ActionInstall
+	case machine.Retired:
+		t.Action = ActionNone
+	case machine.Discovered, machine.Commissioning:
+		t.Action = ActionDiscovery
+	default:
+		t.Action = ActionLocal
+	}
+	if t.Action == ActionInstall && (t.Slot == nil || t.Slot.Profile == "") {
+		t.Action = ActionLocal
+	}
+	b := newBatch()
+	if t.Action == ActionInstall {
+		f.revokeToken(m)
+		t.Token = randomHex(24)
+		m.InstallTokenHash = hashToken(t.Token)
+		f.tokens[m.InstallTokenHash] = m.ID
+		b.touch(m)
+		t.Machine = *m
+	}
+	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: "ipxe-script", Reason: scriptReason(t)})
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	if err := wait(ctx, done); err != nil {
+		return Target{}, fmt.Errorf("script for %s: %w", m.MAC, err)
+	}
+	return t, nil
+}
+
+func scriptReason(t Target) string {
+	switch t.Action {
+	case ActionInstall:
+		return "install " + t.Slot.Name + " with profile " + t.Slot.Profile
+	case ActionLocal:
+		return "boot from local disk (machine is " + string(t.Machine.State) + ")"
+	case ActionDiscovery:
+		return "discovery (machine has no slot to install)"
+	}
+	return "nothing: machine is retired"
+}
+
+func (f *Fleet) target(m *machine.Machine) Target {
+	t := Target{Machine: *m}
+	ix := f.Index()
+	if m.SlotKey != "" {
+		t.Slot = ix.Slot(m.SlotKey)
+		if t.Slot != nil {
+			t.Zone = ix.Design().Zone(t.Slot.Zone)
+		}
+	}
+	return t
+}
+
+// Installing returns the machine an install token belongs to. The token is
+// valid only while that machine is deploying.
+func (f *Fleet) Installing(token string) (Target, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.tokens[hashToken(token)]
+	if !ok || token == "" {
+		return Target{}, ErrUnknown
+	}
+	m := f.byID[id]
+	if m == nil || m.State != machine.Deploying {
+		return Target{}, ErrUnknown
+	}
+	t := f.target(m)
+	if t.Slot == nil {
+		return Target{}, ErrUnknown
+	}
+	t.Action = ActionInstall
+	return t, nil
+}
+
+// ErrBadStatus is returned for a phone-home status drover does not know.
+var ErrBadStatus = errors.New("unknown status")
+
+// Phone-home statuses.
+const (
+	StatusProgress  = "progress"
+	StatusInstalled = "installed"
+	StatusFailed    = "failed"
+)
+
+// PhoneHome records an installer's report. "installed" moves the machine to
+// deployed and ends its token; "failed" moves it to deploy-failed. It returns
+// once the report is durable.
+func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error) {
+	f.mu.Lock()
+	now := f.now()
+	id, ok := f.tokens[hashToken(token)]
+	m := f.byID[id]
+	if !ok || token == "" || m == nil || m.State != machine.Deploying {
+		f.mu.Unlock()
+		return machine.Machine{}, ErrUnknown
+	}
+	b := newBatch()
+	message = strings.TrimSpace(message)
+	switch status {
+	case StatusProgress:
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: "progress", Reason: message})
+	case StatusInstalled, StatusFailed:
+		ev := machine.Installed
+		if status == StatusFailed {
+			ev = machine.Fail
+		}
+		reason := "installer reported " + status
+		if message != "" {
+			reason += ": " + message
+		}
+		e, err := m.Apply(machine.Change{Event: ev, Actor: "installer", At: now, Reason: reason})
+		if err != nil {
+			f.mu.Unlock()
+			return machine.Machine{}, err
+		}
+		f.revokeToken(m)
+		if len(facts) > 0 {
+			m.Facts = facts
+		}
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: "phone-home", Reason: status})
+		b.add(e)
+		b.touch(m)
+	default:
+		f.mu.Unlock()
+		return machine.Machine{}, fmt.Errorf("%w %q (use progress, installed or failed)", ErrBadStatus, status)
+	}
+	snap := *m
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	if err := wait(ctx, done); err != nil {
+		return machine.Machine{}, fmt.Errorf("phone-home from %s: %w", snap.Label(), err)
+	}
+	return snap, nil
+}
+
+// Note adds a timeline entry to the machine holding addr's lease, if any. It
+// does not wait: these are boot steps (TFTP file, kernel, initrd), not state.
+func (f *Fleet) Note(addr netip.Addr, kind, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l := f.leases[addr.Unmap()]
+	if l == nil || l.State == LeaseDeclined {
+		return
+	}
+	m := f.byMAC[l.MAC]
+	if m == nil {
+		return
+	}
+	b := newBatch()
+	b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
+	f.w.submit(b)
+}
+
+// NoteMachine adds a timeline entry to a machine by id.
+func (f *Fleet) NoteMachine(id int64, kind, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byID[id] == nil {
+		return
+	}
+	b := newBatch()
+	b.add(machine.Entry{MachineID: id, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
+	f.w.submit(b)
+}

@@ -1,0 +1,234 @@
+// Package fleet is the running inventory of a drover server: which machine is
+// in which slot, their leases, boot tickets and install tokens. It is held in
+// memory for the DHCP and boot hot paths and persisted with group commit; a
+// reply that depends on a change is sent only after that change is durable.
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Lease states.
+const (
+	LeaseOffered  = "offered"
+	LeaseBound    = "bound"
+	LeaseDeclined = "declined"
+)
+
+const (
+	offerHold      = 2 * time.Minute  // how long an offered address is kept for its client
+	declineHold    = 10 * time.Minute // how long a declined address is kept out of use
+	ticketLifetime = 15 * time.Minute // how long a DHCP-issued boot ticket opens the iPXE script
+	actorDHCP      = "dhcp"
+	actorBoot      = "boot"
+)
+
+// Config configures a Fleet.
+type Config struct {
+	Store store.Store
+	Log   *slog.Logger
+	Now   func() time.Time // defaults to time.Now
+}
+
+// Fleet is the in-memory inventory. All methods are safe for concurrent use.
+type Fleet struct {
+	st  store.Store
+	log *slog.Logger
+	now func() time.Time
+	w   *writer
+	ix  atomic.Pointer[zone.Index]
+
+	mu      sync.Mutex
+	byMAC   map[string]*machine.Machine
+	bySlot  map[string]*machine.Machine
+	byID    map[int64]*machine.Machine
+	nextID  int64
+	leases  map[netip.Addr]*store.Lease
+	leaseOf map[string]netip.Addr // MAC -> its lease
+	tokens  map[string]int64      // install token hash -> machine id
+	tickets map[string]ticket     // boot ticket -> MAC
+	ticket  map[string]string     // MAC -> its current ticket
+}
+
+type ticket struct {
+	mac     string
+	expires time.Time
+}
+
+// New creates a Fleet serving design ix and loads the stored machines and leases.
+func New(ctx context.Context, cfg Config, ix *zone.Index) (*Fleet, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	f := &Fleet{
+		st: cfg.Store, log: cfg.Log, now: cfg.Now, w: newWriter(cfg.Store, cfg.Log),
+		byMAC: map[string]*machine.Machine{}, bySlot: map[string]*machine.Machine{}, byID: map[int64]*machine.Machine{},
+		leases: map[netip.Addr]*store.Lease{}, leaseOf: map[string]netip.Addr{},
+		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},
+	}
+	f.ix.Store(ix)
+	ms, err := cfg.Store.AllMachines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load inventory: %w", err)
+	}
+	for _, m := range ms {
+		f.index(m)
+	}
+	ls, err := cfg.Store.Leases(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load leases: %w", err)
+	}
+	for i := range ls {
+		l := ls[i]
+		f.leases[l.Addr] = &l
+		if l.State != LeaseDeclined {
+			f.leaseOf[l.MAC] = l.Addr
+		}
+	}
+	return f, nil
+}
+
+func (f *Fleet) index(m *machine.Machine) {
+	f.byMAC[m.MAC] = m
+	f.byID[m.ID] = m
+	if m.SlotKey != "" {
+		f.bySlot[m.SlotKey] = m
+	}
+	if m.InstallTokenHash != "" {
+		f.tokens[m.InstallTokenHash] = m.ID
+	}
+	if m.ID >= f.nextID {
+		f.nextID = m.ID + 1
+	}
+}
+
+// Run persists changes and runs the watchdogs until ctx ends; then it writes
+// what is still queued and returns.
+func (f *Fleet) Run(ctx context.Context) error {
+	go f.w.run(ctx)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-f.w.done
+			return nil
+		case <-tick.C:
+			f.Tick()
+		}
+	}
+}
+
+// Index is the design being served.
+func (f *Fleet) Index() *zone.Index { return f.ix.Load() }
+
+// SetIndex switches to a newly applied design.
+func (f *Fleet) SetIndex(ix *zone.Index) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ix.Store(ix)
+	// Machines keep their slots; a name change in the design follows the slot.
+	for key, m := range f.bySlot {
+		if s := ix.Slot(key); s != nil && m.Name != s.Name {
+			m.Name = s.Name
+		}
+	}
+}
+
+// Machine returns a copy of the machine with that MAC.
+func (f *Fleet) Machine(mac string) (machine.Machine, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.byMAC[mac]
+	if !ok {
+		return machine.Machine{}, false
+	}
+	return *m, true
+}
+
+// Tick applies the watchdogs and forgets expired leases and tickets.
+func (f *Fleet) Tick() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	b := newBatch()
+	for _, m := range f.byID {
+		if ch, due := m.Overdue(now); due {
+			e, err := m.Apply(ch)
+			if err != nil {
+				continue
+			}
+			if m.State.IsWork() || m.State == machine.DeployFailed {
+				f.revokeToken(m)
+			}
+			b.touch(m)
+			b.add(e)
+		}
+	}
+	for addr, l := range f.leases {
+		if now.After(l.Expires) {
+			delete(f.leases, addr)
+			if f.leaseOf[l.MAC] == addr {
+				delete(f.leaseOf, l.MAC)
+			}
+			b.freeLease(addr)
+		}
+	}
+	for t, tk := range f.tickets {
+		if now.After(tk.expires) {
+			delete(f.tickets, t)
+			if f.ticket[tk.mac] == t {
+				delete(f.ticket, tk.mac)
+			}
+		}
+	}
+	f.w.submit(b)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func hashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+func (f *Fleet) revokeToken(m *machine.Machine) {
+	if m.InstallTokenHash != "" {
+		delete(f.tokens, m.InstallTokenHash)
+		m.InstallTokenHash = ""
+	}
+}
+
+// wait blocks until a submitted batch is durable.
+func wait(ctx context.Context, done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ErrUnknown is returned for tickets and tokens that open nothing.
+var ErrUnknown = errors.New("unknown or expired credential")

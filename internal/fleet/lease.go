@@ -1,0 +1,366 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Request is what the DHCP layer knows about a client.
+type Request struct {
+	Query     zone.Query
+	MAC       string
+	Requested netip.Addr // option 50, or ciaddr when renewing
+	Renewing  bool       // a renewal or rebinding: not a boot step worth a timeline entry
+	IPXE      bool       // the client is iPXE: it gets a boot ticket for its script
+	BootFile  string     // what the reply will boot, for the timeline
+}
+
+// Assignment is what a client is given.
+type Assignment struct {
+	Identity  zone.Identity
+	Addr      netip.Addr
+	Prefix    netip.Prefix
+	Gateway   netip.Addr
+	Hostname  string
+	Domain    string
+	DNS       []netip.Addr
+	LeaseTime time.Duration
+	State     machine.State
+	Ticket    string // opens the iPXE script; set for iPXE clients
+}
+
+// Refusal is why a client gets no address. Silent refusals are dropped
+// without a reply; the others get a DHCPNAK when answering a REQUEST.
+type Refusal struct {
+	Reason string
+	Silent bool
+}
+
+func (r *Refusal) Error() string { return r.Reason }
+
+// Offer decides a client's identity and address for a DISCOVER, records the
+// machine on first sight (installing it when it stands in a known slot), holds
+// the address for it, and returns once all of that is durable.
+func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
+	f.mu.Lock()
+	now := f.now()
+	b := newBatch()
+	a, m, err := f.assign(r, now, b)
+	if err == nil {
+		if l := f.leases[a.Addr]; l == nil || l.MAC != r.MAC || l.State != LeaseBound || now.After(l.Expires) {
+			f.hold(a.Addr, r.MAC, slotKey(a), LeaseOffered, now.Add(offerHold), b)
+		}
+		if r.IPXE {
+			a.Ticket = f.ticketFor(r.MAC, now)
+		}
+		if !r.Renewing {
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "dhcp-offer", Reason: describe(a, r)})
+		}
+	}
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	if werr := wait(ctx, done); werr != nil {
+		return Assignment{}, fmt.Errorf("offer to %s: %w", r.MAC, werr)
+	}
+	return a, err
+}
+
+// Ack confirms a REQUEST: the requested address must be the one this client is
+// given; anything else is refused so the client starts over.
+func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
+	f.mu.Lock()
+	now := f.now()
+	b := newBatch()
+	a, m, err := f.assign(r, now, b)
+	if err == nil && r.Requested.IsValid() && r.Requested != a.Addr {
+		err = &Refusal{Reason: fmt.Sprintf("requested %s but %s's address is %s", r.Requested, r.MAC, a.Addr)}
+	}
+	if err == nil {
+		f.hold(a.Addr, r.MAC, slotKey(a), LeaseBound, now.Add(a.LeaseTime), b)
+		if r.IPXE {
+			a.Ticket = f.ticketFor(r.MAC, now)
+		}
+		if !r.Renewing {
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "dhcp-ack", Reason: describe(a, r)})
+		}
+	}
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	if werr := wait(ctx, done); werr != nil {
+		return Assignment{}, fmt.Errorf("ack to %s: %w", r.MAC, werr)
+	}
+	return a, err
+}
+
+// Inform answers a DHCPINFORM: configuration for a client that has its address.
+func (f *Fleet) Inform(r Request) (Assignment, error) {
+	ix := f.Index()
+	id := ix.Resolve(r.Query)
+	a := Assignment{Identity: id, LeaseTime: 0}
+	z := id.Zone
+	if id.Known() {
+		a.Hostname, a.Domain, a.Prefix, a.Gateway = id.Slot.PermanentName, id.Slot.Domain, id.Slot.Prefix, id.Slot.Gateway
+		z = ix.Design().Zone(id.Slot.Zone)
+	}
+	if z != nil {
+		a.DNS = z.DNS()
+		if a.Domain == "" {
+			a.Domain = z.Domain
+		}
+	}
+	return a, nil
+}
+
+// Release frees a client's address.
+func (f *Fleet) Release(mac string, addr netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l := f.leases[addr]
+	if l == nil || l.MAC != mac {
+		return
+	}
+	b := newBatch()
+	delete(f.leases, addr)
+	delete(f.leaseOf, mac)
+	b.freeLease(addr)
+	if m := f.byMAC[mac]; m != nil {
+		b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorDHCP, Kind: "dhcp-release", Reason: "released " + addr.String()})
+	}
+	f.w.submit(b)
+}
+
+// Decline marks an address a client found in use: it is kept out of use for a
+// while and the event lands on the machine's timeline.
+func (f *Fleet) Decline(mac string, addr netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	b := newBatch()
+	l := &store.Lease{Addr: addr, MAC: mac, State: LeaseDeclined, Expires: now.Add(declineHold)}
+	if old := f.leases[addr]; old != nil {
+		l.SlotKey = old.SlotKey
+	}
+	f.leases[addr] = l
+	if f.leaseOf[mac] == addr {
+		delete(f.leaseOf, mac)
+	}
+	b.putLease(l)
+	reason := fmt.Sprintf("client reported %s already in use (DHCPDECLINE); the address is held until %s", addr, l.Expires.Format(time.RFC3339))
+	if m := f.byMAC[mac]; m != nil {
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "address-declined", Reason: reason})
+	}
+	f.log.Warn("address declined", "mac", mac, "addr", addr, "held_until", l.Expires)
+	f.w.submit(b)
+}
+
+func slotKey(a Assignment) string {
+	if a.Identity.Slot != nil {
+		return a.Identity.Slot.Key
+	}
+	return ""
+}
+
+func describe(a Assignment, r Request) string {
+	s := a.Addr.String()
+	if a.Hostname != "" {
+		s += " as " + a.Hostname
+	}
+	if r.BootFile != "" {
+		s += ", boot file " + r.BootFile
+	}
+	if !a.Identity.Known() {
+		s += " (unknown: " + a.Identity.Reason + ")"
+	}
+	return s
+}
+
+// assign resolves the client and picks its address. Called with f.mu held.
+func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine.Machine, error) {
+	ix := f.Index()
+	id := ix.Resolve(r.Query)
+	m, err := f.observe(ix, id, r.MAC, now, b)
+	if err != nil {
+		return Assignment{}, nil, err
+	}
+	a := Assignment{Identity: id, State: m.State}
+	z := id.Zone
+	if id.Known() {
+		s := id.Slot
+		z = ix.Design().Zone(s.Zone)
+		a.Addr, a.Prefix, a.Gateway, a.Hostname, a.Domain = s.Address, s.Prefix, s.Gateway, s.PermanentName, s.Domain
+	} else {
+		disc, ok := ix.Discovery(id)
+		if !ok {
+			return Assignment{}, nil, &Refusal{Reason: "no address for an unknown machine: " + id.Reason, Silent: true}
+		}
+		a.Prefix, a.Gateway, z = disc.Prefix, disc.Gateway, disc.Zone
+		if a.Addr, ok = f.discoveryAddr(disc, r, now); !ok {
+			return Assignment{}, nil, &Refusal{Reason: fmt.Sprintf("discovery pool %s-%s is exhausted", disc.First, disc.Last), Silent: true}
+		}
+	}
+	if l := f.leases[a.Addr]; l != nil && l.State == LeaseDeclined && now.Before(l.Expires) {
+		return Assignment{}, nil, &Refusal{Reason: fmt.Sprintf("address %s was declined and is held until %s", a.Addr, l.Expires.Format(time.RFC3339)), Silent: true}
+	}
+	if z != nil {
+		a.DNS, a.LeaseTime = z.DNS(), z.Lease()
+		if a.Domain == "" {
+			a.Domain = z.Domain
+		}
+	}
+	if a.LeaseTime == 0 {
+		a.LeaseTime = time.Hour
+	}
+	return a, m, nil
+}
+
+// discoveryAddr gives an unknown machine the fixed address of its port, or an
+// address of its pod's pool: the one it holds, the one it asks for when free, or the first free one.
+func (f *Fleet) discoveryAddr(d zone.DiscoveryLease, r Request, now time.Time) (netip.Addr, bool) {
+	if d.Fixed.IsValid() {
+		return d.Fixed, true
+	}
+	inPool := func(a netip.Addr) bool { return a.IsValid() && a.Compare(d.First) >= 0 && a.Compare(d.Last) <= 0 }
+	free := func(a netip.Addr) bool {
+		l := f.leases[a]
+		return l == nil || l.MAC == r.MAC && l.State != LeaseDeclined || now.After(l.Expires)
+	}
+	if a, ok := f.leaseOf[r.MAC]; ok && inPool(a) && free(a) {
+		return a, true
+	}
+	if inPool(r.Requested) && free(r.Requested) {
+		return r.Requested, true
+	}
+	for a := d.First; inPool(a); a = a.Next() {
+		if free(a) {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// hold records addr as leased to mac. An address has one holder at a time:
+// the lease table is keyed by address, and a client moving to a new address frees its old one.
+func (f *Fleet) hold(addr netip.Addr, mac, slot, state string, expires time.Time, b *batch) {
+	if old := f.leases[addr]; old != nil && old.MAC != mac && f.leaseOf[old.MAC] == addr {
+		delete(f.leaseOf, old.MAC)
+	}
+	if prev, ok := f.leaseOf[mac]; ok && prev != addr {
+		delete(f.leases, prev)
+		b.freeLease(prev)
+	}
+	l := &store.Lease{Addr: addr, MAC: mac, SlotKey: slot, State: state, Expires: expires}
+	f.leases[addr] = l
+	f.leaseOf[mac] = addr
+	b.putLease(l)
+}
+
+func (f *Fleet) ticketFor(mac string, now time.Time) string {
+	if t, ok := f.ticket[mac]; ok {
+		tk := f.tickets[t]
+		tk.expires = now.Add(ticketLifetime)
+		f.tickets[t] = tk
+		return t
+	}
+	t := randomHex(16)
+	f.tickets[t] = ticket{mac: mac, expires: now.Add(ticketLifetime)}
+	f.ticket[mac] = t
+	return t
+}
+
+func (f *Fleet) newMachine(mac string, now time.Time, b *batch) *machine.Machine {
+	m := &machine.Machine{ID: f.nextID, MAC: mac, State: machine.Discovered, StateSince: now, Created: now}
+	f.index(m)
+	b.touch(m)
+	return m
+}
+
+// observe brings the inventory up to date with a client seen at identity id.
+// Called with f.mu held.
+func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.Time, b *batch) (*machine.Machine, error) {
+	m := f.byMAC[mac]
+	if m != nil && m.State == machine.Retired {
+		return nil, &Refusal{Reason: "machine " + mac + " is retired", Silent: true}
+	}
+	if !id.Known() {
+		if ix.UnknownPolicy(id) == "ignore" {
+			return nil, &Refusal{Reason: "unknown machine ignored by policy: " + id.Reason, Silent: true}
+		}
+		loc := location(id)
+		if m == nil {
+			m = f.newMachine(mac, now, b)
+			m.Location = loc
+			b.touch(m)
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "discovered", Reason: id.Reason})
+		} else if m.Location != loc {
+			m.Location = loc
+			b.touch(m)
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "seen", Reason: "seen where it has no slot: " + id.Reason})
+		}
+		return m, nil
+	}
+	s := id.Slot
+	if m == nil {
+		m = f.newMachine(mac, now, b)
+	}
+	if m.SlotKey == s.Key {
+		return m, nil
+	}
+	timeout := time.Hour
+	if z := ix.Design().Zone(s.Zone); z != nil {
+		timeout = z.Timeout(string(machine.Deploying))
+	}
+	if m.SlotKey != "" {
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "moved", Reason: fmt.Sprintf("moved from slot %s to %s", m.SlotKey, s.Key)})
+		delete(f.bySlot, m.SlotKey)
+		m.SlotKey = ""
+	}
+	m.Location = ""
+	if cur := f.bySlot[s.Key]; cur != nil {
+		rep, err := machine.Replace(cur, m, s.OnReplace, actorDHCP, now, timeout)
+		if err != nil {
+			return nil, err
+		}
+		f.revokeToken(cur)
+		b.touch(cur)
+		b.add(rep.OldEntries...)
+		b.add(rep.NewEntries...)
+		m.Name = s.Name
+	} else {
+		m.SlotKey, m.Name = s.Key, s.Name
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "slot-assigned",
+			Reason: fmt.Sprintf("in slot %s (%s): %s, role %s", s.Key, via(id), s.Name, roleOf(s))})
+		if e, ok := m.Install(actorDHCP, "installing "+s.Name+" as "+roleOf(s), now, timeout); ok {
+			b.add(e)
+		}
+	}
+	f.bySlot[s.Key] = m
+	b.touch(m)
+	return m, nil
+}
+
+func via(id zone.Identity) string {
+	if id.Via == zone.ViaPin {
+		return "MAC pin"
+	}
+	return "switch " + id.Switch + " port " + id.Port
+}
+
+func roleOf(s *zone.Slot) string {
+	if s.Variant != "" {
+		return s.Role + "/" + s.Variant
+	}
+	return s.Role
+}
+
+func location(id zone.Identity) string {
+	if id.Switch == "" {
+		return ""
+	}
+	return id.Switch + "/" + id.Port
+}

@@ -1,0 +1,165 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sort"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+)
+
+// batch collects the durable effects of one change made under the fleet's lock.
+type batch struct {
+	machines map[int64]machine.Machine // snapshots, taken after the change
+	entries  []machine.Entry
+	leases   map[netip.Addr]store.Lease
+	freed    map[netip.Addr]bool
+}
+
+func newBatch() *batch {
+	return &batch{machines: map[int64]machine.Machine{}, leases: map[netip.Addr]store.Lease{}, freed: map[netip.Addr]bool{}}
+}
+
+func (b *batch) touch(m *machine.Machine) { b.machines[m.ID] = *m }
+func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...) }
+func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
+func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
+func (b *batch) empty() bool {
+	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed) == 0
+}
+
+// write applies the batch in a transaction. Machines are written in two
+// passes, slots cleared first, so that slots moving between machines in one
+// batch never trip the one-machine-per-slot constraint.
+func (b *batch) write(ctx context.Context, tx store.Tx) error {
+	ids := make([]int64, 0, len(b.machines))
+	for id := range b.machines {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		m := b.machines[id]
+		if m.SlotKey == "" {
+			continue
+		}
+		cleared := m
+		cleared.SlotKey = ""
+		if err := tx.PutMachine(ctx, &cleared); err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		m := b.machines[id]
+		if err := tx.PutMachine(ctx, &m); err != nil {
+			return err
+		}
+	}
+	for i := range b.entries {
+		if err := tx.AddEntries(ctx, &b.entries[i]); err != nil {
+			return err
+		}
+	}
+	leases := make([]store.Lease, 0, len(b.leases))
+	for _, l := range b.leases {
+		leases = append(leases, l)
+	}
+	if err := tx.PutLeases(ctx, leases...); err != nil {
+		return err
+	}
+	freed := make([]netip.Addr, 0, len(b.freed))
+	for a := range b.freed {
+		freed = append(freed, a)
+	}
+	return tx.DeleteLeases(ctx, freed...)
+}
+
+// writer persists batches with group commit: whatever queued while the previous
+// transaction ran is written in the next one, so the DHCP path never pays a
+// disk write per packet, and a reply is sent only once its change is durable.
+type writer struct {
+	st   store.Store
+	log  *slog.Logger
+	ch   chan *pending
+	done chan struct{}
+}
+
+type pending struct {
+	b    *batch
+	done chan error
+}
+
+// maxBatches bounds how many changes one transaction carries.
+const maxBatches = 512
+
+func newWriter(st store.Store, log *slog.Logger) *writer {
+	return &writer{st: st, log: log, ch: make(chan *pending, 8192), done: make(chan struct{})}
+}
+
+// ErrStopped is returned for changes submitted after the writer stopped.
+var ErrStopped = errors.New("fleet stopped")
+
+func (w *writer) submit(b *batch) <-chan error {
+	done := make(chan error, 1)
+	if b.empty() {
+		done <- nil
+		return done
+	}
+	select {
+	case w.ch <- &pending{b: b, done: done}:
+	case <-w.done:
+		done <- ErrStopped
+	}
+	return done
+}
+
+// run writes batches until ctx ends, then drains what is queued.
+func (w *writer) run(ctx context.Context) {
+	defer close(w.done)
+	for {
+		select {
+		case p := <-w.ch:
+			w.flush(p)
+		case <-ctx.Done():
+			for {
+				select {
+				case p := <-w.ch:
+					w.flush(p)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (w *writer) flush(first *pending) {
+	group := []*pending{first}
+	for len(group) < maxBatches {
+		select {
+		case p := <-w.ch:
+			group = append(group, p)
+			continue
+		default:
+		}
+		break
+	}
+	// The transaction outlives a cancelled server context on purpose: what was
+	// queued must land before shutdown completes.
+	err := w.st.Update(context.Background(), func(tx store.Tx) error {
+		for _, p := range group {
+			if err := p.b.write(context.Background(), tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		w.log.Error("persist changes", "changes", len(group), "err", err)
+	}
+	for _, p := range group {
+		p.done <- err
+	}
+}

@@ -1,0 +1,188 @@
+// Package serve runs drover's machine-facing services together: DHCP, TFTP
+// and boot HTTP over one inventory, following the applied design.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/drover/drover/internal/boot"
+	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/tftp"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Config is everything `drover serve` runs with.
+type Config struct {
+	Store          store.Store
+	DHCP           dhcp.Config // Handler is filled in by Run
+	BootFiles      dhcp.BootFiles
+	TFTP           tftp.Config // Done is filled in by Run
+	Boot           boot.Config // Fleet is filled in by Run
+	ReloadInterval time.Duration
+	Log            *slog.Logger
+	// Started, if set, is called once every listener is ready.
+	Started func(Listeners)
+}
+
+// Listeners are the addresses the services listen on.
+type Listeners struct {
+	DHCP, TFTP, HTTP string
+}
+
+// Run serves until ctx ends, then stops the listeners and writes out what the
+// inventory still has queued.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.ReloadInterval <= 0 {
+		cfg.ReloadInterval = 2 * time.Second
+	}
+	rev, ix, err := loadApplied(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	log.Info("serving design", "revision", rev.ID, "hash", rev.Hash[:12], "summary", rev.Summary)
+	fl, err := fleet.New(ctx, fleet.Config{Store: cfg.Store, Log: log}, ix)
+	if err != nil {
+		return err
+	}
+	stats := &dhcp.Counters{}
+	dcfg := cfg.DHCP
+	dcfg.Log = log.With("service", "dhcp")
+	if dcfg.Handler == nil {
+		dcfg.Handler = &dhcp.Handler{}
+	}
+	dcfg.Handler.Leases, dcfg.Handler.Stats, dcfg.Handler.Files = fl, stats, cfg.BootFiles
+	if dcfg.Handler.HTTPPort == 0 {
+		dcfg.Handler.HTTPPort = 8080
+	}
+	dsrv, err := dhcp.NewServer(dcfg)
+	if err != nil {
+		return err
+	}
+	tcfg := cfg.TFTP
+	tcfg.Log = log.With("service", "tftp")
+	tcfg.Done = func(client netip.Addr, file string, n int64, err error) {
+		if err != nil {
+			fl.Note(client, "tftp-error", fmt.Sprintf("%s: %v", file, err))
+			return
+		}
+		fl.Note(client, "tftp", fmt.Sprintf("%s (%d bytes)", file, n))
+	}
+	tsrv, err := tftp.NewServer(tcfg)
+	if err != nil {
+		return err
+	}
+	bcfg := cfg.Boot
+	bcfg.Fleet, bcfg.Log = fl, log.With("service", "boot")
+	bsrv, err := boot.NewServer(bcfg)
+	if err != nil {
+		return err
+	}
+
+	// Listeners stop first; the inventory stops last so that every change they
+	// queued is written before Run returns.
+	netCtx, stopNet := context.WithCancel(ctx)
+	defer stopNet()
+	fleetCtx, stopFleet := context.WithCancel(context.Background())
+	fleetDone := make(chan error, 1)
+	go func() { fleetDone <- fl.Run(fleetCtx) }()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	for _, run := range []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, func(ctx context.Context) error {
+		return follow(ctx, cfg.Store, fl, rev.ID, cfg.ReloadInterval, log)
+	}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(netCtx); err != nil {
+				errc <- err
+				stopNet()
+			}
+		}()
+	}
+	go func() {
+		for _, r := range []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()} {
+			select {
+			case <-r:
+			case <-netCtx.Done():
+				return
+			}
+		}
+		log.Info("drover serving", "dhcp", dsrv.Addr(), "tftp", tsrv.Addr(), "http", bsrv.Addr())
+		if cfg.Started != nil {
+			cfg.Started(Listeners{DHCP: dsrv.Addr().String(), TFTP: tsrv.Addr().String(), HTTP: bsrv.Addr().String()})
+		}
+	}()
+	wg.Wait()
+	stopFleet()
+	ferr := <-fleetDone
+	close(errc)
+	var errs []error
+	for e := range errc {
+		errs = append(errs, e)
+	}
+	if ferr != nil {
+		errs = append(errs, ferr)
+	}
+	snap := stats.Snapshot()
+	attrs := []any{}
+	for _, k := range dhcp.Names(snap) {
+		attrs = append(attrs, k, snap[k])
+	}
+	log.Info("drover stopped", attrs...)
+	return errors.Join(errs...)
+}
+
+// loadApplied parses the applied design from the store.
+func loadApplied(ctx context.Context, st store.Store) (*store.Revision, *zone.Index, error) {
+	rev, err := st.CurrentRevision(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, errors.New("no design is applied: run `drover apply PATH` or pass --design PATH")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := zone.Parse(rev.Sources)
+	if err != nil {
+		return nil, nil, fmt.Errorf("applied design revision %d no longer validates: %w", rev.ID, err)
+	}
+	return rev, zone.NewIndex(d), nil
+}
+
+// follow switches the inventory to each newly applied design.
+func follow(ctx context.Context, st store.Store, fl *fleet.Fleet, current int64, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		id, err := st.LatestRevisionID(ctx)
+		if err != nil || id == current {
+			continue
+		}
+		rev, ix, err := loadApplied(ctx, st)
+		if err != nil {
+			log.Error("new design revision not loaded", "revision", id, "err", err)
+			current = id
+			continue
+		}
+		fl.SetIndex(ix)
+		current = rev.ID
+		log.Info("serving new design", "revision", rev.ID, "summary", rev.Summary)
+	}
+}

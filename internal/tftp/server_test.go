@@ -1,0 +1,199 @@
+package tftp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestParseRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		pkt     string
+		wantErr bool
+		file    string
+		opts    string
+	}{
+		{"plain", "\x00\x01undionly.kpxe\x00octet\x00", false, "undionly.kpxe", ""},
+		{"options", "\x00\x01ipxe.efi\x00OCTET\x00blksize\x001428\x00WindowSize\x008\x00tsize\x000\x00", false, "ipxe.efi", "blksize=1428,windowsize=8,tsize=0"},
+		{"write", "\x00\x02x\x00octet\x00", false, "x", ""},
+		{"no terminator", "\x00\x01file\x00octet", true, "", ""},
+		{"option without value", "\x00\x01file\x00octet\x00blksize\x00", true, "", ""},
+		{"bad mode", "\x00\x01file\x00mail\x00", true, "", ""},
+		{"empty name", "\x00\x01\x00octet\x00", true, "", ""},
+		{"data packet", "\x00\x03\x00\x01abc", true, "", ""},
+		{"duplicate option", "\x00\x01f\x00octet\x00tsize\x000\x00tsize\x000\x00", true, "", ""},
+		{"short", "\x00", true, "", ""},
+	}
+	for _, tt := range tests {
+		r, err := ParseRequest([]byte(tt.pkt))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%s: err %v, wantErr %v", tt.name, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		var opts []string
+		for _, n := range r.Order {
+			opts = append(opts, n+"="+r.Options[n])
+		}
+		if r.Filename != tt.file || strings.Join(opts, ",") != tt.opts {
+			t.Errorf("%s: got %q %v", tt.name, r.Filename, opts)
+		}
+	}
+}
+
+func TestClean(t *testing.T) {
+	tests := map[string]string{
+		"ipxe.efi": "ipxe.efi", "/ipxe.efi": "ipxe.efi", "lab\\vmlinuz": "lab/vmlinuz", "a//b/./c": "a/b/c",
+		"../etc/passwd": "", "a/../../b": "", "/": "", "a\x00b": "", "..": "",
+	}
+	for in, want := range tests {
+		if got := clean(in); got != want {
+			t.Errorf("clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	f.Add([]byte("\x00\x01ipxe.efi\x00octet\x00blksize\x001428\x00windowsize\x008\x00"))
+	f.Add([]byte("\x00\x02a\x00netascii\x00"))
+	f.Add([]byte("\x00\x01../../etc/passwd\x00octet\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRequest(b)
+		if err != nil {
+			return
+		}
+		if r.Filename == "" || len(r.Order) != len(r.Options) {
+			t.Fatalf("inconsistent request %+v", r)
+		}
+		if p := clean(r.Filename); p != "" && (strings.HasPrefix(p, "/") || strings.Contains("/"+p+"/", "/../")) {
+			t.Fatalf("clean(%q) = %q escapes the root", r.Filename, p)
+		}
+	})
+}
+
+type transfers struct {
+	mu   sync.Mutex
+	done []string
+}
+
+func startServer(t *testing.T, roots ...string) (*Server, *transfers) {
+	t.Helper()
+	tr := &transfers{}
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", Roots: roots, Timeout: 200 * time.Millisecond, Retries: 3,
+		Done: func(_ netip.Addr, file string, n int64, err error) {
+			tr.mu.Lock()
+			defer tr.mu.Unlock()
+			if err != nil {
+				tr.done = append(tr.done, file+": "+err.Error())
+			} else {
+				tr.done = append(tr.done, file)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	<-s.Ready()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	})
+	return s, tr
+}
+
+// atftp is the one Debian TFTP client that sends windowsize (RFC 7440).
+func atftp(t *testing.T, s *Server, file, out string, opts ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("atftp"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("atftp is not installed: apt-get install atftp (make test installs it)")
+		}
+		t.Skip("atftp not installed")
+	}
+	_, port, _ := net.SplitHostPort(s.Addr().String())
+	args := []string{"--trace", "--verbose"}
+	for _, o := range opts {
+		args = append(args, "--option", o)
+	}
+	args = append(args, "-g", "-r", file, "-l", out, "127.0.0.1", port)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "atftp", args...).CombinedOutput()
+	return string(b), err
+}
+
+func TestTransfersWithAtftp(t *testing.T) {
+	root := t.TempDir()
+	content := make([]byte, 3*1428*8+100) // several windows and a short last block
+	rand.Read(content)
+	os.WriteFile(filepath.Join(root, "ipxe.efi"), content, 0o644)
+	exact := make([]byte, 1428*4) // a multiple of blksize: ends with an empty block
+	rand.Read(exact)
+	os.MkdirAll(filepath.Join(root, "lab"), 0o755)
+	os.WriteFile(filepath.Join(root, "lab", "exact"), exact, 0o644)
+	os.WriteFile(filepath.Join(filepath.Dir(root), "secret"), []byte("secret"), 0o644)
+	s, tr := startServer(t, root)
+
+	tests := []struct {
+		name, file string
+		opts       []string
+		want       []byte
+		trace      []string
+	}{
+		{"windowsize and blksize", "ipxe.efi", []string{"blksize 1428", "windowsize 8", "tsize 0"}, content,
+			[]string{"received OACK", "blksize: 1428", "windowsize: 8", "tsize: " + strconv.Itoa(len(content))}},
+		{"no options (RFC 1350)", "ipxe.efi", nil, content, nil},
+		{"blksize capped", "lab/exact", []string{"blksize 9000"}, exact, []string{"received OACK <blksize: 1468"}},
+		{"exact multiple of blksize", "lab/exact", []string{"blksize 1428", "windowsize 4"}, exact, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			trace, err := atftp(t, s, tt.file, out, tt.opts...)
+			if err != nil {
+				t.Fatalf("atftp: %v\n%s", err, trace)
+			}
+			got, _ := os.ReadFile(out)
+			if !bytes.Equal(got, tt.want) {
+				t.Fatalf("got %d bytes, want %d", len(got), len(tt.want))
+			}
+			for _, w := range tt.trace {
+				if !strings.Contains(trace, w) {
+					t.Errorf("trace lacks %q:\n%s", w, trace)
+				}
+			}
+		})
+	}
+	for _, bad := range []string{"../secret", "lab/../../secret", "missing.efi"} {
+		out := filepath.Join(t.TempDir(), "out")
+		trace, err := atftp(t, s, bad, out)
+		if err == nil && !strings.Contains(trace, "ERROR") {
+			t.Errorf("%s: transfer allowed:\n%s", bad, trace)
+		}
+		if b, _ := os.ReadFile(out); len(b) > 0 {
+			t.Errorf("%s: got content %q", bad, b)
+		}
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.done) < 7 || !strings.Contains(strings.Join(tr.done, "\n"), "../secret: access violation") {
+		t.Errorf("transfers reported: %q", tr.done)
+	}
+}

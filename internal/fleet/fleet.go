@@ -82,6 +82,7 @@ func New(ctx context.Context, cfg Config, ix *zone.Index) (*Fleet, error) {
 		byMAC: map[string]*machine.Machine{}, bySlot: map[string]*machine.Machine{}, byID: map[int64]*machine.Machine{},
 		leases: map[netip.Addr]*store.Lease{}, leaseOf: map[string]netip.Addr{},
 		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},
+		nextID: 1,
 	}
 	f.ix.Store(ix)
 	ms, err := cfg.Store.AllMachines(ctx)

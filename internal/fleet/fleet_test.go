@@ -1,0 +1,204 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+type env struct {
+	t    *testing.T
+	st   *store.SQLite
+	path string
+	ix   *zone.Index
+	now  time.Time
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	d, err := zone.Load("../../examples/lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, path: filepath.Join(t.TempDir(), "d.db"), ix: zone.NewIndex(d), now: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)}
+	if e.st, err = store.OpenSQLite(ctx, e.path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: e.now, Sources: d.Source}, d.Slots); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.st.Close() })
+	return e
+}
+
+// start runs a fleet on the env's store; stop writes what is queued.
+func (e *env) start() (*Fleet, func()) {
+	e.t.Helper()
+	f, err := New(context.Background(), Config{Store: e.st, Now: func() time.Time { return e.now }}, e.ix)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	var once sync.Once
+	return f, func() { once.Do(func() { cancel(); <-done }) }
+}
+
+func at(port string, mac string) Request {
+	m, _ := net.ParseMAC(mac)
+	return Request{MAC: mac, Query: zone.Query{Relay: netip.MustParseAddr("10.77.0.1"), HasOption82: true, CircuitID: port, MAC: m}, IPXE: true}
+}
+
+func (e *env) dora(f *Fleet, r Request) Assignment {
+	e.t.Helper()
+	ctx := context.Background()
+	a, err := f.Offer(ctx, r)
+	if err != nil {
+		e.t.Fatalf("offer to %s: %v", r.MAC, err)
+	}
+	r.Requested = a.Addr
+	if a, err = f.Ack(ctx, r); err != nil {
+		e.t.Fatalf("ack to %s: %v", r.MAC, err)
+	}
+	return a
+}
+
+func TestLeasesSurviveRestartAndNeverDouble(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	unknown := []string{"52:54:00:00:10:01", "52:54:00:00:10:02", "52:54:00:00:10:03"}
+	got := map[netip.Addr]string{}
+	for _, mac := range unknown {
+		a := e.dora(f, at("swp7", mac)) // an undefined port: the pod's discovery pool
+		if prev, dup := got[a.Addr]; dup {
+			t.Fatalf("%s given to %s and %s", a.Addr, prev, mac)
+		}
+		got[a.Addr] = mac
+	}
+	stop()
+
+	f, stop = e.start()
+	defer stop()
+	for _, mac := range unknown { // the same clients keep their addresses after a restart
+		a := e.dora(f, at("swp7", mac))
+		if got[a.Addr] != mac {
+			t.Errorf("after restart %s got %s, which was %s's", mac, a.Addr, got[a.Addr])
+		}
+	}
+	a := e.dora(f, at("swp7", "52:54:00:00:10:04"))
+	if _, dup := got[a.Addr]; dup {
+		t.Errorf("new client got %s, already leased", a.Addr)
+	}
+}
+
+func TestHardwareReplacedAndMoved(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	defer stop()
+	ctx := context.Background()
+	old := e.dora(f, at("swp1", "52:54:00:00:20:01"))
+	if old.Hostname != "lab-compute-01" || old.Addr != netip.MustParseAddr("10.77.0.11") {
+		t.Fatalf("first machine: %+v", old)
+	}
+	m1, _ := f.Machine("52:54:00:00:20:01")
+	if m1.State != machine.Deploying || m1.SlotKey != "p1-tor1/swp1" {
+		t.Fatalf("first machine %+v", m1)
+	}
+	nw := e.dora(f, at("swp1", "52:54:00:00:20:02"))
+	if nw.Addr != old.Addr || nw.Hostname != old.Hostname {
+		t.Fatalf("replacement got %+v", nw)
+	}
+	m1, _ = f.Machine("52:54:00:00:20:01")
+	m2, _ := f.Machine("52:54:00:00:20:02")
+	if m1.State != machine.Retired || m1.SlotKey != "" || m2.SlotKey != "p1-tor1/swp1" || m2.State != machine.Deploying {
+		t.Fatalf("after replacement: old %s %q, new %s %q", m1.State, m1.SlotKey, m2.State, m2.SlotKey)
+	}
+	if _, err := f.Offer(ctx, at("swp2", "52:54:00:00:20:01")); err == nil {
+		t.Error("a retired machine was offered an address")
+	}
+	// Moving the new machine to another port gives it that port's identity.
+	moved := e.dora(f, at("swp2", "52:54:00:00:20:02"))
+	if moved.Hostname != "lab-compute-02" {
+		t.Fatalf("moved machine: %+v", moved)
+	}
+	stop()
+	tl, _ := e.st.Timeline(ctx, m2.ID, 0, 0)
+	kinds := map[string]bool{}
+	for _, en := range tl {
+		kinds[en.Kind] = true
+	}
+	for _, k := range []string{"hardware-replaced", "moved", "dhcp-offer", "dhcp-ack"} {
+		if !kinds[k] {
+			t.Errorf("timeline lacks %s: %+v", k, tl)
+		}
+	}
+}
+
+func TestInstallFlow(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	defer stop()
+	ctx := context.Background()
+	a := e.dora(f, at("swp3", "52:54:00:00:30:01"))
+	if _, err := f.Script(ctx, a.Ticket, netip.MustParseAddr("10.77.0.99")); !errors.Is(err, ErrUnknown) {
+		t.Errorf("script from another address: %v", err)
+	}
+	if _, err := f.Script(ctx, "nope", a.Addr); !errors.Is(err, ErrUnknown) {
+		t.Errorf("script with a wrong ticket: %v", err)
+	}
+	t1, err := f.Script(ctx, a.Ticket, a.Addr)
+	if err != nil || t1.Action != ActionInstall || t1.Token == "" || t1.Slot.Name != "lab-compute-lvm-03" {
+		t.Fatalf("script: %+v %v", t1, err)
+	}
+	t2, err := f.Script(ctx, a.Ticket, a.Addr) // the machine rebooted mid-install: a new token
+	if err != nil || t2.Token == t1.Token {
+		t.Fatalf("second script: %v", err)
+	}
+	if _, err := f.Installing(t1.Token); !errors.Is(err, ErrUnknown) {
+		t.Error("the replaced token still works")
+	}
+	if _, err := f.Installing(t2.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.PhoneHome(ctx, t2.Token, "rebooting", "", nil); !errors.Is(err, ErrBadStatus) {
+		t.Errorf("bad status: %v", err)
+	}
+	if _, err := f.PhoneHome(ctx, t2.Token, StatusProgress, "partitioning", nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.PhoneHome(ctx, t2.Token, StatusInstalled, "", map[string]any{"cpus": 2.0})
+	if err != nil || m.State != machine.Deployed || m.Facts["cpus"] != 2.0 {
+		t.Fatalf("installed: %+v %v", m, err)
+	}
+	if _, err := f.PhoneHome(ctx, t2.Token, StatusInstalled, "", nil); !errors.Is(err, ErrUnknown) {
+		t.Error("a used token works again")
+	}
+	t3, err := f.Script(ctx, a.Ticket, a.Addr)
+	if err != nil || t3.Action != ActionLocal || t3.Token != "" {
+		t.Fatalf("script of a deployed machine: %+v %v", t3, err)
+	}
+}
+
+func TestWatchdogFailsAStuckInstall(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	defer stop()
+	e.dora(f, at("swp1", "52:54:00:00:40:01"))
+	e.now = e.now.Add(21 * time.Minute) // the lab design's deploying timeout is 20m
+	f.Tick()
+	m, _ := f.Machine("52:54:00:00:40:01")
+	if m.State != machine.DeployFailed || m.InstallTokenHash != "" {
+		t.Fatalf("after the watchdog: %s", m.State)
+	}
+}

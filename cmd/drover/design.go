@@ -44,6 +44,7 @@ into, installs it for its role and tracks its lifecycle.`,
 		newMachinesCommand(g),
 		newShowCommand(g),
 		newServeCommand(g),
+		newLabCommand(g),
 	)
 	return root
 }

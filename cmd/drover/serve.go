@@ -229,3 +229,7 @@ func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string) e
 	}
 	return applyDesign(ctx, g, st, d, path, "serve --design")
 }
+
+func newTextLogger(g *globals) *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.env.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

@@ -242,3 +242,40 @@ func GitCommit(ctx context.Context, path string) string {
 	}
 	return commit
 }
+
+// RelayAddr is a pod-shaped switch's relay address (invalid when it has only a remote-id).
+func (sw *Switch) RelayAddr() netip.Addr { return sw.relay }
+
+// PortNames are the switch's declared ports, in order.
+func (sw *Switch) PortNames() []string { return append([]string(nil), sw.ports...) }
+
+// PortBlock is the block a per-port switch's port subnets are carved from.
+func (sw *Switch) PortBlock() netip.Prefix { return sw.portBlock }
+
+// Boot returns the pod's boot subnet and gateway.
+func (p *Pod) Boot() (netip.Prefix, netip.Addr) {
+	for _, n := range p.Networks {
+		if n.Name == "boot" {
+			return n.prefix, n.gateway
+		}
+	}
+	return netip.Prefix{}, netip.Addr{}
+}
+
+// Subnets returns every subnet of the design (networks and per-port blocks).
+func (d *Design) Subnets() []netip.Prefix {
+	var out []netip.Prefix
+	for _, z := range d.Zones {
+		for _, p := range z.Pods {
+			for _, n := range p.Networks {
+				out = append(out, n.prefix)
+			}
+			for _, sw := range p.Switches {
+				if sw.portBlock.IsValid() {
+					out = append(out, sw.portBlock)
+				}
+			}
+		}
+	}
+	return out
+}

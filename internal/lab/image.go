@@ -1,0 +1,133 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// Image is a built install image.
+type Image struct {
+	Kernel string
+	Initrd string
+}
+
+// BuildImage builds (or reuses from cacheDir) the lab's install image: the
+// Debian cloud kernel and a busybox initrd whose /init is the installer. Only
+// Debian's package archive is used.
+func BuildImage(ctx context.Context, cacheDir string, log *slog.Logger) (Image, error) {
+	pkg, err := kernelPackage(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return Image{}, errors.New("busybox is not installed: apt-get install busybox-static")
+	}
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		return Image{}, err
+	}
+	h := sha256.New()
+	h.Write([]byte(pkg))
+	h.Write(initScript)
+	h.Write(bb)
+	key := hex.EncodeToString(h.Sum(nil))[:16]
+	dir := filepath.Join(cacheDir, "image-"+key)
+	img := Image{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
+	if _, err := os.Stat(img.Initrd); err == nil {
+		return img, nil
+	}
+	log.Info("building the lab install image", "kernel", pkg, "dir", dir)
+	work := dir + ".tmp"
+	os.RemoveAll(work)
+	if err := os.MkdirAll(filepath.Join(work, "deb"), 0o755); err != nil {
+		return Image{}, err
+	}
+	defer os.RemoveAll(work)
+	if out, err := cmd(ctx, work, "apt-get", "download", pkg); err != nil {
+		return Image{}, fmt.Errorf("download %s (is the Debian archive reachable?): %w: %s", pkg, err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
+	if len(debs) != 1 {
+		return Image{}, fmt.Errorf("apt-get download %s left %d packages", pkg, len(debs))
+	}
+	if out, err := cmd(ctx, work, "dpkg-deb", "-x", debs[0], "deb"); err != nil {
+		return Image{}, fmt.Errorf("unpack %s: %w: %s", pkg, err, out)
+	}
+	kernels, _ := filepath.Glob(filepath.Join(work, "deb", "boot", "vmlinuz-*"))
+	if len(kernels) != 1 {
+		return Image{}, fmt.Errorf("%s has %d kernels", pkg, len(kernels))
+	}
+	root := filepath.Join(work, "root")
+	for _, d := range []string{"bin", "modules"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), bb, 0o755); err != nil {
+		return Image{}, err
+	}
+	if err := os.WriteFile(filepath.Join(root, "init"), initScript, 0o755); err != nil {
+		return Image{}, err
+	}
+	// The modules /init loads (virtio networking and disks); the list there is the load order.
+	for _, m := range []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk"} {
+		found, _ := filepath.Glob(filepath.Join(work, "deb", "lib", "modules", "*", "kernel", "*", "*", m+".ko"))
+		more, _ := filepath.Glob(filepath.Join(work, "deb", "lib", "modules", "*", "kernel", "*", "*", "*", m+".ko"))
+		found = append(found, more...)
+		if len(found) == 0 {
+			continue // built into this kernel
+		}
+		b, err := os.ReadFile(found[0])
+		if err != nil {
+			return Image{}, err
+		}
+		os.WriteFile(filepath.Join(root, "modules", m+".ko"), b, 0o644)
+	}
+	if out, err := cmd(ctx, root, "sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.gz"); err != nil {
+		return Image{}, fmt.Errorf("pack initrd: %w: %s", err, out)
+	}
+	if err := os.Rename(kernels[0], filepath.Join(work, "vmlinuz")); err != nil {
+		return Image{}, err
+	}
+	for _, d := range []string{"deb", "root"} {
+		os.RemoveAll(filepath.Join(work, d))
+	}
+	for _, d := range debs {
+		os.Remove(d)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(work, dir); err != nil {
+		return Image{}, err
+	}
+	return img, nil
+}
+
+func kernelPackage(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-cloud-amd64").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the Debian cloud kernel (apt-cache depends linux-image-cloud-amd64): %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if dep, ok := strings.CutPrefix(strings.TrimSpace(line), "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
+			return dep, nil
+		}
+	}
+	return "", errors.New("linux-image-cloud-amd64 names no kernel package (run apt-get update)")
+}
+
+func cmd(ctx context.Context, dir string, name string, args ...string) ([]byte, error) {
+	c := exec.CommandContext(ctx, name, args...)
+	c.Dir = dir
+	return c.CombinedOutput()
+}

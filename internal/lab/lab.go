@@ -1,0 +1,658 @@
+// Package lab builds a virtual zone from a design on one Linux machine: a
+// namespace running drover, one namespace per ToR switch relaying DHCP the way
+// that switch's boot network is shaped, and QEMU machines on the design's ports.
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/netns"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+// Config configures the lab commands.
+type Config struct {
+	Design   string    // design file or directory
+	StateDir string    // where the lab keeps its state, database, logs and artifacts
+	CacheDir string    // where the install image is cached
+	Prefix   string    // namespace name prefix
+	Drover   string    // the drover binary to run inside the lab
+	Extra    []string  // "switch/port": machines on ports the design does not define
+	Only     []string  // boot only these slot names (default: every slot on a ToR port)
+	Parallel int       // machines booting at once (default 4)
+	Progress io.Writer // live progress, or nil
+	Terminal bool      // Progress is a terminal: redraw in place
+	Log      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/run/drover-lab"
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = "/var/cache/drover/lab"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "drl-"
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = 4
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// uplinkBase is where the lab numbers the links between switches and drover.
+func uplinkBase() netip.Prefix { return netip.MustParsePrefix("172.31.250.0/24") }
+
+// ErrRunning is returned by Up when a lab already runs with this state directory.
+var ErrRunning = errors.New("a lab is already running")
+
+// Up builds the lab and runs it until ctx ends, then removes it.
+func Up(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return err
+	}
+	upLock, err := lockFile(filepath.Join(cfg.StateDir, "up.lock"), false)
+	if err != nil {
+		s, _ := readState(cfg.StateDir)
+		if s != nil {
+			return fmt.Errorf("%w (pid %d, design %s, started %s): use it, or stop it with `drover lab down`", ErrRunning, s.PID, s.Design, s.Started.Format(time.RFC3339))
+		}
+		return fmt.Errorf("%w (state directory %s is locked): stop it with `drover lab down`", ErrRunning, cfg.StateDir)
+	}
+	defer upLock.Close()
+	if old, err := readState(cfg.StateDir); err == nil {
+		cfg.Log.Warn("removing what a previous lab left behind", "pid", old.PID)
+		teardown(old)
+		os.Remove(statePath(cfg.StateDir))
+	}
+
+	d, err := zone.Load(cfg.Design)
+	if err != nil {
+		return fmt.Errorf("lab design: %w", err)
+	}
+	for _, p := range d.Subnets() {
+		if p.Overlaps(uplinkBase()) {
+			return fmt.Errorf("the design uses %s, which overlaps the lab's own links %s", p, uplinkBase())
+		}
+	}
+	img, err := BuildImage(ctx, cfg.CacheDir, cfg.Log)
+	if err != nil {
+		return err
+	}
+	st := &State{PID: os.Getpid(), Started: time.Now(), Prefix: cfg.Prefix, Design: cfg.Design, Drover: cfg.Drover,
+		DB: filepath.Join(cfg.StateDir, "drover.db")}
+	for _, f := range []string{st.DB, st.DB + "-wal", st.DB + "-shm"} {
+		os.Remove(f)
+	}
+	if err := writeState(cfg.StateDir, st); err != nil {
+		return err
+	}
+	defer func() {
+		s, err := readState(cfg.StateDir)
+		if err != nil {
+			s = st
+		}
+		for _, e := range teardown(s) {
+			cfg.Log.Error("lab teardown", "err", e)
+		}
+		os.Remove(statePath(cfg.StateDir))
+		if cfg.Progress != nil {
+			fmt.Fprintln(cfg.Progress, "lab removed: namespaces, taps and processes are gone")
+		}
+	}()
+	if err := build(ctx, &cfg, d, img, st); err != nil {
+		return err
+	}
+	return run(ctx, &cfg, st)
+}
+
+// build makes the namespaces, links, relays, drover and the VM list.
+func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *State) error {
+	n := netns.New(cfg.Prefix)
+	save := func() error {
+		return withState(cfg.StateDir, func(s *State) error { *s = *st; return nil })
+	}
+	addNS := func(name string) (string, error) {
+		if err := n.AddNS(name); err != nil {
+			return "", err
+		}
+		st.Namespaces = append(st.Namespaces, n.NS(name))
+		return n.NS(name), save()
+	}
+	bootNS, err := addNS("boot")
+	if err != nil {
+		return err
+	}
+	artifacts := filepath.Join(cfg.StateDir, "artifacts")
+	if err := placeImage(d, img, artifacts); err != nil {
+		return err
+	}
+	only := map[string]bool{}
+	for _, o := range cfg.Only {
+		only[o] = true
+	}
+	extra := map[string][]string{}
+	for _, e := range cfg.Extra {
+		sw, port, ok := strings.Cut(e, "/")
+		if !ok {
+			return fmt.Errorf("--extra %q: write SWITCH/PORT", e)
+		}
+		extra[sw] = append(extra[sw], port)
+	}
+	ix := zone.NewIndex(d)
+	serverIP := netip.Addr{}
+	i := 0
+	for _, z := range d.Zones {
+		for _, p := range z.Pods {
+			for _, sw := range p.Switches {
+				if sw.Kind != "tor" {
+					continue
+				}
+				ports := portsToBoot(ix, sw, only, len(cfg.Only) > 0, extra[sw.Name])
+				if len(ports) == 0 {
+					continue
+				}
+				base := uplinkBase().Addr().As4()
+				base[3] = byte(4*i + 1)
+				drv := netip.AddrFrom4(base)
+				base[3]++
+				tor := netip.AddrFrom4(base)
+				if !serverIP.IsValid() {
+					serverIP = drv
+				}
+				ns, err := addNS(sw.Name)
+				if err != nil {
+					return err
+				}
+				up := fmt.Sprintf("up%d", i)
+				if err := n.Veth("boot", up, sw.Name, "uplink"); err != nil {
+					return err
+				}
+				if err := firstErr(n.Addr("boot", up, drv.String()+"/30"), n.Addr(sw.Name, "uplink", tor.String()+"/30"),
+					n.Forward(sw.Name), n.Route(sw.Name, "default", drv.String())); err != nil {
+					return err
+				}
+				if err := wireSwitch(ctx, cfg, n, st, sw, p, ports, ns, bootNS, drv, tor, ix, z); err != nil {
+					return err
+				}
+				i++
+			}
+		}
+	}
+	if len(st.VMs) == 0 {
+		return errors.New("the design has no ToR ports with slots to boot")
+	}
+	st.HTTP = "http://" + serverIP.String() + ":8080"
+	srv := []string{cfg.Drover, "--db", st.DB, "serve", "--design", cfg.Design, "--artifacts", artifacts,
+		"--http-listen", "0.0.0.0:8080", "--server-ip", serverIP.String()}
+	st.Server = Proc{NS: bootNS, Args: srv, Log: filepath.Join(cfg.StateDir, "drover.log")}
+	if err := startServer(st); err != nil {
+		return err
+	}
+	if err := save(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", bootNS, "curl", "-sf", "http://127.0.0.1:8080/healthz").Output(); err == nil && strings.TrimSpace(string(out)) == "ok" {
+			return nil
+		}
+		if time.Now().After(deadline) || !alive(st.Server.PID) {
+			return fmt.Errorf("drover did not start in the lab: see %s", st.Server.Log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+type bootPort struct {
+	port string
+	slot *zone.Slot // nil for an extra port
+}
+
+func portsToBoot(ix *zone.Index, sw *zone.Switch, only map[string]bool, filtered bool, extra []string) []bootPort {
+	var out []bootPort
+	for _, port := range sw.PortNames() {
+		s := ix.Slot(sw.Name + "/" + port)
+		if s == nil || filtered && !only[s.Name] {
+			continue
+		}
+		out = append(out, bootPort{port: port, slot: s})
+	}
+	for _, port := range extra {
+		out = append(out, bootPort{port: port})
+	}
+	return out
+}
+
+// placeImage puts the install image where every profile of the design expects
+// its kernel and first initrd.
+func placeImage(d *zone.Design, img Image, dir string) error {
+	for _, z := range d.Zones {
+		for _, p := range z.Profiles {
+			targets := map[string]string{p.Kernel: img.Kernel}
+			if len(p.Initrds) > 0 {
+				targets[p.Initrds[0]] = img.Initrd
+			}
+			for rel, src := range targets {
+				dst := filepath.Join(dir, filepath.FromSlash(rel))
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return err
+				}
+				os.Remove(dst)
+				if err := os.Link(src, dst); err != nil {
+					b, err := os.ReadFile(src)
+					if err != nil {
+						return err
+					}
+					if err := os.WriteFile(dst, b, 0o644); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// wireSwitch makes a switch's ports (taps), its relay and its VMs.
+func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *zone.Switch, p *zone.Pod, ports []bootPort,
+	ns, bootNS string, drv, tor netip.Addr, ix *zone.Index, z *zone.Zone) error {
+	agent := []string{cfg.Drover, "lab", "switch", "--switch", sw.Name, "--server", drv.String(), "--uplink", "uplink"}
+	dhcrelay := []string{"dhcrelay", "-4", "-d", "-q", "-a", "-m", "replace"}
+	for _, bp := range ports {
+		if len(bp.port) > 15 || strings.ContainsAny(bp.port, "/ ") {
+			return fmt.Errorf("port %s of %s cannot be a Linux interface name: the lab needs port names like swp1", bp.port, sw.Name)
+		}
+		if out, err := exec.Command("ip", "-n", ns, "tuntap", "add", bp.port, "mode", "tap").CombinedOutput(); err != nil {
+			return fmt.Errorf("tap %s in %s: %v: %s", bp.port, ns, err, out)
+		}
+		if out, err := exec.Command("ip", "-n", ns, "link", "set", bp.port, "up").CombinedOutput(); err != nil {
+			return fmt.Errorf("tap %s: %v: %s", bp.port, err, out)
+		}
+		switch sw.BootNetwork {
+		case zone.ShapePerPort:
+			pfx, gw, _ := sw.PortSubnet(bp.port)
+			if !pfx.IsValid() {
+				return fmt.Errorf("port %s is not declared on %s", bp.port, sw.Name)
+			}
+			if err := n.Addr(sw.Name, bp.port, netip.PrefixFrom(gw, pfx.Bits()).String()); err != nil {
+				return err
+			}
+			dhcrelay = append(dhcrelay, "-id", bp.port)
+		default:
+			_, gw := p.Boot()
+			giaddr := sw.RelayAddr()
+			if !giaddr.IsValid() {
+				giaddr = gw
+			}
+			if err := n.Addr(sw.Name, bp.port, giaddr.String()+"/32"); err != nil {
+				return err
+			}
+		}
+		agent = append(agent, "--port", bp.port)
+		vm := &VM{Switch: sw.Name, Port: bp.port, NS: ns, Tap: bp.port, Firmware: "bios",
+			Log: filepath.Join(cfg.StateDir, "vm-"+sw.Name+"-"+bp.port+".log")}
+		if bp.slot != nil {
+			vm.Name, vm.Slot = bp.slot.Name, bp.slot.Key
+			if bp.slot.Firmware != "" {
+				vm.Firmware = bp.slot.Firmware
+			}
+		} else {
+			vm.Name = sw.Name + "/" + bp.port
+		}
+		vm.MAC = macFor(st.Prefix, vm.Switch+"/"+vm.Port, vm.Gen)
+		st.VMs = append(st.VMs, vm)
+	}
+	switch sw.BootNetwork {
+	case zone.ShapePerPort:
+		dhcrelay = append(dhcrelay, "-iu", "uplink", "-pf", filepath.Join(filepath.Dir(st.DB), sw.Name+".dhcrelay.pid"), drv.String())
+		if err := startHelper(st, ns, filepath.Join(filepath.Dir(st.DB), sw.Name+"-dhcrelay.log"), dhcrelay); err != nil {
+			return err
+		}
+		// Machines on per-port subnets are reached through the switch.
+		if out, err := exec.Command("ip", "-n", bootNS, "route", "add", sw.PortBlock().String(), "via", tor.String()).CombinedOutput(); err != nil {
+			return fmt.Errorf("route to %s: %v: %s", sw.PortBlock(), err, out)
+		}
+	default:
+		giaddr := sw.RelayAddr()
+		if !giaddr.IsValid() {
+			_, giaddr = p.Boot()
+		}
+		agent = append(agent, "--giaddr", giaddr.String(), "--boot-ns", bootNS, "--uplink-ip", tor.String())
+		// drover answers a relay at its gateway address.
+		if out, err := exec.Command("ip", "-n", bootNS, "route", "replace", giaddr.String()+"/32", "via", tor.String()).CombinedOutput(); err != nil {
+			return fmt.Errorf("route to relay %s: %v: %s", giaddr, err, out)
+		}
+	}
+	return startHelper(st, ns, filepath.Join(filepath.Dir(st.DB), sw.Name+"-switch.log"), agent)
+}
+
+func macFor(prefix, key string, gen int) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%d", prefix, key, gen)))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+}
+
+// startDetached starts a command in a namespace in its own process group, with
+// output to a log file, and reaps it in the background.
+func startDetached(ns, logPath string, args []string) (int, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s in %s: %w", args[0], ns, err)
+	}
+	go cmd.Wait()
+	return cmd.Process.Pid, nil
+}
+
+func startHelper(st *State, ns, logPath string, args []string) error {
+	pid, err := startDetached(ns, logPath, args)
+	if err != nil {
+		return err
+	}
+	st.Helpers = append(st.Helpers, Proc{PID: pid, NS: ns, Args: args, Log: logPath})
+	return nil
+}
+
+func startServer(st *State) error {
+	pid, err := startDetached(st.Server.NS, st.Server.Log, st.Server.Args)
+	if err != nil {
+		return err
+	}
+	st.Server.PID = pid
+	return nil
+}
+
+// powerOn starts a VM's QEMU.
+func powerOn(dir string, vm *VM) error {
+	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-name", vm.Name, "-M", "pc", "-smp", "1",
+		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "file:" + vm.Log,
+		"-netdev", "tap,id=n0,ifname=" + vm.Tap + ",script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,mac=" + vm.MAC, "-boot", "n",
+		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen)}
+	if vm.Firmware == "uefi" {
+		args = append(args, "-m", "512", "-bios", "/usr/share/ovmf/OVMF.fd")
+	} else {
+		// SeaBIOS prints to the serial port only when told which one.
+		sercon := filepath.Join(dir, "sercon.bin")
+		if err := os.WriteFile(sercon, []byte{0xf8, 0x03}, 0o644); err != nil {
+			return err
+		}
+		args = append(args, "-m", "384", "-fw_cfg", "name=etc/sercon-port,file="+sercon)
+	}
+	os.Remove(vm.Log)
+	pid, err := startDetached(vm.NS, vm.Log+".qemu", args)
+	if err != nil {
+		return err
+	}
+	vm.PID, vm.PoweredOn, vm.Off = pid, time.Now(), false
+	return nil
+}
+
+// run powers machines on (a bounded number booting at once), keeps drover
+// running, and shows progress until ctx ends.
+func run(ctx context.Context, cfg *Config, st *State) error {
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "drover lab: design %s, %d machines\n", cfg.Design, len(st.VMs))
+		fmt.Fprintf(cfg.Progress, "  machine HTTP: %s (namespace %s)\n", st.HTTP, st.Server.NS)
+		fmt.Fprintf(cfg.Progress, "  operator:     drover --db %s machines | show NAME\n", st.DB)
+		fmt.Fprintf(cfg.Progress, "  logs:         %s\n", cfg.StateDir)
+		fmt.Fprintf(cfg.Progress, "  stop:         Ctrl-C or drover lab down\n\n")
+	}
+	db, err := store.OpenSQLite(ctx, st.DB)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	view := &progress{cfg: cfg, done: map[string]time.Duration{}}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var snapshot State
+		err := withState(cfg.StateDir, func(s *State) error {
+			if !alive(s.Server.PID) {
+				cfg.Log.Warn("drover stopped in the lab: restarting it", "pid", s.Server.PID)
+				if err := startServer(s); err != nil {
+					return err
+				}
+			}
+			powerOnNext(cfg, s, view)
+			snapshot = *s
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		view.show(ctx, db, &snapshot)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// powerOnNext starts waiting machines while fewer than cfg.Parallel are booting.
+func powerOnNext(cfg *Config, s *State, view *progress) {
+	booting := 0
+	for _, vm := range s.VMs {
+		if vm.PID != 0 && !vm.Off && view.booting(vm) {
+			booting++
+		}
+	}
+	for _, vm := range s.VMs {
+		if booting >= cfg.Parallel {
+			return
+		}
+		if vm.PID == 0 && !vm.Off {
+			if err := powerOn(cfg.StateDir, vm); err != nil {
+				cfg.Log.Error("power on", "vm", vm.Name, "err", err)
+				continue
+			}
+			booting++
+		}
+	}
+}
+
+// progress renders a line per machine: name, state, last timeline step, elapsed.
+type progress struct {
+	cfg   *Config
+	lines int
+	last  map[string]string
+	done  map[string]time.Duration // power-on to deployed, per machine
+	state map[string]machine.State
+}
+
+// booting reports whether a VM still counts against the parallel boot budget.
+func (p *progress) booting(vm *VM) bool {
+	if st := p.state[vm.MAC]; st == machine.Deployed || st == machine.Retired {
+		return false
+	}
+	return time.Since(vm.PoweredOn) < 3*time.Minute
+}
+
+func (p *progress) show(ctx context.Context, db *store.SQLite, s *State) {
+	ms, err := db.Machines(ctx, store.MachineFilter{})
+	if err != nil {
+		return
+	}
+	byMAC := map[string]*machine.Machine{}
+	for _, m := range ms {
+		byMAC[m.MAC] = m
+	}
+	if p.state == nil {
+		p.state, p.last = map[string]machine.State{}, map[string]string{}
+	}
+	var lines, keys []string
+	vms := append([]*VM(nil), s.VMs...)
+	sort.Slice(vms, func(i, j int) bool { return vms[i].Name < vms[j].Name })
+	for _, vm := range vms {
+		state, step := "powered off", ""
+		elapsed := ""
+		if vm.PID != 0 && !vm.Off {
+			state, elapsed = "booting", time.Since(vm.PoweredOn).Round(time.Second).String()
+		}
+		if m := byMAC[vm.MAC]; m != nil {
+			state = string(m.State)
+			p.state[vm.MAC] = m.State
+			if tl, err := db.Timeline(ctx, m.ID, 0, 0); err == nil && len(tl) > 0 {
+				e := tl[len(tl)-1]
+				step = e.Kind + ": " + e.Reason
+			}
+			if m.State == machine.Deployed && !vm.PoweredOn.IsZero() {
+				key := vm.MAC
+				if _, ok := p.done[key]; !ok && m.StateSince.After(vm.PoweredOn) {
+					p.done[key] = m.StateSince.Sub(vm.PoweredOn)
+				}
+				if d, ok := p.done[key]; ok {
+					elapsed = "deployed in " + d.Round(100*time.Millisecond).String()
+				}
+			}
+		}
+		if len(step) > 60 {
+			step = step[:57] + "..."
+		}
+		lines = append(lines, fmt.Sprintf("  %-22s %-5s %-14s %-18s %s", vm.Name, vm.Firmware, state, elapsed, step))
+		keys = append(keys, state+"|"+step)
+	}
+	w := p.cfg.Progress
+	if w == nil {
+		return
+	}
+	if p.cfg.Terminal {
+		if p.lines > 0 {
+			fmt.Fprintf(w, "\033[%dA", p.lines)
+		}
+		for _, l := range lines {
+			fmt.Fprintf(w, "\033[2K%s\n", l)
+		}
+		p.lines = len(lines)
+		return
+	}
+	for i, vm := range vms {
+		if p.last[vm.Name] != keys[i] {
+			p.last[vm.Name] = keys[i]
+			fmt.Fprintln(w, lines[i])
+		}
+	}
+}
+
+// Down stops a running lab, or removes what a dead one left.
+func Down(cfg Config) error {
+	cfg.defaults()
+	s, err := readState(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if alive(s.PID) && s.PID != os.Getpid() {
+		syscall.Kill(s.PID, syscall.SIGTERM)
+		deadline := time.Now().Add(60 * time.Second)
+		for alive(s.PID) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := readState(cfg.StateDir); errors.Is(err, ErrNoLab) {
+			return nil
+		}
+	}
+	errs := teardown(s)
+	os.Remove(statePath(cfg.StateDir))
+	return errors.Join(errs...)
+}
+
+func findVM(s *State, name string) (*VM, error) {
+	for _, vm := range s.VMs {
+		if vm.Name == name || vm.MAC == name {
+			return vm, nil
+		}
+	}
+	names := make([]string, len(s.VMs))
+	for i, vm := range s.VMs {
+		names[i] = vm.Name
+	}
+	return nil, fmt.Errorf("the lab has no machine %q (machines: %s)", name, strings.Join(names, ", "))
+}
+
+// Replace swaps a VM for new hardware (a new MAC) on the same port.
+func Replace(cfg Config, name string) (*VM, error) {
+	cfg.defaults()
+	var out VM
+	err := withState(cfg.StateDir, func(s *State) error {
+		vm, err := findVM(s, name)
+		if err != nil {
+			return err
+		}
+		kill(vm.PID, 2*time.Second)
+		vm.Gen++
+		vm.MAC = macFor(s.Prefix, vm.Switch+"/"+vm.Port, vm.Gen)
+		if err := powerOn(cfg.StateDir, vm); err != nil {
+			return err
+		}
+		out = *vm
+		return nil
+	})
+	return &out, err
+}
+
+// Power turns a VM on, off, or off and on again.
+func Power(cfg Config, name, action string) error {
+	cfg.defaults()
+	if action != "on" && action != "off" && action != "cycle" {
+		return fmt.Errorf("power %q: use on, off or cycle", action)
+	}
+	return withState(cfg.StateDir, func(s *State) error {
+		vm, err := findVM(s, name)
+		if err != nil {
+			return err
+		}
+		if action != "on" {
+			kill(vm.PID, 2*time.Second)
+			vm.Off = true
+		}
+		if action != "off" {
+			if alive(vm.PID) {
+				return fmt.Errorf("%s is already on", vm.Name)
+			}
+			return powerOn(cfg.StateDir, vm)
+		}
+		return nil
+	})
+}
+
+// Status returns the running lab's state.
+func Status(cfg Config) (*State, error) {
+	cfg.defaults()
+	return readState(cfg.StateDir)
+}

@@ -241,6 +241,12 @@ func (s *Server) transfer(ctx context.Context, local net.IP, client *net.UDPAddr
 			values[n] = req.Options[n]
 		}
 		if err := ss.exchange(ctx, oackPacket(accepted, values), 0); err != nil {
+			var abort *clientError
+			if _, probe := values["tsize"]; probe && errors.As(err, &abort) {
+				// UEFI PXE asks for the size first and aborts after the OACK: not a failure.
+				s.cfg.Log.Debug("tftp size probe", "client", clientIP, "file", req.Filename)
+				return
+			}
 			s.done(clientIP, req.Filename, 0, fmt.Errorf("option acknowledgement: %w", err))
 			return
 		}
@@ -299,6 +305,14 @@ func (s *Server) negotiate(ss *session, req *Request, size int64) []string {
 
 var errTimeout = errors.New("client stopped answering")
 
+// clientError is an ERROR packet from the client: it ended the transfer.
+type clientError struct {
+	code uint16
+	msg  string
+}
+
+func (e *clientError) Error() string { return fmt.Sprintf("client error %d: %s", e.code, e.msg) }
+
 // exchange sends pkt until the client acknowledges block want.
 func (ss *session) exchange(ctx context.Context, pkt []byte, want uint16) error {
 	buf := make([]byte, 516)
@@ -339,8 +353,7 @@ func parseReply(b []byte) (op, num uint16, err error) {
 	op = binary.BigEndian.Uint16(b)
 	num = binary.BigEndian.Uint16(b[2:])
 	if op == opERROR {
-		msg := strings.TrimRight(string(b[4:]), "\x00")
-		return op, num, fmt.Errorf("client error %d: %s", num, msg)
+		return op, num, &clientError{code: num, msg: strings.TrimRight(string(b[4:]), "\x00")}
 	}
 	return op, num, nil
 }

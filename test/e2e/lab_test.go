@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type labMachine struct {
+	ID         int64          `json:"id"`
+	Name       string         `json:"name"`
+	MAC        string         `json:"mac"`
+	State      string         `json:"state"`
+	Slot       string         `json:"slot"`
+	StateSince time.Time      `json:"state_since"`
+	Facts      map[string]any `json:"facts"`
+}
+
+type labVM struct {
+	Name      string    `json:"name"`
+	MAC       string    `json:"mac"`
+	Firmware  string    `json:"firmware"`
+	PoweredOn time.Time `json:"powered_on"`
+}
+
+type labStatus struct {
+	Server struct {
+		PID int `json:"pid"`
+	} `json:"server"`
+	VMs []labVM `json:"vms"`
+}
+
+type labRun struct {
+	t      *testing.T
+	state  string
+	prefix string
+	db     string
+}
+
+func (l *labRun) drover(args ...string) ([]byte, error) {
+	return exec.Command(droverBin, append(args, "--state-dir", l.state, "--prefix", l.prefix)...).CombinedOutput()
+}
+
+func (l *labRun) machines() []labMachine {
+	l.t.Helper()
+	out, err := exec.Command(droverBin, "--db", l.db, "machines", "-o", "json").Output()
+	if err != nil {
+		return nil // the database may not exist yet
+	}
+	var ms []labMachine
+	json.Unmarshal(out, &ms)
+	return ms
+}
+
+func (l *labRun) status() labStatus {
+	l.t.Helper()
+	out, err := l.drover("lab", "status")
+	if err != nil {
+		l.t.Fatalf("lab status: %v %s", err, out)
+	}
+	var s labStatus
+	if err := json.Unmarshal(out, &s); err != nil {
+		l.t.Fatal(err)
+	}
+	return s
+}
+
+func (l *labRun) byMAC(mac string) (labMachine, bool) {
+	for _, m := range l.machines() {
+		if m.MAC == mac {
+			return m, true
+		}
+	}
+	return labMachine{}, false
+}
+
+func (l *labRun) waitDeployed(what string, timeout time.Duration, macs ...string) {
+	l.t.Helper()
+	waitFor(l.t, what, timeout, func() bool {
+		for _, mac := range macs {
+			if m, ok := l.byMAC(mac); !ok || m.State != "deployed" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestLab(t *testing.T) {
+	require(t, map[string]string{"ip": "iproute2", "qemu-system-x86_64": "qemu-system-x86", "dhcrelay": "isc-dhcp-relay",
+		"busybox": "busybox-static", "cpio": "cpio", "curl": "curl", "apt-get": "apt"})
+	for _, f := range []string{"/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/efi-virtio.rom"} {
+		if _, err := os.Stat(f); err != nil {
+			require(t, map[string]string{f: "ovmf ipxe-qemu"})
+		}
+	}
+	l := &labRun{t: t, state: t.TempDir(), prefix: "dl" + randomID() + "-"}
+	l.db = filepath.Join(l.state, "drover.db")
+	up := exec.Command(droverBin, "lab", "up", "../../examples/lab", "--state-dir", l.state, "--prefix", l.prefix,
+		"--extra", "p1-tor2/swp5", "--quiet")
+	logf, _ := os.Create(filepath.Join(l.state, "lab-up.log"))
+	up.Stdout, up.Stderr = logf, logf
+	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Wait() }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"lab-up.log", "drover.log"} {
+				b, _ := os.ReadFile(filepath.Join(l.state, f))
+				t.Logf("%s (tail):\n%s", f, tail(string(b), 40))
+			}
+		}
+		l.drover("lab", "down")
+		select {
+		case <-upDone:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	waitFor(t, "the lab to start", 120*time.Second, func() bool {
+		_, err := os.Stat(l.db)
+		return err == nil && len(l.status().VMs) == 6
+	})
+	vms := map[string]labVM{}
+	for _, vm := range l.status().VMs {
+		vms[vm.Name] = vm
+	}
+	slotVMs := []string{"lab-compute-01", "lab-compute-02", "lab-compute-lvm-03", "lab-storage-01", "lab-storage-02"}
+
+	t.Run("every machine reaches deployed with its slot's identity and facts", func(t *testing.T) {
+		var macs []string
+		for _, name := range slotVMs {
+			macs = append(macs, vms[name].MAC)
+		}
+		l.waitDeployed("five machines deployed", 6*time.Minute, macs...)
+		wantSlot := map[string]string{"lab-compute-01": "p1-tor1/swp1", "lab-compute-02": "p1-tor1/swp2", "lab-compute-lvm-03": "p1-tor1/swp3",
+			"lab-storage-01": "p1-tor2/swp1", "lab-storage-02": "p1-tor2/swp2"}
+		for _, vm := range l.status().VMs {
+			vms[vm.Name] = vm // now with their power-on times
+		}
+		for _, name := range slotVMs {
+			vm := vms[name]
+			m, _ := l.byMAC(vm.MAC)
+			if m.Name != name || m.Slot != wantSlot[name] {
+				t.Errorf("%s: machine %s in %s", name, m.Name, m.Slot)
+			}
+			macsFact, _ := m.Facts["macs"].([]any)
+			if len(macsFact) == 0 || macsFact[0] != vm.MAC || m.Facts["cpus"] != 1.0 || m.Facts["memory_bytes"].(float64) < 1e8 ||
+				!strings.HasPrefix(m.Facts["serial"].(string), "drover-lab-") || m.Facts["product"] != "drover lab VM" {
+				t.Errorf("%s facts %v", name, m.Facts)
+			}
+			t.Logf("%s (%s): power-on to deployed %.1fs", name, vm.Firmware, m.StateSince.Sub(vm.PoweredOn).Seconds())
+		}
+		for name, addr := range map[string]string{"lab-compute-01": "10.77.0.11", "lab-storage-02": "10.77.100.10"} {
+			out, _ := exec.Command(droverBin, "--db", l.db, "show", name).Output()
+			if !strings.Contains(string(out), "dhcp-ack") || !strings.Contains(string(out), addr+" as "+strings.Replace(name, "-lvm", "", 1)) {
+				t.Errorf("%s timeline lacks its address %s:\n%s", name, addr, out)
+			}
+		}
+	})
+
+	t.Run("a deployed machine that reboots boots from its disk", func(t *testing.T) {
+		vm := vms["lab-compute-02"]
+		if out, err := l.drover("lab", "power", "lab-compute-02", "cycle"); err != nil {
+			t.Fatalf("power cycle: %v %s", err, out)
+		}
+		since := time.Now()
+		waitFor(t, "the rebooted machine's script", 2*time.Minute, func() bool {
+			s := showJSON(t, l.db, vm.MAC)
+			for _, e := range s.Timeline {
+				if e.Kind == "ipxe-script" && strings.Contains(e.Reason, "boot from local disk") && e.At.After(since) {
+					return true
+				}
+			}
+			return false
+		})
+		s := showJSON(t, l.db, vm.MAC)
+		deployed := false
+		for _, e := range s.Timeline {
+			if e.To == "deployed" {
+				deployed = true
+			}
+			if deployed && (e.To == "deploying" || (e.Kind == "ipxe-script" && strings.HasPrefix(e.Reason, "install"))) {
+				t.Errorf("an install started again after deployment: %+v", e)
+			}
+		}
+		if s.Machine.State != "deployed" {
+			t.Errorf("state %s", s.Machine.State)
+		}
+	})
+
+	t.Run("a machine on a port without a slot stays discovered", func(t *testing.T) {
+		vm := vms["p1-tor2/swp5"]
+		waitFor(t, "the unknown machine's script", 2*time.Minute, func() bool {
+			m, ok := l.byMAC(vm.MAC)
+			return ok && hasEntry(showJSON(t, l.db, vm.MAC), "ipxe-script", "discovery") && m.State == "discovered"
+		})
+		for _, e := range showJSON(t, l.db, vm.MAC).Timeline {
+			if e.To == "deploying" || e.Kind == "template" || e.Kind == "kernel" {
+				t.Errorf("the unknown machine started an install: %+v", e)
+			}
+		}
+	})
+
+	t.Run("replaced hardware installs into the same identity", func(t *testing.T) {
+		old := vms["lab-compute-01"]
+		out, err := l.drover("lab", "replace", "lab-compute-01")
+		if err != nil {
+			t.Fatalf("replace: %v %s", err, out)
+		}
+		var newMAC string
+		for _, vm := range l.status().VMs {
+			if vm.Name == "lab-compute-01" {
+				newMAC = vm.MAC
+			}
+		}
+		if newMAC == old.MAC || !strings.Contains(string(out), newMAC) {
+			t.Fatalf("replace output %s, MAC %s", out, newMAC)
+		}
+		l.waitDeployed("the replacement deployed", 3*time.Minute, newMAC)
+		s := showJSON(t, l.db, newMAC)
+		if s.Machine.Name != "lab-compute-01" || s.Machine.Slot != "p1-tor1/swp1" || !hasEntry(s, "hardware-replaced", old.MAC+" replaced by "+newMAC) ||
+			!hasEntry(s, "dhcp-ack", "10.77.0.11 as lab-compute-01") {
+			t.Errorf("replacement %+v\n%+v", s.Machine, s.Timeline)
+		}
+		if o := showJSON(t, l.db, old.MAC); o.Machine.State != "retired" {
+			t.Errorf("old hardware is %s", o.Machine.State)
+		}
+	})
+
+	t.Run("drover killed mid-install: the install completes, no address given twice", func(t *testing.T) {
+		if _, err := l.drover("lab", "replace", "lab-storage-02"); err != nil {
+			t.Fatal(err)
+		}
+		var mac string
+		for _, vm := range l.status().VMs {
+			if vm.Name == "lab-storage-02" {
+				mac = vm.MAC
+			}
+		}
+		waitFor(t, "the install to start", 2*time.Minute, func() bool {
+			return hasEntry(showJSON(t, l.db, mac), "ipxe-script", "install")
+		})
+		pid := l.status().Server.PID
+		syscall.Kill(pid, syscall.SIGKILL)
+		waitFor(t, "the lab to restart drover", 30*time.Second, func() bool { return l.status().Server.PID != pid })
+		l.waitDeployed("the install to finish after the restart", 3*time.Minute, mac)
+		holders := map[string]map[string]bool{}
+		for _, m := range l.machines() {
+			if m.State == "retired" {
+				continue
+			}
+			for _, e := range showJSON(t, l.db, m.MAC).Timeline {
+				if e.Kind == "dhcp-ack" || e.Kind == "dhcp-offer" {
+					addr, _, _ := strings.Cut(e.Reason, " ")
+					if holders[addr] == nil {
+						holders[addr] = map[string]bool{}
+					}
+					holders[addr][m.MAC] = true
+				}
+			}
+		}
+		for addr, macs := range holders {
+			if len(macs) > 1 {
+				t.Errorf("%s was given to %d machines: %v", addr, len(macs), macs)
+			}
+		}
+	})
+
+	t.Run("lab down leaves nothing behind", func(t *testing.T) {
+		if out, err := l.drover("lab", "down"); err != nil {
+			t.Fatalf("lab down: %v %s", err, out)
+		}
+		select {
+		case <-upDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("lab up did not exit")
+		}
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		if strings.Contains(string(out), l.prefix) {
+			t.Errorf("namespaces left: %s", out)
+		}
+		ps, _ := exec.Command("ps", "-eo", "args").Output()
+		for _, line := range strings.Split(string(ps), "\n") {
+			if strings.Contains(line, l.state) || strings.Contains(line, l.prefix) {
+				t.Errorf("process left: %s", line)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(l.state, "state.json")); err == nil {
+			t.Error("state file left")
+		}
+	})
+}
+
+type timelineEntry struct {
+	At                     time.Time
+	Kind, Reason, From, To string
+}
+
+type shownMachine struct {
+	Machine  labMachine      `json:"machine"`
+	Timeline []timelineEntry `json:"timeline"`
+}
+
+func showJSON(t *testing.T, db, ref string) shownMachine {
+	t.Helper()
+	out, err := exec.Command(droverBin, "--db", db, "show", "-o", "json", ref).Output()
+	if err != nil {
+		return shownMachine{}
+	}
+	var s shownMachine
+	json.Unmarshal(out, &s)
+	return s
+}
+
+func hasEntry(s shownMachine, kind, reason string) bool {
+	for _, e := range s.Timeline {
+		if e.Kind == kind && strings.Contains(e.Reason, reason) {
+			return true
+		}
+	}
+	return false
+}

@@ -2,7 +2,7 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
-.PHONY: all setup build test vet bench-design fuzz clean
+.PHONY: all setup build lab test vet bench-design fuzz clean
 
 all: build
 
@@ -11,6 +11,12 @@ setup:
 
 build: setup
 	$(GO) build -o bin/drover ./cmd/drover
+
+# A virtual zone of QEMU machines booting through drover, from the example design.
+# Needs root (network namespaces). Ctrl-C, or `bin/drover lab down`, removes it.
+lab: build
+	@test "$$(id -u)" = 0 || { echo "make lab needs root: it creates network namespaces and taps"; exit 1; }
+	bin/drover lab up examples/lab
 
 vet:
 	@test -z "$$(gofmt -l cmd internal bench)" || { echo "gofmt needed:"; gofmt -l cmd internal bench; exit 1; }

@@ -45,7 +45,7 @@ every port the design gives a slot.`,
 	f.register(cmd)
 	var extra, only []string
 	var parallel int
-	var quiet bool
+	var quiet, untilDeployed bool
 	up := &cobra.Command{
 		Use:   "up [DESIGN]",
 		Short: "Build the lab and show its progress until Ctrl-C or `drover lab down`",
@@ -62,6 +62,7 @@ every port the design gives a slot.`,
 				cfg.Design = a[0]
 			}
 			cfg.Extra, cfg.Only, cfg.Parallel = extra, only, parallel
+			cfg.UntilDeployed, cfg.Summary = untilDeployed, g.env.stdout
 			if !quiet {
 				cfg.Progress = g.env.stdout
 				if fi, ok := g.env.stdout.(*os.File); ok {
@@ -77,6 +78,7 @@ every port the design gives a slot.`,
 	up.Flags().StringSliceVar(&only, "only", nil, "boot only these slot names (repeatable)")
 	up.Flags().IntVar(&parallel, "parallel", 4, "machines booting at once")
 	up.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress display")
+	up.Flags().BoolVar(&untilDeployed, "until-deployed", false, "stop once every machine in a slot is deployed, printing how long each took")
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the lab and remove every namespace, tap and process it made",

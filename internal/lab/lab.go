@@ -37,7 +37,11 @@ type Config struct {
 	Parallel int       // machines booting at once (default 4)
 	Progress io.Writer // live progress, or nil
 	Terminal bool      // Progress is a terminal: redraw in place
-	Log      *slog.Logger
+	// UntilDeployed ends the lab once every machine in a slot is deployed,
+	// after printing how long each took from power-on (to Summary).
+	UntilDeployed bool
+	Summary       io.Writer
+	Log           *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -457,6 +461,10 @@ func run(ctx context.Context, cfg *Config, st *State) error {
 			return err
 		}
 		view.show(ctx, db, &snapshot)
+		if cfg.UntilDeployed && view.allDeployed(&snapshot) {
+			view.summary(&snapshot)
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -566,6 +574,29 @@ func (p *progress) show(ctx context.Context, db *store.SQLite, s *State) {
 		if p.last[vm.Name] != keys[i] {
 			p.last[vm.Name] = keys[i]
 			fmt.Fprintln(w, lines[i])
+		}
+	}
+}
+
+func (p *progress) allDeployed(s *State) bool {
+	for _, vm := range s.VMs {
+		if _, ok := p.done[vm.MAC]; vm.Slot != "" && !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// summary prints power-on to deployed per machine.
+func (p *progress) summary(s *State) {
+	w := p.cfg.Summary
+	if w == nil {
+		return
+	}
+	fmt.Fprintf(w, "%-22s %-8s %s\n", "MACHINE", "FIRMWARE", "POWER-ON TO DEPLOYED")
+	for _, vm := range s.VMs {
+		if d, ok := p.done[vm.MAC]; ok {
+			fmt.Fprintf(w, "%-22s %-8s %.1fs\n", vm.Name, vm.Firmware, d.Seconds())
 		}
 	}
 }

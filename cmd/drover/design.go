@@ -237,7 +237,7 @@ func applyDesign(ctx context.Context, g *globals, st store.Store, d *zone.Design
 		Hash: d.Hash, Commit: zone.GitCommit(ctx, path), AppliedBy: actor,
 		AppliedAt: time.Now().UTC(), Summary: d.String(), Sources: sources,
 	}
-	applied, err := st.ApplyDesign(ctx, rev, d.Slots)
+	applied, err := st.ApplyDesign(ctx, rev, d.Slots, nil)
 	if err != nil {
 		return err
 	}

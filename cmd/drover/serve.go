@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/serve"
@@ -45,6 +47,11 @@ type serveFlags struct {
 	discoveryArgs   string
 	logLevel        string
 	logFormat       string
+	apiListen       string
+	apiCert         string
+	apiKey          string
+	adminTokenFile  string
+	designDir       string
 }
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -90,6 +97,11 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.discoveryKernel, "discovery-kernel", "", "artifact path of the kernel unknown machines boot (default: none; they boot nothing)")
 	fl.StringVar(&f.discoveryInitrd, "discovery-initrd", "", "artifact path of the discovery initrd")
 	fl.StringVar(&f.discoveryArgs, "discovery-args", "", "kernel arguments of the discovery image")
+	fl.StringVar(&f.apiListen, "api-listen", "127.0.0.1:9090", "operator API address (REST, metrics)")
+	fl.StringVar(&f.apiCert, "api-tls-cert", "", "serve the operator API over TLS with this certificate")
+	fl.StringVar(&f.apiKey, "api-tls-key", "", "and this key")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: next to --db)")
+	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: next to --db)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -191,6 +203,16 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		artifacts = ""
 	}
 
+	if (f.apiCert == "") != (f.apiKey == "") {
+		return &usageError{errors.New("--api-tls-cert and --api-tls-key go together")}
+	}
+	dbDir := filepath.Dir(g.db)
+	if f.adminTokenFile == "" {
+		f.adminTokenFile = filepath.Join(dbDir, "drover-admin.token")
+	}
+	if f.designDir == "" {
+		f.designDir = filepath.Join(dbDir, "designs")
+	}
 	start := time.Now()
 	st, err := g.open(ctx)
 	if err != nil {
@@ -211,7 +233,9 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		TFTP:      tftp.Config{Listen: f.tftpListen, Roots: roots, MaxWindow: f.tftpMaxWindow, MaxBlockSize: f.tftpMaxBlock},
 		Boot: boot.Config{Listen: f.httpListen, ArtifactRoot: artifacts, IPXERoot: f.ipxeDir,
 			Discovery: boot.Discovery{Kernel: f.discoveryKernel, Initrd: f.discoveryInitrd, Args: f.discoveryArgs}},
-		Log: log,
+		API:            api.Config{Listen: f.apiListen, TLSCert: f.apiCert, TLSKey: f.apiKey, DesignDir: f.designDir},
+		AdminTokenFile: f.adminTokenFile,
+		Log:            log,
 		Started: func(l serve.Listeners) {
 			log.Info("ready", "startup", time.Since(start).Round(time.Millisecond))
 		},

@@ -19,6 +19,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/files"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
@@ -48,6 +49,7 @@ type Config struct {
 	ArtifactRoot string // kernels, initrds, images: served under /artifacts/
 	IPXERoot     string // iPXE binaries (default /usr/lib/ipxe): served under /ipxe/
 	Discovery    Discovery
+	Stats        *counter.Set // requests by kind and status: "script|200"
 	Log          *slog.Logger
 }
 
@@ -99,7 +101,39 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /install/{template}", s.template)
 	mux.HandleFunc("POST /phone-home", s.phoneHome)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		mux.ServeHTTP(rec, r)
+		s.cfg.Stats.Add(requestKind(r.URL.Path) + "|" + strconv.Itoa(rec.code))
+	})
+}
+
+// requestKind names a machine request for metrics.
+func requestKind(path string) string {
+	for _, k := range []struct{ prefix, kind string }{{"/boot/", "script"}, {"/artifacts/", "artifact"}, {"/ipxe/", "ipxe"}, {"/install/", "template"}, {"/phone-home", "phone-home"}, {"/healthz", "health"}} {
+		if strings.HasPrefix(path, k.prefix) {
+			return k.kind
+		}
+	}
+	return "other"
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// ReadFrom keeps sendfile for artifacts when the writer supports it.
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(r.ResponseWriter, src)
 }
 
 // Run serves until ctx ends.

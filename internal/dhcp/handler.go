@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/drover/drover/internal/counter"
 	"net"
 	"net/netip"
 
@@ -34,7 +35,7 @@ type Handler struct {
 	Files     BootFiles
 	HTTPPort  int    // the machine HTTP listener's port, for script and loader URLs
 	HTTPHost  string // host for those URLs; default: the server address the client reached
-	Stats     *Counters
+	Stats     *counter.Set
 	LoaderURL string // path of the UEFI HTTP Boot loader on the HTTP listener (default /ipxe/ipxe.efi)
 }
 
@@ -274,6 +275,9 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	}
 	echoRelayInfo(req, resp)
 	h.Stats.Add("tx_" + mt.String())
+	if relay, ok := addrFrom(req.GatewayIPAddr); ok {
+		h.Stats.Add("relay|" + relay.String() + "|" + mt.String())
+	}
 	return h.route(req, resp, false), nil
 }
 

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"github.com/drover/drover/internal/counter"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -71,7 +72,7 @@ func testFleet(t *testing.T) (*fleet.Fleet, *store.SQLite, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots); err != nil {
+	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots, nil); err != nil {
 		t.Fatal(err)
 	}
 	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
@@ -129,7 +130,7 @@ func handle(t *testing.T, h *Handler, req *dhcpv4.DHCPv4) (*Reply, error) {
 
 func TestDORAThroughRelay(t *testing.T) {
 	fl, st, _ := testFleet(t)
-	h := &Handler{Leases: fl, HTTPPort: 8080, Stats: &Counters{}}
+	h := &Handler{Leases: fl, HTTPPort: 8080, Stats: &counter.Set{}}
 	mac := mustMAC("52:54:00:aa:00:01")
 
 	disc, _ := dhcpv4.NewDiscovery(mac, relayed(relay1, "swp2", "p1-tor1"), dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
@@ -232,7 +233,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestIdentityRules(t *testing.T) {
 	fl, _, _ := testFleet(t)
-	h := &Handler{Leases: fl, HTTPPort: 8080, Stats: &Counters{}}
+	h := &Handler{Leases: fl, HTTPPort: 8080, Stats: &counter.Set{}}
 	tests := []struct {
 		name    string
 		mac     string
@@ -276,7 +277,7 @@ func TestIdentityRules(t *testing.T) {
 }
 
 func TestMalformedPacketsAreDropped(t *testing.T) {
-	h := &Handler{Leases: fakeLeaser{}, HTTPPort: 8080, Stats: &Counters{}}
+	h := &Handler{Leases: fakeLeaser{}, HTTPPort: 8080, Stats: &counter.Set{}}
 	notReq, _ := dhcpv4.NewDiscovery(mustMAC("02:00:00:00:00:01"))
 	notReq.OpCode = dhcpv4.OpcodeBootReply
 	noType, _ := dhcpv4.New(dhcpv4.WithHwAddr(mustMAC("02:00:00:00:00:01")))
@@ -315,7 +316,7 @@ func FuzzHandle(f *testing.F) {
 	inform, _ := dhcpv4.NewInform(mac, net.IPv4(10, 0, 0, 5))
 	f.Add(inform.ToBytes())
 	f.Add([]byte{1, 1, 6, 0})
-	h := &Handler{Leases: fakeLeaser{}, HTTPPort: 8080, Stats: &Counters{}}
+	h := &Handler{Leases: fakeLeaser{}, HTTPPort: 8080, Stats: &counter.Set{}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := dhcpv4.FromBytes(b)
 		if err != nil {

@@ -34,7 +34,7 @@ func newEnv(t *testing.T) *env {
 	if e.st, err = store.OpenSQLite(ctx, e.path); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: e.now, Sources: d.Source}, d.Slots); err != nil {
+	if _, err := e.st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: e.now, Sources: d.Source}, d.Slots, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })

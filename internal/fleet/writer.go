@@ -17,6 +17,7 @@ type batch struct {
 	entries  []machine.Entry
 	leases   map[netip.Addr]store.Lease
 	freed    map[netip.Addr]bool
+	audits   []*store.AuditEntry
 }
 
 func newBatch() *batch {
@@ -28,7 +29,7 @@ func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...)
 func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
 func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
 func (b *batch) empty() bool {
-	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed) == 0
+	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits) == 0
 }
 
 // write applies the batch in a transaction. Machines are written in two
@@ -73,7 +74,10 @@ func (b *batch) write(ctx context.Context, tx store.Tx) error {
 	for a := range b.freed {
 		freed = append(freed, a)
 	}
-	return tx.DeleteLeases(ctx, freed...)
+	if err := tx.DeleteLeases(ctx, freed...); err != nil {
+		return err
+	}
+	return tx.AddAudit(ctx, b.audits...)
 }
 
 // writer persists batches with group commit: whatever queued while the previous

@@ -6,11 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/drover/drover/internal/counter"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
@@ -26,6 +29,8 @@ type Config struct {
 	BootFiles      dhcp.BootFiles
 	TFTP           tftp.Config // Done is filled in by Run
 	Boot           boot.Config // Fleet is filled in by Run
+	API            api.Config  // Store, Fleet and counters are filled in by Run
+	AdminTokenFile string      // where the first admin token is written on first start
 	ReloadInterval time.Duration
 	Log            *slog.Logger
 	// Started, if set, is called once every listener is ready.
@@ -34,7 +39,7 @@ type Config struct {
 
 // Listeners are the addresses the services listen on.
 type Listeners struct {
-	DHCP, TFTP, HTTP string
+	DHCP, TFTP, HTTP, API string
 }
 
 // Run serves until ctx ends, then stops the listeners and writes out what the
@@ -56,7 +61,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	stats := &dhcp.Counters{}
+	if err := firstAdminToken(ctx, cfg.Store, cfg.AdminTokenFile, log); err != nil {
+		return err
+	}
+	stats, tftpStats, bootStats := &counter.Set{}, &counter.Set{}, &counter.Set{}
 	dcfg := cfg.DHCP
 	dcfg.Log = log.With("service", "dhcp")
 	if dcfg.Handler == nil {
@@ -73,10 +81,13 @@ func Run(ctx context.Context, cfg Config) error {
 	tcfg := cfg.TFTP
 	tcfg.Log = log.With("service", "tftp")
 	tcfg.Done = func(client netip.Addr, file string, n int64, err error) {
+		tftpStats.AddN("bytes", n)
 		if err != nil {
+			tftpStats.Add("error")
 			fl.Note(client, "tftp-error", fmt.Sprintf("%s: %v", file, err))
 			return
 		}
+		tftpStats.Add("ok")
 		fl.Note(client, "tftp", fmt.Sprintf("%s (%d bytes)", file, n))
 	}
 	tsrv, err := tftp.NewServer(tcfg)
@@ -84,11 +95,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	bcfg := cfg.Boot
-	bcfg.Fleet, bcfg.Log = fl, log.With("service", "boot")
+	bcfg.Fleet, bcfg.Log, bcfg.Stats = fl, log.With("service", "boot"), bootStats
 	bsrv, err := boot.NewServer(bcfg)
 	if err != nil {
 		return err
 	}
+
+	acfg := cfg.API
+	acfg.Store, acfg.Fleet, acfg.DHCP, acfg.TFTP, acfg.Boot, acfg.Log = cfg.Store, fl, stats, tftpStats, bootStats, log.With("service", "api")
+	asrv := api.New(acfg)
 
 	// Listeners stop first; the inventory stops last so that every change they
 	// queued is written before Run returns.
@@ -99,8 +114,8 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { fleetDone <- fl.Run(fleetCtx) }()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	for _, run := range []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, func(ctx context.Context) error {
+	errc := make(chan error, 5)
+	for _, run := range []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, asrv.Run, func(ctx context.Context) error {
 		return follow(ctx, cfg.Store, fl, rev.ID, cfg.ReloadInterval, log)
 	}} {
 		wg.Add(1)
@@ -113,16 +128,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	go func() {
-		for _, r := range []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()} {
+		for _, r := range []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready(), asrv.Ready()} {
 			select {
 			case <-r:
 			case <-netCtx.Done():
 				return
 			}
 		}
-		log.Info("drover serving", "dhcp", dsrv.Addr(), "tftp", tsrv.Addr(), "http", bsrv.Addr())
+		log.Info("drover serving", "dhcp", dsrv.Addr(), "tftp", tsrv.Addr(), "http", bsrv.Addr(), "api", asrv.Addr())
 		if cfg.Started != nil {
-			cfg.Started(Listeners{DHCP: dsrv.Addr().String(), TFTP: tsrv.Addr().String(), HTTP: bsrv.Addr().String()})
+			cfg.Started(Listeners{DHCP: dsrv.Addr().String(), TFTP: tsrv.Addr().String(), HTTP: bsrv.Addr().String(), API: asrv.Addr().String()})
 		}
 	}()
 	wg.Wait()
@@ -138,11 +153,38 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	snap := stats.Snapshot()
 	attrs := []any{}
-	for _, k := range dhcp.Names(snap) {
+	for _, k := range counter.Names(snap) {
 		attrs = append(attrs, k, snap[k])
 	}
 	log.Info("drover stopped", attrs...)
 	return errors.Join(errs...)
+}
+
+// firstAdminToken creates an admin token when the store has none and writes
+// its secret to a file only its owner can read; the secret is never logged.
+func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog.Logger) error {
+	ts, err := st.Tokens(ctx)
+	if err != nil || len(ts) > 0 {
+		return err
+	}
+	if path == "" {
+		return errors.New("no operator tokens exist and no --admin-token-file was given to write the first one to")
+	}
+	secret := api.NewSecret()
+	now := time.Now()
+	t := &store.Token{Name: "admin", Role: api.RoleAdmin, Hash: api.HashToken(secret), Created: now}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the first admin token: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	audit := &store.AuditEntry{At: now, Actor: "drover", Action: "token-create", Target: "admin", Outcome: "ok", Detail: "first start: admin token written to " + path}
+	if err := st.CreateToken(ctx, t, audit); err != nil {
+		return err
+	}
+	log.Warn("first start: created an admin token; keep it safe", "file", path)
+	return nil
 }
 
 // loadApplied parses the applied design from the store.

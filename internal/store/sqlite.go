@@ -78,6 +78,29 @@ CREATE TABLE leases (
 	2: `
 ALTER TABLE machines ADD COLUMN install_token TEXT NOT NULL DEFAULT '';
 `,
+	3: `
+CREATE TABLE tokens (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	name    TEXT NOT NULL UNIQUE,
+	role    TEXT NOT NULL,
+	hash    TEXT NOT NULL UNIQUE,
+	created INTEGER NOT NULL,
+	expires INTEGER NOT NULL DEFAULT 0,
+	revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE audit (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	at         INTEGER NOT NULL,
+	actor      TEXT NOT NULL,
+	action     TEXT NOT NULL,
+	target     TEXT NOT NULL DEFAULT '',
+	outcome    TEXT NOT NULL,
+	request_id TEXT NOT NULL DEFAULT '',
+	revision   INTEGER NOT NULL DEFAULT 0,
+	detail     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_at ON audit(at);
+`,
 }
 
 // SQLite is the embedded store.
@@ -267,6 +290,10 @@ func (t *sqliteTx) DeleteLeases(ctx context.Context, addrs ...netip.Addr) error 
 	return deleteLeases(ctx, t.tx, addrs)
 }
 
+func (t *sqliteTx) AddAudit(ctx context.Context, entries ...*AuditEntry) error {
+	return addAudit(ctx, t.tx, entries...)
+}
+
 func (t *sqliteTx) AddEntries(ctx context.Context, entries ...*machine.Entry) error {
 	return addEntries(ctx, t.tx, entries...)
 }
@@ -342,7 +369,7 @@ func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revis
 }
 
 // ApplyDesign makes slots the current design, in one transaction.
-func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot) (*zone.Plan, error) {
+func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot, audit *AuditEntry) (*zone.Plan, error) {
 	var plan *zone.Plan
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		current, err := listSlots(ctx, tx, SlotFilter{})
@@ -389,8 +416,14 @@ func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.S
 		if err != nil {
 			return fmt.Errorf("record revision: %w", err)
 		}
-		rev.ID, err = res.LastInsertId()
-		return err
+		if rev.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if audit != nil {
+			audit.Revision = rev.ID
+			return addAudit(ctx, tx, audit)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apply design: %w", err)
@@ -633,6 +666,156 @@ func (s *SQLite) AllMachines(ctx context.Context) ([]*machine.Machine, error) {
 			return nil, fmt.Errorf("load machines: %w", err)
 		}
 		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func addAudit(ctx context.Context, q querier, entries ...*AuditEntry) error {
+	for _, e := range entries {
+		res, err := q.ExecContext(ctx, `INSERT INTO audit (at, actor, action, target, outcome, request_id, revision, detail) VALUES (?,?,?,?,?,?,?,?)`,
+			e.At.UnixNano(), e.Actor, e.Action, e.Target, e.Outcome, e.RequestID, e.Revision, e.Detail)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		if e.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddAudit records one audit entry on its own.
+func (s *SQLite) AddAudit(ctx context.Context, e *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return addAudit(ctx, tx, e) })
+}
+
+// Audit lists audit entries, oldest first.
+func (s *SQLite) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	var conds []string
+	var args []any
+	for col, v := range map[string]string{"actor": f.Actor, "action": f.Action, "target": f.Target, "outcome": f.Outcome} {
+		if v != "" {
+			conds = append(conds, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, "at >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if f.AfterID > 0 {
+		conds = append(conds, "id > ?")
+		args = append(args, f.AfterID)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, action, target, outcome, request_id, revision, detail FROM audit`+where+` ORDER BY id LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditEntry
+	for rows.Next() {
+		var e AuditEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.RequestID, &e.Revision, &e.Detail); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		e.At = time.Unix(0, at).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ErrExists is returned when a unique name is taken.
+var ErrExists = errors.New("already exists")
+
+// CreateToken stores a token (its hash) and its audit entry.
+func (s *SQLite) CreateToken(ctx context.Context, t *Token, audit *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE name = ?`, t.Name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("token %q: %w", t.Name, ErrExists)
+		}
+		var exp int64
+		if !t.Expires.IsZero() {
+			exp = t.Expires.UnixNano()
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO tokens (name, role, hash, created, expires) VALUES (?,?,?,?,?)`, t.Name, t.Role, t.Hash, t.Created.UnixNano(), exp)
+		if err != nil {
+			return fmt.Errorf("create token: %w", err)
+		}
+		if t.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if audit != nil {
+			return addAudit(ctx, tx, audit)
+		}
+		return nil
+	})
+}
+
+// RevokeToken marks a token revoked, with its audit entry.
+func (s *SQLite) RevokeToken(ctx context.Context, name string, audit *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked = 1 WHERE name = ? AND revoked = 0`, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %q: %w", name, ErrNotFound)
+		}
+		if audit != nil {
+			return addAudit(ctx, tx, audit)
+		}
+		return nil
+	})
+}
+
+func scanToken(row interface{ Scan(...any) error }) (*Token, error) {
+	var t Token
+	var created, exp int64
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &exp, &t.Revoked); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	t.Created = time.Unix(0, created).UTC()
+	if exp != 0 {
+		t.Expires = time.Unix(0, exp).UTC()
+	}
+	return &t, nil
+}
+
+// TokenByHash finds a token by the hash of its secret.
+func (s *SQLite) TokenByHash(ctx context.Context, hash string) (*Token, error) {
+	return scanToken(s.db.QueryRowContext(ctx, `SELECT id, name, role, hash, created, expires, revoked FROM tokens WHERE hash = ?`, hash))
+}
+
+// Tokens lists every token (without secrets).
+func (s *SQLite) Tokens(ctx context.Context) ([]Token, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, role, hash, created, expires, revoked FROM tokens ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *t)
 	}
 	return out, rows.Err()
 }

@@ -52,7 +52,7 @@ func labDesign(t *testing.T, edits ...string) *zone.Design {
 
 func apply(t *testing.T, s Store, d *zone.Design) *zone.Plan {
 	t.Helper()
-	p, err := s.ApplyDesign(context.Background(), &Revision{Hash: d.Hash, AppliedBy: "test", AppliedAt: time.Now(), Summary: d.String(), Sources: d.Source}, d.Slots)
+	p, err := s.ApplyDesign(context.Background(), &Revision{Hash: d.Hash, AppliedBy: "test", AppliedAt: time.Now(), Summary: d.String(), Sources: d.Source}, d.Slots, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

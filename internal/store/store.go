@@ -59,6 +59,40 @@ type Tx interface {
 	AddEntries(ctx context.Context, entries ...*machine.Entry) error
 	PutLeases(ctx context.Context, leases ...Lease) error
 	DeleteLeases(ctx context.Context, addrs ...netip.Addr) error
+	// AddAudit records what an operator did, in the same transaction as the change.
+	AddAudit(ctx context.Context, entries ...*AuditEntry) error
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	ID        int64     `json:"id"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target,omitempty"`
+	Outcome   string    `json:"outcome"`
+	RequestID string    `json:"request_id,omitempty"`
+	Revision  int64     `json:"revision,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+}
+
+// AuditFilter narrows an audit listing; empty fields match everything.
+type AuditFilter struct {
+	Actor, Action, Target, Outcome string
+	Since                          time.Time
+	AfterID                        int64
+	Limit                          int
+}
+
+// Token is an operator API token. Only its hash is stored.
+type Token struct {
+	ID      int64     `json:"id"`
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Hash    string    `json:"-"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires,omitzero"`
+	Revoked bool      `json:"revoked"`
 }
 
 // Store is the persistence drover needs.
@@ -73,7 +107,8 @@ type Store interface {
 	// ApplyDesign makes slots current in one transaction: it diffs them against
 	// the stored slots, writes them, updates the machines in changed or removed
 	// slots (with timeline entries) and records the revision. It returns the plan it applied.
-	ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot) (*zone.Plan, error)
+	// audit, when given, is recorded in the same transaction with the new revision.
+	ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot, audit *AuditEntry) (*zone.Plan, error)
 	Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error)
 
 	Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error)
@@ -87,6 +122,15 @@ type Store interface {
 	// PutLeases writes a batch of leases in one transaction.
 	PutLeases(ctx context.Context, leases []Lease) error
 	DeleteLeases(ctx context.Context, addrs []netip.Addr) error
+
+	// Tokens: creating and revoking are audited in the same transaction.
+	CreateToken(ctx context.Context, t *Token, audit *AuditEntry) error
+	RevokeToken(ctx context.Context, name string, audit *AuditEntry) error
+	TokenByHash(ctx context.Context, hash string) (*Token, error)
+	Tokens(ctx context.Context) ([]Token, error)
+	// AddAudit records an entry that belongs to no other change (a failed login).
+	AddAudit(ctx context.Context, e *AuditEntry) error
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 
 	Close() error
 }

@@ -1,4 +1,5 @@
-package dhcp
+// Package counter counts events by name, cheaply and concurrently.
+package counter
 
 import (
 	"sort"
@@ -6,14 +7,17 @@ import (
 	"sync/atomic"
 )
 
-// Counters counts packets by what happened to them ("rx_DISCOVER",
-// "tx_OFFER", "drop_malformed", ...). A nil *Counters counts nothing.
-type Counters struct {
+// Set counts events by name ("rx_DISCOVER", "tx_OFFER", "drop_malformed",
+// ...). A nil *Set counts nothing.
+type Set struct {
 	m sync.Map // string -> *atomic.Int64
 }
 
 // Add increments a counter.
-func (c *Counters) Add(name string) {
+func (c *Set) Add(name string) { c.AddN(name, 1) }
+
+// AddN adds n to a counter.
+func (c *Set) AddN(name string, n int64) {
 	if c == nil {
 		return
 	}
@@ -21,11 +25,11 @@ func (c *Counters) Add(name string) {
 	if !ok {
 		v, _ = c.m.LoadOrStore(name, new(atomic.Int64))
 	}
-	v.(*atomic.Int64).Add(1)
+	v.(*atomic.Int64).Add(n)
 }
 
 // Get returns one counter.
-func (c *Counters) Get(name string) int64 {
+func (c *Set) Get(name string) int64 {
 	if c == nil {
 		return 0
 	}
@@ -36,7 +40,7 @@ func (c *Counters) Get(name string) int64 {
 }
 
 // Snapshot returns every counter, sorted by name when ranged with Names.
-func (c *Counters) Snapshot() map[string]int64 {
+func (c *Set) Snapshot() map[string]int64 {
 	out := map[string]int64{}
 	if c == nil {
 		return out

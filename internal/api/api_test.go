@@ -1,0 +1,350 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/internal/counter"
+	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+type fixture struct {
+	srv    *Server
+	http   *httptest.Server
+	st     *store.SQLite
+	fl     *fleet.Fleet
+	tokens map[string]string // credential name -> secret
+	design string
+}
+
+const labDesign = "../../examples/lab"
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	d, err := zone.Load(labDesign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "d.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	err = st.Update(ctx, func(tx store.Tx) error {
+		for i, slot := range []string{"p1-tor1/swp1", "p1-tor1/swp2"} {
+			m := &machine.Machine{MAC: "52:54:00:00:00:0" + string(rune('1'+i)), SlotKey: slot, Name: zone.NewIndex(d).Slot(slot).Name,
+				State: machine.Deployed, StateSince: now, Created: now}
+			if err := tx.PutMachine(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- fl.Run(fctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	f := &fixture{st: st, fl: fl, tokens: map[string]string{}, design: labDesign}
+	mk := func(name, role string, expires time.Time, revoke bool) {
+		secret := NewSecret()
+		if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: HashToken(secret), Created: now, Expires: expires}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if revoke {
+			st.RevokeToken(ctx, name, nil)
+		}
+		f.tokens[name] = secret
+	}
+	mk("viewer", RoleViewer, time.Time{}, false)
+	mk("operator", RoleOperator, time.Time{}, false)
+	mk("admin", RoleAdmin, time.Time{}, false)
+	mk("expired", RoleAdmin, now.Add(-time.Minute), false)
+	mk("revoked", RoleAdmin, time.Time{}, true)
+	f.tokens["bad"] = "drv_not-a-token"
+	stats := &counter.Set{}
+	stats.Add("rx_DISCOVER")
+	stats.Add("tx_OFFER")
+	stats.Add("drop_malformed")
+	stats.Add("relay|10.77.0.1|OFFER")
+	tftp := &counter.Set{}
+	tftp.Add("ok")
+	tftp.AddN("bytes", 1000)
+	bootStats := &counter.Set{}
+	bootStats.Add("script|200")
+	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), DHCP: stats, TFTP: tftp, Boot: bootStats})
+	f.http = httptest.NewServer(f.srv.Handler())
+	t.Cleanup(f.http.Close)
+	return f
+}
+
+func (f *fixture) do(t *testing.T, cred, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, f.http.URL+path, rd)
+	if secret, ok := f.tokens[cred]; ok {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (f *fixture) auditCount(t *testing.T, filter store.AuditFilter) []store.AuditEntry {
+	t.Helper()
+	es, err := f.st.Audit(context.Background(), filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func TestAuthorisationMatrix(t *testing.T) {
+	f := newFixture(t)
+	creds := []string{"none", "bad", "expired", "revoked", "viewer", "operator", "admin"}
+	for _, rt := range f.srv.routes {
+		path := strings.NewReplacer("{ref}", "lab-compute-02", "{name}", "nobody").Replace(rt.Path)
+		for _, cred := range creds {
+			t.Run(rt.Method+" "+rt.Path+" as "+cred, func(t *testing.T) {
+				code, body := f.do(t, cred, rt.Method, path, nil)
+				var want string
+				switch {
+				case rt.Role == "":
+					want = "allowed"
+				case cred == "none" || cred == "bad" || cred == "expired" || cred == "revoked":
+					want = "401"
+				case roleRank(cred) < roleRank(rt.Role):
+					want = "403"
+				default:
+					want = "allowed"
+				}
+				switch want {
+				case "allowed":
+					if code == 401 || code == 403 || code >= 500 {
+						t.Fatalf("got %d %s", code, body)
+					}
+				default:
+					if want != http.StatusText(code) && want != itoa(code) {
+						t.Fatalf("got %d, want %s: %s", code, want, body)
+					}
+					var e map[string]apiError
+					if json.Unmarshal(body, &e) != nil || e["error"].Code == "" || e["error"].Message == "" {
+						t.Errorf("error body %s", body)
+					}
+				}
+			})
+		}
+	}
+	// Every refusal was audited.
+	if denied := f.auditCount(t, store.AuditFilter{Limit: 10000}); len(denied) < len(f.srv.routes) {
+		t.Errorf("only %d audit entries for the refusals", len(denied))
+	}
+	if es := f.auditCount(t, store.AuditFilter{Actor: "expired", Outcome: "denied: token_expired"}); len(es) == 0 {
+		t.Error("expired token refusals not audited under its name")
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestMutationsAreAuditedOnce(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "admin", "POST", "/api/v1/design/apply", map[string]any{"path": f.design})
+	if code != 200 {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	if es := f.auditCount(t, store.AuditFilter{Action: "design-apply"}); len(es) != 1 || es[0].Actor != "admin" || es[0].Revision == 0 || es[0].RequestID == "" {
+		t.Errorf("apply audit %+v", es)
+	}
+	code, body = f.do(t, "operator", "POST", "/api/v1/machines/lab-compute-01/reinstall", map[string]string{"reason": "new image"})
+	if code != 200 || !strings.Contains(string(body), `"state": "deploying"`) {
+		t.Fatalf("reinstall: %d %s", code, body)
+	}
+	if es := f.auditCount(t, store.AuditFilter{Action: fleet.ActReinstall}); len(es) != 1 || es[0].Actor != "operator" || es[0].Target != "lab-compute-01" || es[0].Detail != "new image" {
+		t.Errorf("reinstall audit %+v", es)
+	}
+	maint := map[string]string{"reason": "disk swap", "owner": "alice", "expires": "4h"}
+	if code, body = f.do(t, "operator", "POST", "/api/v1/machines/lab-compute-02/maintenance", maint); code != 200 {
+		t.Fatalf("maintenance: %d %s", code, body)
+	}
+	if es := f.auditCount(t, store.AuditFilter{Action: fleet.ActMaintenanceEnter}); len(es) != 1 || es[0].Actor != "operator" || !strings.Contains(es[0].Detail, "owner alice") {
+		t.Errorf("maintenance audit %+v", es)
+	}
+
+	// Failed mutations change nothing and leave no audit entry.
+	before := len(f.auditCount(t, store.AuditFilter{Outcome: "ok"}))
+	m0, _ := f.st.Machine(context.Background(), "lab-compute-02")
+	tests := []struct {
+		method, path string
+		body         any
+		code         int
+		errCode      string
+	}{
+		{"POST", "/api/v1/machines/lab-compute-02/reinstall", nil, 409, "illegal_transition"},
+		{"POST", "/api/v1/machines/lab-compute-02/maintenance", maint, 409, "illegal_transition"},
+		{"POST", "/api/v1/machines/lab-compute-01/maintenance", map[string]string{"reason": "x"}, 400, "bad_request"},
+		{"POST", "/api/v1/machines/nobody/retire", nil, 404, "not_found"},
+		{"POST", "/api/v1/design/apply", map[string]any{"files": map[string]string{"bad.yaml": "zone: x\n"}}, 422, "invalid_design"},
+		{"POST", "/api/v1/machines/lab-compute-02/reinstall", map[string]string{"surprise": "x"}, 400, "bad_request"},
+	}
+	for _, tt := range tests {
+		cred := "operator"
+		if strings.Contains(tt.path, "design") {
+			cred = "admin"
+		}
+		code, body := f.do(t, cred, tt.method, tt.path, tt.body)
+		var e map[string]apiError
+		json.Unmarshal(body, &e)
+		if code != tt.code || e["error"].Code != tt.errCode {
+			t.Errorf("%s %s: %d %s", tt.method, tt.path, code, body)
+		}
+	}
+	if after := len(f.auditCount(t, store.AuditFilter{Outcome: "ok"})); after != before {
+		t.Errorf("failed mutations left %d audit entries", after-before)
+	}
+	m1, _ := f.st.Machine(context.Background(), "lab-compute-02")
+	if m1.State != m0.State || !m1.StateSince.Equal(m0.StateSince) {
+		t.Errorf("a failed mutation changed the machine: %s -> %s", m0.State, m1.State)
+	}
+	// Leaving maintenance works and is audited.
+	if code, body = f.do(t, "operator", "DELETE", "/api/v1/machines/lab-compute-02/maintenance", nil); code != 200 || !strings.Contains(string(body), `"state": "deployed"`) {
+		t.Fatalf("leave maintenance: %d %s", code, body)
+	}
+}
+
+func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
+	f := newFixture(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Role string `json:"x-drover-role"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for p, ops := range doc.Paths {
+		for method, op := range ops {
+			documented[strings.ToUpper(method)+" "+p] = op.Role
+		}
+	}
+	routed := map[string]bool{}
+	for _, rt := range f.srv.routes {
+		key := rt.Method + " " + rt.Path
+		routed[key] = true
+		role, ok := documented[key]
+		want := rt.Role
+		if want == "" {
+			want = "public"
+		}
+		if !ok {
+			t.Errorf("route %s is not in openapi.json", key)
+		} else if role != want {
+			t.Errorf("%s: documented role %s, router role %s", key, role, want)
+		}
+	}
+	for key := range documented {
+		if !routed[key] {
+			t.Errorf("openapi.json documents %s, which the router does not serve", key)
+		}
+	}
+	code, body := f.do(t, "none", "GET", "/api/v1/openapi.json", nil)
+	if code != 200 || !bytes.Equal(body, openAPI) {
+		t.Errorf("served document differs: %d", code)
+	}
+}
+
+func TestMetricsPassPromtool(t *testing.T) {
+	f := newFixture(t)
+	f.do(t, "viewer", "GET", "/api/v1/machines", nil)
+	code, body := f.do(t, "none", "GET", "/metrics", nil)
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{`drover_dhcp_received_total{type="DISCOVER"} 1`, `drover_dhcp_dropped_total{reason="malformed"} 1`,
+		`drover_dhcp_relay_replies_total{relay="10.77.0.1",type="OFFER"} 1`, `drover_machines{state="deployed"} 2`, `drover_tftp_bytes_total 1000`,
+		`drover_boot_http_requests_total{code="200",kind="script"} 1`, `drover_api_requests_total{code="200",method="GET",route="/api/v1/machines"} 1`,
+		`drover_api_request_duration_seconds_bucket`, `drover_leases{state="bound"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is not installed: apt-get install prometheus (make test installs it)")
+		}
+		t.Skip("promtool not installed")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestTimelineStream(t *testing.T) {
+	f := newFixture(t)
+	req, _ := http.NewRequest("GET", f.http.URL+"/api/v1/machines/lab-compute-01/timeline?follow=true", nil)
+	req.Header.Set("Authorization", "Bearer "+f.tokens["viewer"])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+	}
+	if code, body := f.do(t, "operator", "POST", "/api/v1/machines/lab-compute-01/reinstall", nil); code != 200 {
+		t.Fatalf("reinstall %d %s", code, body)
+	}
+	buf := make([]byte, 4096)
+	var got string
+	for !strings.Contains(got, `"to":"deploying"`) {
+		n, err := resp.Body.Read(buf)
+		if err != nil {
+			t.Fatalf("stream ended: %v (%q)", err, got)
+		}
+		got += string(buf[:n])
+	}
+	if !strings.Contains(got, "event: entry\ndata: {") {
+		t.Errorf("not an event stream: %q", got)
+	}
+}

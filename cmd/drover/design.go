@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -35,6 +36,8 @@ into, installs it for its role and tracks its lifecycle.`,
 	root.SetErr(env.stderr)
 	root.SetIn(env.stdin)
 	root.PersistentFlags().StringVar(&g.db, "db", dbDefault, "path of the SQLite database (env DROVER_DB)")
+	root.PersistentFlags().StringVar(&g.server, "server", env.getenv("DROVER_SERVER"), "operator API of a drover server, e.g. http://127.0.0.1:9090 (env DROVER_SERVER); commands then use it instead of --db")
+	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", env.getenv("DROVER_TOKEN_FILE"), "file holding the API token (or env DROVER_TOKEN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
 		newValidateCommand(g),
@@ -45,14 +48,23 @@ into, installs it for its role and tracks its lifecycle.`,
 		newShowCommand(g),
 		newServeCommand(g),
 		newLabCommand(g),
+		newTimelineCommand(g),
+		newActionCommand(g, fleet.ActReinstall, "Reinstall a machine into its slot's identity"),
+		newMaintenanceCommand(g),
+		newActionCommand(g, fleet.ActRetire, "Retire a machine: it leaves its slot and boots nothing"),
+		newActionCommand(g, fleet.ActRelease, "Release a machine from its slot (back to ready)"),
+		newAuditCommand(g),
+		newTokensCommand(g),
 	)
 	return root
 }
 
 // globals are the flags and environment every subcommand shares.
 type globals struct {
-	env environment
-	db  string
+	env       environment
+	db        string
+	server    string
+	tokenFile string
 }
 
 func (g *globals) open(ctx context.Context) (*store.SQLite, error) {
@@ -102,7 +114,7 @@ file:line:column: field: problem (fix) and exits 1.`,
 }
 
 func newPlanCommand(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, serverPath bool
 	cmd := &cobra.Command{
 		Use:   "plan PATH",
 		Short: "Show what applying a design would change",
@@ -113,6 +125,9 @@ in the slot to be reinstalled.
 Exit codes: 0 no changes, 2 changes, 1 error (such as an invalid design).`,
 		Args: args(1, "the path of a design file or directory"),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if g.remote() {
+				return remotePlan(cmd.Context(), g, a[0], serverPath, asJSON)
+			}
 			d, err := loadDesign(a[0])
 			if err != nil {
 				return err
@@ -143,6 +158,7 @@ Exit codes: 0 no changes, 2 changes, 1 error (such as an invalid design).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&serverPath, "server-path", false, "with --server: PATH is on the server, not uploaded")
 	return cmd
 }
 
@@ -167,7 +183,7 @@ func planJSON(p *zone.Plan, d *zone.Design) any {
 }
 
 func newApplyCommand(g *globals) *cobra.Command {
-	var yes bool
+	var yes, serverPath bool
 	var actor string
 	cmd := &cobra.Command{
 		Use:   "apply PATH",
@@ -179,6 +195,9 @@ hash, the git commit when the design is in a git checkout, and who applied it.`,
 		Args: args(1, "the path of a design file or directory"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
+			if g.remote() {
+				return remoteApply(ctx, g, a[0], serverPath, yes)
+			}
 			d, err := loadDesign(a[0])
 			if err != nil {
 				return err
@@ -208,7 +227,8 @@ hash, the git commit when the design is in a git checkout, and who applied it.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking")
-	cmd.Flags().StringVar(&actor, "actor", "", "who is applying (default: $USER)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who is applying (default: $USER; with --server, the token's name)")
+	cmd.Flags().BoolVar(&serverPath, "server-path", false, "with --server: PATH is on the server, not uploaded")
 	return cmd
 }
 

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -79,6 +79,8 @@ func dash(s string) string {
 	return s
 }
 
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
 func addrOrDash(s string, ok bool) string {
 	if !ok {
 		return "-"
@@ -105,14 +107,30 @@ func newMachinesCommand(g *globals) *cobra.Command {
 				}
 				f.State = st
 			}
-			st, err := g.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ms, err := st.Machines(cmd.Context(), f)
-			if err != nil {
-				return err
+			var ms []*machine.Machine
+			if g.remote() {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				q := url.Values{}
+				for k, v := range map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant, "state": string(f.State)} {
+					if v != "" {
+						q.Set(k, v)
+					}
+				}
+				if ms, err = all[*machine.Machine](cmd.Context(), c, "/api/v1/machines", q); err != nil {
+					return err
+				}
+			} else {
+				st, err := g.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				if ms, err = st.Machines(cmd.Context(), f); err != nil {
+					return err
+				}
 			}
 			if out.format == "json" {
 				if ms == nil {
@@ -120,16 +138,7 @@ func newMachinesCommand(g *globals) *cobra.Command {
 				}
 				return writeJSON(g.env.stdout, ms)
 			}
-			tw := tabwriter.NewWriter(g.env.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tMAC\tSTATE\tSLOT\tSINCE")
-			for _, m := range ms {
-				state := string(m.State)
-				if m.NeedsReinstall {
-					state += " (needs reinstall)"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.MAC, state, dash(m.SlotKey), m.StateSince.Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return printMachines(g.env.stdout, ms)
 		},
 	}
 	cmd.Flags().StringVar(&f.Zone, "zone", "", "only machines in this zone")
@@ -152,46 +161,42 @@ func newShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			st, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			m, err := st.Machine(ctx, a[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return &exitError{code: exitError1, err: fmt.Errorf("no machine named %q (see drover machines)", a[0])}
-			}
-			if err != nil {
-				return err
-			}
-			tl, err := st.Timeline(ctx, m.ID, 0, 0)
-			if err != nil {
-				return err
+			var m *machine.Machine
+			var tl []machine.Entry
+			if g.remote() {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				var got struct {
+					Machine  *machine.Machine `json:"machine"`
+					Timeline []machine.Entry  `json:"timeline"`
+				}
+				if err := c.call(ctx, "GET", "/api/v1/machines/"+url.PathEscape(a[0]), nil, &got); err != nil {
+					return err
+				}
+				m, tl = got.Machine, got.Timeline
+			} else {
+				st, err := g.open(ctx)
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				m, err = st.Machine(ctx, a[0])
+				if errors.Is(err, store.ErrNotFound) {
+					return &exitError{code: exitNotFound, err: fmt.Errorf("no machine named %q (see drover machines)", a[0])}
+				}
+				if err != nil {
+					return err
+				}
+				if tl, err = st.Timeline(ctx, m.ID, 0, 0); err != nil {
+					return err
+				}
 			}
 			if out.format == "json" {
 				return writeJSON(g.env.stdout, map[string]any{"machine": m, "timeline": tl})
 			}
-			w := g.env.stdout
-			fmt.Fprintf(w, "name:     %s\nmac:      %s\nstate:    %s since %s\nslot:     %s\n", dash(m.Name), m.MAC, m.State, m.StateSince.Format(time.RFC3339), dash(m.SlotKey))
-			if m.NeedsReinstall {
-				fmt.Fprintln(w, "          needs reinstall: the design changed its role, variant or profile")
-			}
-			if m.Maintenance != nil {
-				fmt.Fprintf(w, "maint.:   %s (owner %s, until %s)\n", m.Maintenance.Reason, m.Maintenance.Owner, m.Maintenance.Expires.Format(time.RFC3339))
-			}
-			if !m.Deadline.IsZero() {
-				fmt.Fprintf(w, "deadline: %s\n", m.Deadline.Format(time.RFC3339))
-			}
-			fmt.Fprintln(w, "timeline:")
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			for _, e := range tl {
-				change := ""
-				if e.From != "" || e.To != "" {
-					change = fmt.Sprintf("%s -> %s", e.From, e.To)
-				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.At.Format("2006-01-02 15:04:05.000"), e.Kind, dash(change), e.Actor, e.Reason)
-			}
-			return tw.Flush()
+			return printMachine(g.env.stdout, m, tl)
 		},
 	}
 	out.register(cmd)

@@ -116,7 +116,7 @@ func TestPlanApplyPlan(t *testing.T) {
 		t.Fatalf("machines --state happy: %d %q", r.code, r.stderr)
 	}
 	r = drover(t, "", "--db", db, "show", "bgo-compute-01")
-	if r.code != 1 || !strings.Contains(r.stderr, `no machine named "bgo-compute-01"`) {
+	if r.code != exitNotFound || !strings.Contains(r.stderr, `no machine named "bgo-compute-01"`) {
 		t.Fatalf("show: %d %q", r.code, r.stderr)
 	}
 }

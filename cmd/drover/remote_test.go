@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover/drover/internal/api"
+	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/zone"
+)
+
+// startServer runs the operator API over the lab design with one deployed
+// machine, and returns its URL and an admin token.
+func startServer(t *testing.T) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := zone.Load("../../examples/lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "d.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	st.Update(ctx, func(tx store.Tx) error {
+		return tx.PutMachine(ctx, &machine.Machine{MAC: "52:54:00:00:00:01", SlotKey: "p1-tor1/swp1", Name: "lab-compute-01", State: machine.Deployed, StateSince: now, Created: now})
+	})
+	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- fl.Run(fctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	admin := api.NewSecret()
+	st.CreateToken(ctx, &store.Token{Name: "root", Role: api.RoleAdmin, Hash: api.HashToken(admin), Created: now}, nil)
+	srv := httptest.NewServer(api.New(api.Config{Store: st, Fleet: fl, DesignDir: t.TempDir()}).Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL, admin
+}
+
+func droverAs(t *testing.T, token string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := environment{stdin: strings.NewReader("y\n"), stdout: &out, stderr: &errb, getenv: func(k string) string {
+		if k == "DROVER_TOKEN" {
+			return token
+		}
+		return ""
+	}}
+	code := run(context.Background(), args, env)
+	return result{code, out.String(), errb.String()}
+}
+
+func TestCLIRoundTrip(t *testing.T) {
+	url, admin := startServer(t)
+	r := droverAs(t, admin, "--server", url, "tokens", "create", "alice", "--role", "viewer")
+	viewer := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(viewer, "drv_") || !strings.Contains(r.stderr, "shown once") {
+		t.Fatalf("create viewer: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = droverAs(t, viewer, "--server", url, "machines")
+	if r.code != 0 || !strings.Contains(r.stdout, "lab-compute-01") || !strings.Contains(r.stdout, "deployed") {
+		t.Fatalf("machines as viewer: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = droverAs(t, viewer, "--server", url, "reinstall", "lab-compute-01")
+	if r.code != exitForbidden || !strings.Contains(r.stderr, `token "alice" has role viewer; POST /api/v1/machines/{ref}/reinstall needs operator`) {
+		t.Fatalf("reinstall as viewer: %d %q", r.code, r.stderr)
+	}
+	r = droverAs(t, "drv_wrong", "--server", url, "machines")
+	if r.code != exitUnauthenticated {
+		t.Fatalf("wrong token: %d %q", r.code, r.stderr)
+	}
+	r = droverAs(t, admin, "--server", url, "tokens", "create", "bob", "--role", "operator")
+	operator := strings.TrimSpace(r.stdout)
+	r = droverAs(t, operator, "--server", url, "reinstall", "lab-compute-01", "--reason", "new kernel")
+	if r.code != 0 || r.stdout != "lab-compute-01: deploying\n" {
+		t.Fatalf("reinstall as operator: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = droverAs(t, operator, "--server", url, "reinstall", "lab-compute-01")
+	if r.code != exitConflict || !strings.Contains(r.stderr, "cannot reinstall lab-compute-01 while it is deploying") {
+		t.Fatalf("reinstall while deploying: %d %q", r.code, r.stderr)
+	}
+	r = droverAs(t, operator, "--server", url, "maintenance", "enter", "lab-compute-01", "--reason", "x", "--owner", "bob", "--expires", "1h")
+	if r.code != exitConflict || !strings.Contains(r.stderr, "illegal_transition") {
+		t.Fatalf("maintenance while deploying: %d %q", r.code, r.stderr)
+	}
+	r = droverAs(t, viewer, "--server", url, "show", "lab-compute-01")
+	if r.code != 0 || !strings.Contains(r.stdout, "deployed -> deploying") || !strings.Contains(r.stdout, "new kernel") {
+		t.Fatalf("show: %d %q", r.code, r.stdout)
+	}
+	r = droverAs(t, viewer, "--server", url, "audit", "--action", "reinstall")
+	if r.code != 0 || strings.Count(r.stdout, "bob") != 1 {
+		t.Fatalf("audit: %d %q", r.code, r.stdout)
+	}
+	r = droverAs(t, admin, "--server", url, "plan", "../../examples/lab")
+	if r.code != 0 || !strings.Contains(r.stdout, "No changes") {
+		t.Fatalf("remote plan: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = droverAs(t, admin, "--server", url, "apply", "--yes", "../../examples/university/test01.yaml")
+	if r.code != 0 || !strings.Contains(r.stdout, "by root: 16 added") {
+		t.Fatalf("remote apply: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = droverAs(t, admin, "--server", url, "tokens", "revoke", "alice")
+	if r.code != 0 {
+		t.Fatalf("revoke: %d %q", r.code, r.stderr)
+	}
+	if r = droverAs(t, viewer, "--server", url, "machines"); r.code != exitUnauthenticated || !strings.Contains(r.stderr, "revoked") {
+		t.Fatalf("revoked token: %d %q", r.code, r.stderr)
+	}
+	if r = droverAs(t, "", "reinstall", "x"); r.code != exitUsage || !strings.Contains(r.stderr, "--server") {
+		t.Fatalf("no server: %d %q", r.code, r.stderr)
+	}
+}

@@ -253,7 +253,11 @@ func (s *Server) wrap(rt route) http.Handler {
 		defer func() {
 			s.requests.WithLabelValues(rt.Path, rt.Method, strconv.Itoa(sw.code)).Inc()
 			s.latency.WithLabelValues(rt.Path, rt.Method).Observe(time.Since(start).Seconds())
-			s.cfg.Log.Debug("api", "method", r.Method, "path", r.URL.Path, "code", sw.code, "actor", c.actor(), "request_id", c.requestID, "took", time.Since(start))
+			level := slog.LevelDebug
+			if rt.Mutates || sw.code == http.StatusUnauthorized || sw.code == http.StatusForbidden {
+				level = slog.LevelInfo
+			}
+			s.cfg.Log.Log(r.Context(), level, "api", "method", r.Method, "path", r.URL.Path, "code", sw.code, "actor", c.actor(), "request_id", c.requestID, "took", time.Since(start))
 		}()
 		if rt.Role != "" && !s.authorise(sw, r, rt, c) {
 			return

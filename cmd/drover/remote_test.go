@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drover/drover/internal/api"
-	"github.com/drover/drover/internal/fleet"
-	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/fleet/fleettest"
 	"github.com/drover/drover/internal/store"
-	"github.com/drover/drover/internal/zone"
 )
 
 // startServer runs the operator API over the lab design with one deployed
@@ -21,30 +18,8 @@ import (
 func startServer(t *testing.T) (string, string) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := zone.Load("../../examples/lab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "d.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots, nil); err != nil {
-		t.Fatal(err)
-	}
+	fl, st := fleettest.Start(t, "../../examples/lab", fleettest.Deployed("52:54:00:00:00:01", "p1-tor1/swp1", "lab-compute-01"))
 	now := time.Now()
-	st.Update(ctx, func(tx store.Tx) error {
-		return tx.PutMachine(ctx, &machine.Machine{MAC: "52:54:00:00:00:01", SlotKey: "p1-tor1/swp1", Name: "lab-compute-01", State: machine.Deployed, StateSince: now, Created: now})
-	})
-	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- fl.Run(fctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 	admin := api.NewSecret()
 	st.CreateToken(ctx, &store.Token{Name: "root", Role: api.RoleAdmin, Hash: api.HashToken(admin), Created: now}, nil)
 	srv := httptest.NewServer(api.New(api.Config{Store: st, Fleet: fl, DesignDir: t.TempDir()}).Handler())

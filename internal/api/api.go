@@ -25,6 +25,7 @@ import (
 
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
@@ -189,24 +190,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addr = ln.Addr()
 	close(s.ready)
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() {
-		if s.cfg.TLSCert != "" && s.cfg.TLSKey != "" {
-			s.cfg.Log.Info("operator API listening", "addr", s.addr, "tls", true)
-			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
-			return
-		}
-		s.cfg.Log.Info("operator API listening", "addr", s.addr, "tls", false)
-		errc <- srv.Serve(ln)
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	s.cfg.Log.Info("operator API listening", "addr", s.addr, "tls", s.cfg.TLSCert != "")
+	return httpserve.Serve(ctx, srv, ln, s.cfg.TLSCert, s.cfg.TLSKey)
 }
 
 // HashToken is how token secrets are stored.

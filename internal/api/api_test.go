@@ -25,9 +25,8 @@ import (
 
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/fleet"
-	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/fleet/fleettest"
 	"github.com/drover/drover/internal/store"
-	"github.com/drover/drover/internal/zone"
 )
 
 type fixture struct {
@@ -44,41 +43,10 @@ const labDesign = "../../examples/lab"
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	d, err := zone.Load(labDesign)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "d.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots, nil); err != nil {
-		t.Fatal(err)
-	}
+	fl, st := fleettest.Start(t, labDesign,
+		fleettest.Deployed("52:54:00:00:00:01", "p1-tor1/swp1", "lab-compute-01"),
+		fleettest.Deployed("52:54:00:00:00:02", "p1-tor1/swp2", "lab-compute-02"))
 	now := time.Now()
-	err = st.Update(ctx, func(tx store.Tx) error {
-		for i, slot := range []string{"p1-tor1/swp1", "p1-tor1/swp2"} {
-			m := &machine.Machine{MAC: "52:54:00:00:00:0" + string(rune('1'+i)), SlotKey: slot, Name: zone.NewIndex(d).Slot(slot).Name,
-				State: machine.Deployed, StateSince: now, Created: now}
-			if err := tx.PutMachine(ctx, m); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- fl.Run(fctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
 	f := &fixture{st: st, fl: fl, tokens: map[string]string{}, design: labDesign}
 	mk := func(name, role string, expires time.Time, revoke bool) {
 		secret := NewSecret()

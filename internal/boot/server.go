@@ -22,6 +22,7 @@ import (
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/files"
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/zone"
 )
@@ -155,16 +156,7 @@ func (s *Server) Run(ctx context.Context) error {
 	close(s.ready)
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn)}
 	s.cfg.Log.Info("boot http listening", "addr", s.addr)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return httpserve.Serve(ctx, srv, ln, "", "")
 }
 
 func source(r *http.Request) netip.Addr {

@@ -5,7 +5,6 @@ import (
 	"github.com/drover/drover/internal/counter"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +13,9 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/fleet/fleettest"
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/store"
-	"github.com/drover/drover/internal/zone"
 )
 
 func TestClientKindAndBootFile(t *testing.T) {
@@ -61,36 +60,8 @@ func TestClientKindAndBootFile(t *testing.T) {
 }
 
 // testFleet serves the lab example design from a temporary store.
-func testFleet(t *testing.T) (*fleet.Fleet, *store.SQLite, func()) {
-	t.Helper()
-	ctx := context.Background()
-	d, err := zone.Load("../../examples/lab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "d.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.ApplyDesign(ctx, &store.Revision{Hash: d.Hash, AppliedBy: "t", AppliedAt: time.Now(), Sources: d.Source}, d.Slots, nil); err != nil {
-		t.Fatal(err)
-	}
-	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- fl.Run(fctx) }()
-	stop := func() {
-		cancel()
-		<-done
-	}
-	t.Cleanup(func() {
-		stop()
-		st.Close()
-	})
-	return fl, st, stop
+func testFleet(t *testing.T) (*fleet.Fleet, *store.SQLite) {
+	return fleettest.Start(t, "../../examples/lab")
 }
 
 var (
@@ -129,7 +100,7 @@ func handle(t *testing.T, h *Handler, req *dhcpv4.DHCPv4) (*Reply, error) {
 }
 
 func TestDORAThroughRelay(t *testing.T) {
-	fl, st, _ := testFleet(t)
+	fl, st := testFleet(t)
 	h := &Handler{Leases: fl, HTTPPort: 8080, Stats: &counter.Set{}}
 	mac := mustMAC("52:54:00:aa:00:01")
 
@@ -232,7 +203,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestIdentityRules(t *testing.T) {
-	fl, _, _ := testFleet(t)
+	fl, _ := testFleet(t)
 	h := &Handler{Leases: fl, HTTPPort: 8080, Stats: &counter.Set{}}
 	tests := []struct {
 		name    string

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/drover/drover/internal/counter"
@@ -124,7 +125,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_api_requests_total", Help: "Operator API requests by route, method and status."}, []string{"route", "method", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "drover_api_request_duration_seconds", Help: "Operator API request latency by route and method.", Buckets: prometheus.DefBuckets}, []string{"route", "method"})
-	s.reg.MustRegister(s.requests, s.latency, &collector{s: s}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.reg.MustRegister(s.requests, s.latency, &collector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.routes = s.table()
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {

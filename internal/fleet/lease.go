@@ -189,7 +189,7 @@ func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine
 		return Assignment{}, nil, err
 	}
 	a := Assignment{Identity: id, State: m.State}
-	z := id.Zone
+	var z *zone.Zone
 	if id.Known() {
 		s := id.Slot
 		z = ix.Design().Zone(s.Zone)

@@ -13,25 +13,24 @@ import (
 // Zone is one design file: one location run as a unit.
 type Zone struct {
 	Meta            Meta
-	Name            string               `yaml:"zone"`
-	Environment     string               `yaml:"environment"`
-	Domain          string               `yaml:"domain"`
-	DNSServers      []string             `yaml:"dns_servers"`
-	LeaseTime       string               `yaml:"lease_time"`
-	Naming          Naming               `yaml:"naming"`
-	UnknownMachines string               `yaml:"unknown_machines"`
-	OnReplace       string               `yaml:"on_replace"`
-	Timeouts        Timeouts             `yaml:"timeouts"`
-	Addressing      Addressing           `yaml:"addressing"`
-	Profiles        []*Profile           `yaml:"profiles,keyed"`
-	Roles           []*Role              `yaml:"roles,keyed"`
-	Pods            []*Pod               `yaml:"pods,keyed"`
-	Pins            []*Pin               `yaml:"pins"`
-	Overrides       []*Override          `yaml:"overrides,keyed"`
-	dns             []netip.Addr         // parsed DNSServers
-	roles           map[string]*Role     // by name, filled by validation
-	profiles        map[string]*Profile  // by name, filled by validation
-	overrides       map[string]*Override // by permanent name
+	Name            string              `yaml:"zone"`
+	Environment     string              `yaml:"environment"`
+	Domain          string              `yaml:"domain"`
+	DNSServers      []string            `yaml:"dns_servers"`
+	LeaseTime       string              `yaml:"lease_time"`
+	Naming          Naming              `yaml:"naming"`
+	UnknownMachines string              `yaml:"unknown_machines"`
+	OnReplace       string              `yaml:"on_replace"`
+	Timeouts        Timeouts            `yaml:"timeouts"`
+	Addressing      Addressing          `yaml:"addressing"`
+	Profiles        []*Profile          `yaml:"profiles,keyed"`
+	Roles           []*Role             `yaml:"roles,keyed"`
+	Pods            []*Pod              `yaml:"pods,keyed"`
+	Pins            []*Pin              `yaml:"pins"`
+	Overrides       []*Override         `yaml:"overrides,keyed"`
+	dns             []netip.Addr        // parsed DNSServers
+	roles           map[string]*Role    // by name, filled by validation
+	profiles        map[string]*Profile // by name, filled by validation
 }
 
 // Naming overrides how host names are built.

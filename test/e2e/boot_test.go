@@ -328,11 +328,11 @@ func TestNetworkBoot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, body := tp.curl("rg", l.File)
+		code, _ := tp.curl("rg", l.File)
 		if code != 403 {
 			t.Errorf("script fetched from another host: %d", code)
 		}
-		code, body = tp.curl("c21", l.File)
+		code, body := tp.curl("c21", l.File)
 		if code != 200 || !strings.Contains(body, "kernel http://") || !strings.Contains(body, "initrd=initrd.gz") || !strings.Contains(body, "hostname=e2e-storage-01") {
 			t.Fatalf("script %d:\n%s", code, body)
 		}

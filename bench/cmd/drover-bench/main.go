@@ -1,0 +1,139 @@
+// Command drover-bench measures drover next to its peers on this machine, in
+// network namespaces it creates, and writes bench/results/latest.json,
+// BENCHMARKS.md and plots. Run it as root through `make bench`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	Date     time.Time         `json:"date"`
+	Machine  string            `json:"machine"`
+	Versions map[string]string `json:"versions"`
+	DHCP     *DHCPReport       `json:"dhcp,omitempty"`
+	Storm    *StormReport      `json:"storm,omitempty"`
+	TFTP     *TFTPReport       `json:"tftp,omitempty"`
+	HTTP     *HTTPReport       `json:"http,omitempty"`
+	Control  *ControlReport    `json:"control,omitempty"`
+}
+
+type env struct {
+	log    *slog.Logger
+	drover string // the drover binary under test
+	self   string // this binary, re-run inside namespaces
+	work   string // scratch directory
+	out    string // results directory
+	quick  bool
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "storm-client" {
+		os.Exit(stormClient(os.Args[2:]))
+	}
+	parts := flag.String("parts", "dhcp,storm,tftp,http,control", "comma-separated parts to run")
+	out := flag.String("out", "bench/results", "results directory")
+	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
+	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if os.Geteuid() != 0 {
+		log.Error("drover-bench needs root: it creates network namespaces")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work, err := os.MkdirTemp("", "drover-bench-")
+	if err != nil {
+		log.Error("scratch dir", "err", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(work)
+	self, _ := os.Executable()
+	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover")}
+	if b, err := exec.Command("go", "build", "-o", e.drover, "github.com/drover/drover/cmd/drover").CombinedOutput(); err != nil {
+		log.Error("build drover", "err", err, "out", string(b))
+		os.Exit(1)
+	}
+	rep := &Report{Date: time.Now().UTC(), Machine: machineInfo(), Versions: versions()}
+	if prev, err := os.ReadFile(filepath.Join(*out, "latest.json")); err == nil {
+		json.Unmarshal(prev, rep) // parts not run this time keep their last figures
+		rep.Date, rep.Machine, rep.Versions = time.Now().UTC(), machineInfo(), versions()
+	}
+	start := time.Now()
+	for _, p := range strings.Split(*parts, ",") {
+		t0 := time.Now()
+		var err error
+		switch strings.TrimSpace(p) {
+		case "dhcp":
+			rep.DHCP, err = benchDHCP(ctx, e)
+		case "storm":
+			rep.Storm, err = benchStorm(ctx, e)
+		case "tftp":
+			rep.TFTP, err = benchTFTP(ctx, e)
+		case "http":
+			rep.HTTP, err = benchHTTP(ctx, e)
+		case "control":
+			rep.Control, err = benchControl(ctx, e)
+		default:
+			err = fmt.Errorf("unknown part %q", p)
+		}
+		if err != nil {
+			log.Error("benchmark part failed", "part", p, "err", err)
+			os.Exit(1)
+		}
+		log.Info("part done", "part", p, "took", time.Since(t0).Round(time.Second))
+	}
+	if err := writeReport(e, rep, *doc); err != nil {
+		log.Error("report", "err", err)
+		os.Exit(1)
+	}
+	log.Info("benchmarks done", "took", time.Since(start).Round(time.Second), "doc", *doc)
+}
+
+func machineInfo() string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		if len(f) > 1 {
+			mem = f[1] + " kB"
+		}
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	return fmt.Sprintf("%d CPUs (%s), %s memory, Linux %s", runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)))
+}
+
+func versions() map[string]string {
+	v := map[string]string{"go": runtime.Version()}
+	for _, pkg := range []string{"kea-dhcp4-server", "kea-admin", "dnsmasq-base", "tftpd-hpa", "atftp", "nginx-light", "nginx"} {
+		if out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output(); err == nil && len(out) > 0 {
+			v[pkg] = string(out)
+		}
+	}
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		v["drover"] = strings.TrimSpace(string(out))
+	}
+	return v
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+func writeReport(e *env, rep *Report, docPath string) error {
+	if err := os.MkdirAll(e.out, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(e.out, "latest.json"), b, 0o644); err != nil {
+		return err
+	}
+	plots := plot(e, rep)
+	var md strings.Builder
+	fmt.Fprintf(&md, "# drover benchmarks\n\nMeasured by `make bench` (`go run ./bench/cmd/drover-bench`) on %s, %s.\n", rep.Date.Format("2006-01-02 15:04 UTC"), rep.Machine)
+	fmt.Fprintf(&md, "Every peer runs on the same machine in the same run, in network namespaces the harness creates. Raw figures: [bench/results/latest.json](bench/results/latest.json).\n\n")
+	fmt.Fprintf(&md, "Versions: ")
+	keys := make([]string, 0, len(rep.Versions))
+	for k := range rep.Versions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i > 0 {
+			md.WriteString(", ")
+		}
+		fmt.Fprintf(&md, "%s %s", k, rep.Versions[k])
+	}
+	md.WriteString(".\n\nReproduce: `make bench` (all parts, about 15 minutes), or one part: `make bench PARTS=storm`.\n\n")
+	if rep.DHCP != nil {
+		rep.DHCP.markdown(&md)
+	}
+	if rep.Storm != nil {
+		s := rep.Storm
+		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address.\n\n", s.Machines, s.SpreadSec)
+		fmt.Fprintf(&md, "| figure | value | target |\n|---|---|---|\n")
+		fmt.Fprintf(&md, "| machines deployed | %d of %d (%d failed) | all |\n", s.Deployed, s.Machines, s.Failed)
+		fmt.Fprintf(&md, "| time until all deployed | %.1f s | 60 s |\n", s.AllDoneSec)
+		fmt.Fprintf(&md, "| DHCP retransmits | %d | |\n", s.Retransmits)
+		fmt.Fprintf(&md, "| drover peak RSS | %.0f MB | 256 MB |\n", s.PeakRSSMB)
+		fmt.Fprintf(&md, "| drover CPU | %.1f s | |\n\n", s.CPUSeconds)
+		fmt.Fprintf(&md, "| step | p50 | p99 | max |\n|---|---|---|---|\n")
+		for _, k := range []string{"dhcp_dora", "ipxe_script", "template", "phone_home"} {
+			p := s.Steps[k]
+			fmt.Fprintf(&md, "| %s | %.1f ms | %.1f ms | %.1f ms |\n", k, p.P50, p.P99, p.Max)
+		}
+		if len(s.Errors) > 0 {
+			fmt.Fprintf(&md, "\nFailures by step: %v\n", s.Errors)
+		}
+		if f, ok := plots["storm"]; ok {
+			fmt.Fprintf(&md, "\n![deployed machines over time](%s)\n", f)
+		}
+		md.WriteString("\n")
+	}
+	if rep.TFTP != nil {
+		rep.TFTP.markdown(&md)
+	}
+	if rep.HTTP != nil {
+		rep.HTTP.markdown(&md)
+	}
+	if rep.Control != nil {
+		rep.Control.markdown(&md)
+	}
+	return os.WriteFile(docPath, []byte(md.String()), 0o644)
+}
+
+// plot draws PNGs with gnuplot and returns their paths by name.
+func plot(e *env, rep *Report) map[string]string {
+	out := map[string]string{}
+	gp, err := exec.LookPath("gnuplot")
+	if err != nil {
+		e.log.Warn("gnuplot not installed: no plots (apt-get install gnuplot-nox)")
+		return out
+	}
+	draw := func(name, script string, data map[string]string) {
+		for f, content := range data {
+			os.WriteFile(filepath.Join(e.work, f), []byte(content), 0o644)
+		}
+		png := filepath.Join(e.out, name+".png")
+		cmd := exec.Command(gp)
+		cmd.Dir = e.work
+		cmd.Stdin = strings.NewReader(fmt.Sprintf("set terminal pngcairo size 900,500\nset output '%s'\n%s", png, script))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			cmd.Stdin = strings.NewReader(fmt.Sprintf("set terminal png size 900,500\nset output '%s'\n%s", png, script))
+			if b2, err := exec.Command(gp).CombinedOutput(); err != nil {
+				e.log.Warn("gnuplot", "plot", name, "err", string(b)+string(b2))
+				return
+			}
+		}
+		out[name] = filepath.ToSlash(filepath.Join(e.out, name+".png"))
+	}
+	if s := rep.Storm; s != nil && len(s.Progress) > 0 {
+		var data strings.Builder
+		for _, p := range s.Progress {
+			fmt.Fprintf(&data, "%.3f %.0f\n", p[0], p[1])
+		}
+		draw("storm", "set title 'Boot storm: machines deployed over time'\nset xlabel 'seconds since the first power-on'\nset ylabel 'deployed'\nset grid\nplot 'storm.dat' with lines lw 2 title 'drover'\n",
+			map[string]string{"storm.dat": data.String()})
+	}
+	if d := rep.DHCP; d != nil {
+		script, data := d.plot()
+		draw("dhcp", script, data)
+	}
+	return out
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover/drover/bench"
+	"github.com/drover/drover/bench/storm"
+	"github.com/drover/drover/internal/netns"
+	"github.com/drover/drover/internal/zone"
+)
+
+// StormReport is the boot storm's outcome.
+type StormReport struct {
+	storm.Summary
+	PeakRSSMB  float64 `json:"drover_peak_rss_mb"`
+	CPUSeconds float64 `json:"drover_cpu_seconds"`
+	SpreadSec  float64 `json:"power_on_spread_seconds"`
+}
+
+// pair is a server namespace and a load namespace joined by a veth.
+type pair struct {
+	net      *netns.Net
+	srv, ld  string // 192.168.250.1 and .2
+	srvIP    netip.Addr
+	ldIP     netip.Addr
+	cleanups []func()
+}
+
+func newPair(prefix string) (*pair, error) {
+	p := &pair{net: netns.New(prefix), srvIP: netip.MustParseAddr("192.168.250.1"), ldIP: netip.MustParseAddr("192.168.250.2")}
+	for _, ns := range []string{"srv", "ld"} {
+		if err := p.net.AddNS(ns); err != nil {
+			p.close()
+			return nil, err
+		}
+	}
+	err := firstErr(p.net.Veth("srv", "s0", "ld", "eth0"), p.net.Addr("srv", "s0", "192.168.250.1/24"), p.net.Addr("ld", "eth0", "192.168.250.2/24"))
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *pair) close() { p.net.Close() }
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// ipBatch runs many `ip` commands in one process (thousands of addresses).
+func ipBatch(ns string, lines []string) error {
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ip -batch: %v: %s", err, out)
+	}
+	return nil
+}
+
+// procStats samples a process's resident memory and CPU time.
+type procStats struct {
+	mu      sync.Mutex
+	peakKB  int64
+	cpuTick int64
+}
+
+func (s *procStats) sample(pid int) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmHWM:") {
+				f := strings.Fields(l)
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				s.mu.Lock()
+				s.peakKB = max(s.peakKB, kb)
+				s.mu.Unlock()
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, 0x29)+2:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			sy, _ := strconv.ParseInt(f[12], 10, 64)
+			s.mu.Lock()
+			s.cpuTick = u + sy
+			s.mu.Unlock()
+		}
+	}
+}
+
+func watch(ctx context.Context, pid int) *procStats {
+	s := &procStats{}
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.sample(pid)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// startDrover applies a design and serves it in the server namespace.
+func startDrover(e *env, p *pair, design string, extra ...string) (*netns.Proc, string, error) {
+	db := filepath.Join(e.work, fmt.Sprintf("drover-%d.db", time.Now().UnixNano()))
+	if out, err := exec.Command(e.drover, "--db", db, "apply", "--yes", design).CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("apply: %v: %s", err, out)
+	}
+	args := append([]string{e.drover, "--db", db, "serve", "--server-ip", p.srvIP.String(), "--artifacts", e.work,
+		"--http-listen", "0.0.0.0:8080", "--log-level", "warn", "--admin-token-file", db + ".token"}, extra...)
+	proc, err := p.net.Start("srv", filepath.Join(e.work, "drover-serve.log"), nil, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := 0; i < 200; i++ {
+		if out, err := p.net.Run(context.Background(), "srv", "curl", "-sf", "http://127.0.0.1:8080/healthz"); err == nil && strings.TrimSpace(string(out)) == "ok" {
+			return proc, db, nil
+		}
+		if proc.Exited() {
+			b, _ := os.ReadFile(filepath.Join(e.work, "drover-serve.log"))
+			return nil, "", fmt.Errorf("drover exited: %s", tail(string(b), 10))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, "", fmt.Errorf("drover did not start")
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
+
+const stormTemplate = "#!/bin/sh\n# {{.Name}} {{.Address}}\necho installing {{.PermanentName}} as {{.Role}}\n"
+
+func benchStorm(ctx context.Context, e *env) (*StormReport, error) {
+	slots := 10_000
+	if e.quick {
+		slots = 1_000
+	}
+	dir := filepath.Join(e.work, "storm-design")
+	os.MkdirAll(dir, 0o755)
+	src := strings.Replace(string(bench.GenerateDesign(slots)), "debian: {kernel: debian/linux, initrd: [debian/initrd.gz]}",
+		"debian: {kernel: debian/linux, initrd: [debian/initrd.gz], templates: {install: install.sh}}", 1)
+	os.WriteFile(filepath.Join(dir, "zone.yaml"), []byte(src), 0o644)
+	os.WriteFile(filepath.Join(dir, "install.sh"), []byte(stormTemplate), 0o644)
+	d, err := zone.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	var clients []storm.Client
+	var addrs []string
+	seen := map[netip.Addr]bool{}
+	addAddr := func(a netip.Addr) {
+		if !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, "addr add "+a.String()+"/32 dev eth0")
+		}
+	}
+	ix := zone.NewIndex(d)
+	n := 0
+	for _, z := range d.Zones {
+		for _, pod := range z.Pods {
+			for _, sw := range pod.Switches {
+				for _, port := range sw.PortNames() {
+					s := ix.Slot(sw.Name + "/" + port)
+					if s == nil {
+						continue
+					}
+					n++
+					c := storm.Client{MAC: net.HardwareAddr{0x02, 0xd0, byte(n >> 16), byte(n >> 8), byte(n), 0x01}, Circuit: port}
+					if sw.BootNetwork == zone.ShapePerPort {
+						_, gw, _ := sw.PortSubnet(port)
+						c.Relay = gw
+					} else {
+						c.Relay, c.RemoteID = sw.RelayAddr(), sw.RemoteID
+					}
+					addAddr(c.Relay)
+					addAddr(s.Address)
+					clients = append(clients, c)
+				}
+			}
+		}
+	}
+	p, err := newPair("dvb" + strconv.Itoa(os.Getpid()%10000) + "-")
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	if err := firstErr(ipBatch(p.net.NS("ld"), addrs), p.net.Route("srv", "10.64.0.0/10", p.ldIP.String()), p.net.Route("srv", "100.64.0.0/10", p.ldIP.String())); err != nil {
+		return nil, err
+	}
+	p.net.Run(ctx, "ld", "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
+	proc, _, err := startDrover(e, p, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer proc.Stop(10 * time.Second)
+	in := filepath.Join(e.work, "storm-clients.json")
+	b, _ := json.Marshal(clients)
+	os.WriteFile(in, b, 0o644)
+	out := filepath.Join(e.work, "storm-result.json")
+	spread := 5 * time.Second
+	sctx, cancel := context.WithCancel(ctx)
+	stats := watch(sctx, proc.Cmd.Process.Pid)
+	stats.sample(proc.Cmd.Process.Pid)
+	cpu0 := stats.cpuTick
+	e.log.Info("boot storm", "machines", len(clients), "spread", spread)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), e.self, "storm-client", "-in", in, "-out", out,
+		"-server", p.srvIP.String(), "-spread", spread.String(), "-timeout", "180s")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("storm client: %w", err)
+	}
+	stats.sample(proc.Cmd.Process.Pid)
+	cancel()
+	var sum storm.Summary
+	rb, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(rb, &sum); err != nil {
+		return nil, err
+	}
+	return &StormReport{Summary: sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: spread.Seconds()}, nil
+}
+
+// stormClient runs inside the load namespace.
+func stormClient(args []string) int {
+	fs := flag.NewFlagSet("storm-client", flag.ExitOnError)
+	in := fs.String("in", "", "clients JSON")
+	out := fs.String("out", "", "result JSON")
+	server := fs.String("server", "", "drover's address")
+	spread := fs.Duration("spread", 5*time.Second, "power-on spread")
+	timeout := fs.Duration("timeout", 3*time.Minute, "per machine")
+	fs.Parse(args)
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var clients []storm.Client
+	if err := json.Unmarshal(b, &clients); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	sum, err := storm.Run(context.Background(), storm.Config{Server: netip.MustParseAddr(*server), Clients: clients, Spread: *spread, Timeout: *timeout})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var buf bytes.Buffer
+	json.NewEncoder(&buf).Encode(sum)
+	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}

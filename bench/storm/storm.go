@@ -1,0 +1,282 @@
+// Package storm simulates a zone powering on at once: each machine relays its
+// own DHCP through its switch (its own MAC, circuit-id and remote-id, with
+// RFC 2131 retransmit backoff), then fetches its iPXE script, its install
+// template with the token from the script, and phones home "installed".
+package storm
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// Client is one simulated machine.
+type Client struct {
+	MAC      net.HardwareAddr
+	Relay    netip.Addr // giaddr: the switch's relay address
+	Circuit  string     // circuit-id: the port
+	RemoteID string     // remote-id: the switch
+}
+
+// Config is a storm.
+type Config struct {
+	Server  netip.Addr // drover's DHCP address
+	Clients []Client
+	Spread  time.Duration // power-on times are spread uniformly over this
+	Timeout time.Duration // give up on a machine after this
+}
+
+// Step latencies of one machine.
+type Result struct {
+	DORA, Script, Template, PhoneHome time.Duration
+	Retransmits                       int
+	Done                              time.Duration // since the storm started
+	Err                               string
+}
+
+// Summary is the outcome of a storm.
+type Summary struct {
+	Machines    int                    `json:"machines"`
+	Deployed    int                    `json:"deployed"`
+	Failed      int                    `json:"failed"`
+	AllDoneSec  float64                `json:"all_deployed_seconds"`
+	Retransmits int                    `json:"dhcp_retransmits"`
+	Steps       map[string]Percentiles `json:"steps"`
+	Errors      map[string]int         `json:"errors,omitempty"`
+	Progress    [][2]float64           `json:"progress"` // seconds since start, deployed count
+	Raw         []Result               `json:"-"`
+}
+
+// Percentiles of a step, in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+}
+
+// Run runs the storm from this network namespace: every client's relay
+// address and its slot address must be local addresses here.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{Port: 67})
+	if err != nil {
+		return nil, fmt.Errorf("storm relay socket: %w", err)
+	}
+	defer conn.Close()
+	conn.SetReadBuffer(8 << 20)
+	conn.SetWriteBuffer(8 << 20)
+	var mu sync.Mutex
+	waiting := map[uint32]chan *dhcpv4.DHCPv4{}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			rep, err := dhcpv4.FromBytes(buf[:n])
+			if err != nil {
+				continue
+			}
+			xid := binaryXID(rep.TransactionID)
+			mu.Lock()
+			ch := waiting[xid]
+			mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- rep:
+				default:
+				}
+			}
+		}
+	}()
+	server := &net.UDPAddr{IP: cfg.Server.AsSlice(), Port: 67}
+	start := time.Now()
+	results := make([]Result, len(cfg.Clients))
+	var wg sync.WaitGroup
+	var inflight atomic.Int64
+	for i := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := cfg.Clients[i]
+			time.Sleep(time.Duration(rand.Int64N(int64(cfg.Spread) + 1)))
+			inflight.Add(1)
+			defer inflight.Add(-1)
+			mctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			defer cancel()
+			exchange := func(req *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+				ch := make(chan *dhcpv4.DHCPv4, 4)
+				xid := binaryXID(req.TransactionID)
+				mu.Lock()
+				waiting[xid] = ch
+				mu.Unlock()
+				defer func() { mu.Lock(); delete(waiting, xid); mu.Unlock() }()
+				b := req.ToBytes()
+				// RFC 2131 4.1: 4 s, then doubling to 64 s, each randomised by +-1 s.
+				delay := 4 * time.Second
+				for {
+					if _, err := conn.WriteToUDP(b, server); err != nil {
+						return nil, err
+					}
+					timer := time.NewTimer(delay + time.Duration(rand.Int64N(int64(2*time.Second))) - time.Second)
+					select {
+					case rep := <-ch:
+						timer.Stop()
+						if rep.MessageType() != want {
+							return nil, fmt.Errorf("got %s, want %s", rep.MessageType(), want)
+						}
+						return rep, nil
+					case <-timer.C:
+						results[i].Retransmits++
+						delay = min(2*delay, 64*time.Second)
+					case <-mctx.Done():
+						timer.Stop()
+						return nil, fmt.Errorf("no %s", want)
+					}
+				}
+			}
+			relay := func(d *dhcpv4.DHCPv4) {
+				d.GatewayIPAddr = c.Relay.AsSlice()
+				d.HopCount = 1
+				d.UpdateOption(dhcpv4.OptRelayAgentInfo(
+					dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte(c.Circuit)),
+					dhcpv4.OptGeneric(dhcpv4.AgentRemoteIDSubOption, []byte(c.RemoteID))))
+			}
+			t0 := time.Now()
+			disc, _ := dhcpv4.NewDiscovery(c.MAC, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+			offer, err := exchange(disc, dhcpv4.MessageTypeOffer)
+			if err != nil {
+				results[i].Err = "discover: " + err.Error()
+				return
+			}
+			req, _ := dhcpv4.NewRequestFromOffer(offer, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+			ack, err := exchange(req, dhcpv4.MessageTypeAck)
+			if err != nil {
+				results[i].Err = "request: " + err.Error()
+				return
+			}
+			results[i].DORA = time.Since(t0)
+			local, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
+			hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+				DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}}).DialContext,
+				DisableKeepAlives: false, MaxIdleConnsPerHost: 1,
+			}}
+			defer hc.CloseIdleConnections()
+			get := func(u string) (string, error) {
+				resp, err := hc.Get(u)
+				if err != nil {
+					return "", err
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 {
+					return "", fmt.Errorf("%s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
+				}
+				return string(b), nil
+			}
+			t1 := time.Now()
+			script, err := get(ack.BootFileName)
+			if err != nil {
+				results[i].Err = "script: " + err.Error()
+				return
+			}
+			results[i].Script = time.Since(t1)
+			token, base := field(script, "drover.token="), field(script, "drover.url=")
+			if token == "" {
+				results[i].Err = "script has no install token"
+				return
+			}
+			t2 := time.Now()
+			if _, err := get(base + "/install/install?token=" + url.QueryEscape(token)); err != nil {
+				results[i].Err = "template: " + err.Error()
+				return
+			}
+			results[i].Template = time.Since(t2)
+			t3 := time.Now()
+			resp, err := hc.PostForm(base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}})
+			if err != nil {
+				results[i].Err = "phone-home: " + err.Error()
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				results[i].Err = fmt.Sprintf("phone-home: %d", resp.StatusCode)
+				return
+			}
+			results[i].PhoneHome = time.Since(t3)
+			results[i].Done = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	return summarise(results), nil
+}
+
+func binaryXID(x dhcpv4.TransactionID) uint32 {
+	return uint32(x[0])<<24 | uint32(x[1])<<16 | uint32(x[2])<<8 | uint32(x[3])
+}
+
+func field(script, key string) string {
+	i := strings.Index(script, key)
+	if i < 0 {
+		return ""
+	}
+	rest := script[i+len(key):]
+	if j := strings.IndexAny(rest, " \n"); j >= 0 {
+		return rest[:j]
+	}
+	return rest
+}
+
+func summarise(rs []Result) *Summary {
+	s := &Summary{Machines: len(rs), Steps: map[string]Percentiles{}, Errors: map[string]int{}, Raw: rs}
+	steps := map[string][]float64{}
+	var done []float64
+	for _, r := range rs {
+		s.Retransmits += r.Retransmits
+		if r.Err != "" {
+			s.Failed++
+			kind, _, _ := strings.Cut(r.Err, ":")
+			s.Errors[kind]++
+			continue
+		}
+		s.Deployed++
+		done = append(done, r.Done.Seconds())
+		for name, d := range map[string]time.Duration{"dhcp_dora": r.DORA, "ipxe_script": r.Script, "template": r.Template, "phone_home": r.PhoneHome} {
+			steps[name] = append(steps[name], float64(d.Microseconds())/1000)
+		}
+	}
+	for name, v := range steps {
+		sort.Float64s(v)
+		s.Steps[name] = Percentiles{P50: pct(v, 0.50), P99: pct(v, 0.99), Max: v[len(v)-1]}
+	}
+	sort.Float64s(done)
+	if len(done) > 0 {
+		s.AllDoneSec = done[len(done)-1]
+	}
+	for i, d := range done {
+		if i%max(1, len(done)/200) == 0 || i == len(done)-1 {
+			s.Progress = append(s.Progress, [2]float64{d, float64(i + 1)})
+		}
+	}
+	return s
+}
+
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}

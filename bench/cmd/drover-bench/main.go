@@ -41,8 +41,16 @@ type env struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "storm-client" {
-		os.Exit(stormClient(os.Args[2:]))
+	// Helpers the harness runs inside its namespaces.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "storm-client":
+			os.Exit(stormClient(os.Args[2:]))
+		case "udp-delay-proxy":
+			os.Exit(udpDelayProxy(os.Args[2:]))
+		case "http-client":
+			os.Exit(httpClient(os.Args[2:]))
+		}
 	}
 	parts := flag.String("parts", "dhcp,storm,tftp,http,control", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
@@ -62,6 +70,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(work)
+	os.Chmod(work, 0o755) // peers that drop privileges (nginx, tftpd-hpa) must read it
 	self, _ := os.Executable()
 	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover")}
 	if b, err := exec.Command("go", "build", "-o", e.drover, "github.com/drover/drover/cmd/drover").CombinedOutput(); err != nil {
@@ -81,13 +90,26 @@ func main() {
 		case "dhcp":
 			rep.DHCP, err = benchDHCP(ctx, e)
 		case "storm":
-			rep.Storm, err = benchStorm(ctx, e)
+			var listed int
+			var listSec float64
+			if rep.Storm, listed, listSec, err = benchStorm(ctx, e); err == nil {
+				if rep.Control == nil {
+					rep.Control = &ControlReport{}
+				}
+				rep.Control.ListedMachines, rep.Control.ListMachinesSec = listed, listSec
+			}
 		case "tftp":
 			rep.TFTP, err = benchTFTP(ctx, e)
 		case "http":
 			rep.HTTP, err = benchHTTP(ctx, e)
 		case "control":
-			rep.Control, err = benchControl(ctx, e)
+			var c *ControlReport
+			if c, err = benchControl(ctx, e); err == nil {
+				if rep.Control != nil && c.ListedMachines == 0 {
+					c.ListedMachines, c.ListMachinesSec = rep.Control.ListedMachines, rep.Control.ListMachinesSec
+				}
+				rep.Control = c
+			}
 		default:
 			err = fmt.Errorf("unknown part %q", p)
 		}

@@ -156,7 +156,8 @@ func tail(s string, n int) string {
 
 const stormTemplate = "#!/bin/sh\n# {{.Name}} {{.Address}}\necho installing {{.PermanentName}} as {{.Role}}\n"
 
-func benchStorm(ctx context.Context, e *env) (*StormReport, error) {
+// benchStorm runs the storm and then lists every machine through the API.
+func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error) {
 	slots := 10_000
 	if e.quick {
 		slots = 1_000
@@ -169,7 +170,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, error) {
 	os.WriteFile(filepath.Join(dir, "install.sh"), []byte(stormTemplate), 0o644)
 	d, err := zone.Load(dir)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	var clients []storm.Client
 	var addrs []string
@@ -207,16 +208,16 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, error) {
 	}
 	p, err := newPair("dvb" + strconv.Itoa(os.Getpid()%10000) + "-")
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	defer p.close()
 	if err := firstErr(ipBatch(p.net.NS("ld"), addrs), p.net.Route("srv", "10.64.0.0/10", p.ldIP.String()), p.net.Route("srv", "100.64.0.0/10", p.ldIP.String())); err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	p.net.Run(ctx, "ld", "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
-	proc, _, err := startDrover(e, p, dir)
+	proc, db, err := startDrover(e, p, dir)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	defer proc.Stop(10 * time.Second)
 	in := filepath.Join(e.work, "storm-clients.json")
@@ -234,19 +235,51 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, error) {
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("storm client: %w", err)
+		return nil, 0, 0, fmt.Errorf("storm client: %w", err)
 	}
 	stats.sample(proc.Cmd.Process.Pid)
 	cancel()
 	var sum storm.Summary
 	rb, err := os.ReadFile(out)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	if err := json.Unmarshal(rb, &sum); err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	return &StormReport{Summary: sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: spread.Seconds()}, nil
+	listed, listSec, err := listAll(ctx, p, db+".token")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return &StormReport{Summary: sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: spread.Seconds()}, listed, listSec, nil
+}
+
+// listAll lists every machine through the operator API, a page of 1,000 at a time.
+func listAll(ctx context.Context, p *pair, tokenFile string) (int, float64, error) {
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return 0, 0, err
+	}
+	t0 := time.Now()
+	n := 0
+	for page := 1; ; page++ {
+		out, err := p.net.Run(ctx, "srv", "curl", "-sf", "-H", "Authorization: Bearer "+strings.TrimSpace(string(tok)),
+			fmt.Sprintf("http://127.0.0.1:9090/api/v1/machines?per_page=1000&page=%d", page))
+		if err != nil {
+			return 0, 0, err
+		}
+		var pg struct {
+			Items []json.RawMessage `json:"items"`
+			Total int               `json:"total"`
+		}
+		if err := json.Unmarshal(out, &pg); err != nil {
+			return 0, 0, err
+		}
+		n += len(pg.Items)
+		if n >= pg.Total || len(pg.Items) == 0 {
+			return n, time.Since(t0).Seconds(), nil
+		}
+	}
 }
 
 // stormClient runs inside the load namespace.

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/drover/drover/bench"
+	"github.com/drover/drover/internal/zone"
+)
+
+// ControlReport is the control plane at 10,000 slots.
+type ControlReport struct {
+	Slots            int     `json:"slots"`
+	ValidateSec      float64 `json:"drover_validate_seconds"`
+	PlanSec          float64 `json:"drover_plan_seconds"`
+	ApplySec         float64 `json:"drover_apply_seconds"`
+	ParsePlanMs      float64 `json:"in_process_validate_plan_ms"`
+	ParsePlanAllocMB float64 `json:"in_process_validate_plan_alloc_mb"`
+	ServeStartSec    float64 `json:"serve_start_seconds"`
+	ListMachinesSec  float64 `json:"api_list_all_machines_seconds"`
+	ListedMachines   int     `json:"api_listed_machines"`
+}
+
+func benchControl(ctx context.Context, e *env) (*ControlReport, error) {
+	dir := filepath.Join(e.work, "control")
+	os.MkdirAll(dir, 0o755)
+	src := bench.GenerateDesign(10_000)
+	os.WriteFile(filepath.Join(dir, "zone.yaml"), src, 0o644)
+	r := &ControlReport{}
+	timed := func(args ...string) (float64, error) {
+		t0 := time.Now()
+		out, err := exec.CommandContext(ctx, e.drover, args...).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "Plan:") {
+			return 0, fmt.Errorf("drover %v: %v: %s", args, err, tail(string(out), 5))
+		}
+		return time.Since(t0).Seconds(), nil
+	}
+	db := filepath.Join(dir, "c.db")
+	var err error
+	if r.ValidateSec, err = timed("validate", dir); err != nil {
+		return nil, err
+	}
+	if r.PlanSec, err = timed("--db", db, "plan", dir); err != nil {
+		return nil, err
+	}
+	if r.ApplySec, err = timed("--db", db, "apply", "--yes", dir); err != nil {
+		return nil, err
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	t0 := time.Now()
+	d, err := zone.Parse(map[string][]byte{"zone.yaml": src})
+	if err != nil {
+		return nil, err
+	}
+	zone.Diff(d.Slots, d.Slots)
+	r.ParsePlanMs = float64(time.Since(t0).Microseconds()) / 1000
+	runtime.ReadMemStats(&ms1)
+	r.ParsePlanAllocMB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / 1e6
+	r.Slots = len(d.Slots)
+	p, err := newPair(fmt.Sprintf("dvc%d-", os.Getpid()%10000))
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	t0 = time.Now()
+	proc, _, err := startDrover(e, p, dir)
+	if err != nil {
+		return nil, err
+	}
+	r.ServeStartSec = time.Since(t0).Seconds() - r.ApplySec // startDrover applies (a no-op now) first
+	proc.Stop(5 * time.Second)
+	return r, nil
+}
+
+func (c *ControlReport) markdown(md *strings.Builder) {
+	fmt.Fprintf(md, "## Control plane at %d slots\n\n| operation | time | target |\n|---|---|---|\n", c.Slots)
+	fmt.Fprintf(md, "| `drover validate` (process, wall) | %.2f s | |\n", c.ValidateSec)
+	fmt.Fprintf(md, "| `drover plan` against an empty database (wall) | %.2f s | 1 s |\n", c.PlanSec)
+	fmt.Fprintf(md, "| `drover apply --yes` (wall) | %.2f s | |\n", c.ApplySec)
+	fmt.Fprintf(md, "| validate + plan in process | %.0f ms, %.0f MB allocated | 1 s, 100 MB |\n", c.ParsePlanMs, c.ParsePlanAllocMB)
+	fmt.Fprintf(md, "| `drover serve` start until it answers | %.2f s | well under 1 s |\n", c.ServeStartSec)
+	if c.ListedMachines > 0 {
+		fmt.Fprintf(md, "| list all %d machines through the API (pages of 1,000) | %.2f s | |\n", c.ListedMachines, c.ListMachinesSec)
+	}
+	md.WriteString("\n")
+}

@@ -1,0 +1,448 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover/drover/internal/netns"
+)
+
+// TFTPReport compares TFTP servers: 50 concurrent atftp clients fetching ipxe.efi.
+type TFTPReport struct {
+	File    string                 `json:"file"`
+	Bytes   int64                  `json:"bytes"`
+	Clients int                    `json:"clients"`
+	Results map[string]TFTPFigures `json:"results"` // by "server" and "server+delay"
+}
+
+// TFTPFigures is one server's transfer of the file to every client.
+type TFTPFigures struct {
+	Seconds float64 `json:"seconds"`
+	MBps    float64 `json:"aggregate_mb_per_s"`
+	Failed  int     `json:"failed"`
+}
+
+const tftpClients = 50
+
+// minimalDesign is enough for drover serve to start.
+const minimalDesign = `zone: b
+environment: test
+domain: b.test
+pods:
+  p1:
+    networks:
+      boot: {subnet: 10.201.0.0/24, gateway: 10.201.0.1}
+`
+
+func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
+	dir := filepath.Join(e.work, "tftp")
+	os.MkdirAll(filepath.Join(dir, "design"), 0o755)
+	os.WriteFile(filepath.Join(dir, "design", "b.yaml"), []byte(minimalDesign), 0o644)
+	src, err := os.ReadFile("/usr/lib/ipxe/ipxe.efi")
+	if err != nil {
+		return nil, fmt.Errorf("ipxe.efi (apt-get install ipxe): %w", err)
+	}
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(root, 0o755)
+	os.WriteFile(filepath.Join(root, "ipxe.efi"), src, 0o644)
+	rep := &TFTPReport{File: "ipxe.efi", Bytes: int64(len(src)), Clients: tftpClients, Results: map[string]TFTPFigures{}}
+	servers := []struct {
+		name  string
+		start func(p *pair) (*netns.Proc, error)
+	}{
+		{"drover", func(p *pair) (*netns.Proc, error) {
+			proc, _, err := startDrover(e, p, filepath.Join(dir, "design"), "--tftp-root", root, "--tftp-max-window", "16")
+			return proc, err
+		}},
+		{"tftpd-hpa", func(p *pair) (*netns.Proc, error) {
+			proc, err := p.net.Start("srv", filepath.Join(dir, "tftpd.log"), nil, "in.tftpd", "-L", "-s", root, "-a", "0.0.0.0:69")
+			if err != nil {
+				return nil, err
+			}
+			return proc, waitUDP(p, proc, 69)
+		}},
+		{"dnsmasq", func(p *pair) (*netns.Proc, error) {
+			proc, err := p.net.Start("srv", filepath.Join(dir, "dnsmasq.log"), nil, "dnsmasq", "-d", "--port=0", "--enable-tftp",
+				"--tftp-root="+root, "--pid-file="+filepath.Join(dir, "dnsmasq-tftp.pid"), "--log-facility=-", "--tftp-max=1000")
+			if err != nil {
+				return nil, err
+			}
+			return proc, waitUDP(p, proc, 69)
+		}},
+	}
+	for _, delayed := range []bool{false, true} {
+		for _, s := range servers {
+			p, err := newPair(fmt.Sprintf("dvt%d-", os.Getpid()%10000))
+			if err != nil {
+				return nil, err
+			}
+			proc, err := s.start(p)
+			if err != nil {
+				p.close()
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			target, port := p.srvIP.String(), "69"
+			var proxy *netns.Proc
+			if delayed {
+				proxy, err = p.net.Start("ld", filepath.Join(dir, "proxy.log"), nil, e.self, "udp-delay-proxy", "-listen", "127.0.0.1:6969",
+					"-server", p.srvIP.String()+":69", "-delay", "1ms")
+				if err == nil {
+					time.Sleep(300 * time.Millisecond)
+				}
+				target, port = "127.0.0.1", "6969"
+			}
+			fig := runTFTPClients(ctx, p, target, port, dir, src)
+			name := s.name
+			if delayed {
+				name += " via 1 ms delay"
+				proxy.Kill()
+			}
+			rep.Results[name] = fig
+			e.log.Info("tftp", "server", name, "seconds", fig.Seconds, "MB/s", fig.MBps, "failed", fig.Failed)
+			proc.Stop(5 * time.Second)
+			p.close()
+		}
+	}
+	return rep, nil
+}
+
+// runTFTPClients starts every atftp client at once and waits for all.
+func runTFTPClients(ctx context.Context, p *pair, target, port, dir string, want []byte) TFTPFigures {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := 0
+	start := time.Now()
+	for i := 0; i < tftpClients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := filepath.Join(dir, fmt.Sprintf("got-%d", i))
+			os.Remove(out)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			_, err := exec.CommandContext(cctx, "ip", "netns", "exec", p.net.NS("ld"), "atftp", "--option", "blksize 1428", "--option", "windowsize 16",
+				"-g", "-r", "ipxe.efi", "-l", out, target, port).CombinedOutput()
+			got, _ := os.ReadFile(out)
+			if err != nil || len(got) != len(want) {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	return TFTPFigures{Seconds: secs, MBps: float64(len(want)*(tftpClients-failed)) / secs / 1e6, Failed: failed}
+}
+
+// udpDelayProxy forwards TFTP between clients and a server, delaying every
+// packet by a fixed time each way. TFTP answers from a new port per transfer
+// (its transfer id), so each server port gets its own client-facing socket.
+func udpDelayProxy(args []string) int {
+	fs := flag.NewFlagSet("udp-delay-proxy", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:6969", "client-facing address")
+	server := fs.String("server", "", "server address")
+	delay := fs.Duration("delay", time.Millisecond, "added each way")
+	fs.Parse(args)
+	srvAddr, err := net.ResolveUDPAddr("udp4", *server)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	front, err := net.ListenUDP("udp4", mustUDP(*listen))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	toServer, toClient := newDelayLine(*delay), newDelayLine(*delay)
+	sessions := map[string]*net.UDPConn{} // client address -> upstream socket
+	buf := make([]byte, 70000)
+	for {
+		n, client, err := front.ReadFromUDP(buf)
+		if err != nil {
+			return 0
+		}
+		pkt := append([]byte(nil), buf[:n]...)
+		up := sessions[client.String()]
+		if up == nil {
+			if up, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero}); err != nil {
+				continue
+			}
+			sessions[client.String()] = up
+			go relayBack(up, client, toServer, toClient)
+		}
+		toServer.push(func() { up.WriteToUDP(pkt, srvAddr) })
+	}
+}
+
+// relayBack copies server packets to the client, each server port (transfer
+// id) through a client-facing socket of its own, and the client's answers back.
+func relayBack(up *net.UDPConn, client *net.UDPAddr, toServer, toClient *delayLine) {
+	fronts := map[int]*net.UDPConn{}
+	buf := make([]byte, 70000)
+	for {
+		up.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, from, err := up.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		pkt := append([]byte(nil), buf[:n]...)
+		f := fronts[from.Port]
+		if f == nil {
+			if f, err = net.ListenUDP("udp4", &net.UDPAddr{IP: client.IP}); err != nil {
+				continue
+			}
+			fronts[from.Port] = f
+			go func(f *net.UDPConn, srvPort *net.UDPAddr) {
+				b := make([]byte, 70000)
+				for {
+					f.SetReadDeadline(time.Now().Add(30 * time.Second))
+					n, _, err := f.ReadFromUDP(b)
+					if err != nil {
+						return
+					}
+					p := append([]byte(nil), b[:n]...)
+					toServer.push(func() { up.WriteToUDP(p, srvPort) })
+				}
+			}(f, from)
+		}
+		toClient.push(func() { f.WriteToUDP(pkt, client) })
+	}
+}
+
+// delayLine sends packets after a fixed delay, in the order they came:
+// reordering would hurt windowed TFTP in a way a real link does not.
+type delayLine struct {
+	delay time.Duration
+	ch    chan delayed
+}
+
+type delayed struct {
+	due  time.Time
+	send func()
+}
+
+func newDelayLine(d time.Duration) *delayLine {
+	l := &delayLine{delay: d, ch: make(chan delayed, 1<<16)}
+	go func() {
+		for it := range l.ch {
+			time.Sleep(time.Until(it.due))
+			it.send()
+		}
+	}()
+	return l
+}
+
+func (l *delayLine) push(send func()) { l.ch <- delayed{due: time.Now().Add(l.delay), send: send} }
+
+func mustUDP(s string) *net.UDPAddr {
+	a, err := net.ResolveUDPAddr("udp4", s)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// HTTPReport compares serving a large artifact over HTTP.
+type HTTPReport struct {
+	Bytes   int64                  `json:"bytes"`
+	Clients int                    `json:"clients"`
+	Results map[string]HTTPFigures `json:"results"`
+}
+
+// HTTPFigures is one server's delivery of the file to every client.
+type HTTPFigures struct {
+	Seconds    float64 `json:"seconds"`
+	MBps       float64 `json:"aggregate_mb_per_s"`
+	Failed     int     `json:"failed"`
+	CPUSeconds float64 `json:"server_cpu_seconds"`
+}
+
+const httpClients = 50
+
+func benchHTTP(ctx context.Context, e *env) (*HTTPReport, error) {
+	size := int64(100 << 20)
+	if e.quick {
+		size = 10 << 20
+	}
+	dir := filepath.Join(e.work, "http")
+	os.MkdirAll(filepath.Join(dir, "design"), 0o755)
+	os.WriteFile(filepath.Join(dir, "design", "b.yaml"), []byte(minimalDesign), 0o644)
+	art := filepath.Join(dir, "artifacts")
+	os.MkdirAll(art, 0o755)
+	f, err := os.Create(filepath.Join(art, "initrd.img"))
+	if err != nil {
+		return nil, err
+	}
+	io.CopyN(f, rand.Reader, size)
+	f.Close()
+	nginxConf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(nginxConf, []byte(fmt.Sprintf(`daemon off;
+worker_processes auto;
+pid %s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path %s;
+  proxy_temp_path %s;
+  fastcgi_temp_path %s;
+  uwsgi_temp_path %s;
+  scgi_temp_path %s;
+  server { listen 8081; root %s; location /artifacts/ { alias %s/; } }
+}
+`, dir, dir, dir, dir, dir, dir, dir, art)), 0o644)
+	rep := &HTTPReport{Bytes: size, Clients: httpClients, Results: map[string]HTTPFigures{}}
+	for _, s := range []struct {
+		name, port string
+		start      func(p *pair) (*netns.Proc, error)
+	}{
+		{"drover", "8080", func(p *pair) (*netns.Proc, error) {
+			proc, _, err := startDrover(e, p, filepath.Join(dir, "design"), "--artifacts", art)
+			return proc, err
+		}},
+		{"nginx", "8081", func(p *pair) (*netns.Proc, error) {
+			proc, err := p.net.Start("srv", filepath.Join(dir, "nginx.log"), nil, "nginx", "-c", nginxConf, "-p", dir)
+			if err != nil {
+				return nil, err
+			}
+			for i := 0; i < 100; i++ {
+				if _, err := p.net.Run(ctx, "srv", "curl", "-sf", "-o", "/dev/null", "-r", "0-0", "http://127.0.0.1:8081/artifacts/initrd.img"); err == nil {
+					return proc, nil
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return nil, fmt.Errorf("nginx did not start")
+		}},
+	} {
+		p, err := newPair(fmt.Sprintf("dvh%d-", os.Getpid()%10000))
+		if err != nil {
+			return nil, err
+		}
+		proc, err := s.start(p)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		cpu := processTreeCPU(proc.Cmd.Process.Pid)
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), e.self, "http-client", "-url",
+			"http://"+p.srvIP.String()+":"+s.port+"/artifacts/initrd.img", "-n", strconv.Itoa(httpClients), "-size", strconv.FormatInt(size, 10)).Output()
+		var fig HTTPFigures
+		if err == nil {
+			err = json.Unmarshal(out, &fig)
+		}
+		fig.CPUSeconds = processTreeCPU(proc.Cmd.Process.Pid) - cpu
+		proc.Stop(5 * time.Second)
+		p.close()
+		if err != nil {
+			return nil, fmt.Errorf("%s clients: %w", s.name, err)
+		}
+		rep.Results[s.name] = fig
+		e.log.Info("http", "server", s.name, "MB/s", fig.MBps, "cpu_s", fig.CPUSeconds, "failed", fig.Failed)
+	}
+	return rep, nil
+}
+
+// processTreeCPU is the CPU seconds used by a process and its children (nginx workers).
+func processTreeCPU(pid int) float64 {
+	total := 0.0
+	var walk func(int)
+	walk = func(p int) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
+			s := string(b)
+			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+			if len(f) > 12 {
+				u, _ := strconv.ParseFloat(f[11], 64)
+				sy, _ := strconv.ParseFloat(f[12], 64)
+				total += (u + sy) / 100
+			}
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p, p)); err == nil {
+			for _, c := range strings.Fields(string(b)) {
+				if cp, err := strconv.Atoi(c); err == nil {
+					walk(cp)
+				}
+			}
+		}
+	}
+	walk(pid)
+	return total
+}
+
+// httpClient downloads a URL with n concurrent clients and prints figures as JSON.
+func httpClient(args []string) int {
+	fs := flag.NewFlagSet("http-client", flag.ExitOnError)
+	u := fs.String("url", "", "what to fetch")
+	n := fs.Int("n", 50, "concurrent clients")
+	size := fs.Int64("size", 0, "expected size")
+	fs.Parse(args)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := 0
+	start := time.Now()
+	for i := 0; i < *n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+			resp, err := c.Get(*u)
+			ok := err == nil
+			if ok {
+				got, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ok = resp.StatusCode == 200 && got == *size
+			}
+			if !ok {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	json.NewEncoder(os.Stdout).Encode(HTTPFigures{Seconds: secs, MBps: float64(*size) * float64(*n-failed) / secs / 1e6, Failed: failed})
+	return 0
+}
+
+func (t *TFTPReport) markdown(md *strings.Builder) {
+	fmt.Fprintf(md, "## TFTP\n\n%d concurrent atftp clients fetch %s (%d bytes) with `blksize 1428` and `windowsize 16` (only drover grants windowsize; the others answer lock-step). Then again through a UDP proxy of our own that delays every packet by 1 ms each way (this kernel has no netem).\n\n", t.Clients, t.File, t.Bytes)
+	fmt.Fprintf(md, "| server | all clients done | aggregate | failed |\n|---|---|---|---|\n")
+	for _, name := range []string{"drover", "tftpd-hpa", "dnsmasq", "drover via 1 ms delay", "tftpd-hpa via 1 ms delay", "dnsmasq via 1 ms delay"} {
+		if f, ok := t.Results[name]; ok {
+			fmt.Fprintf(md, "| %s | %.2f s | %.1f MB/s | %d |\n", name, f.Seconds, f.MBps, f.Failed)
+		}
+	}
+	if h := t.Results["tftpd-hpa via 1 ms delay"].MBps; h > 0 {
+		fmt.Fprintf(md, "\ndrover / tftpd-hpa through the delay: %.1fx (target: 5x).\n", t.Results["drover via 1 ms delay"].MBps/h)
+	}
+	md.WriteString("\n")
+}
+
+func (h *HTTPReport) markdown(md *strings.Builder) {
+	fmt.Fprintf(md, "## HTTP artifacts\n\n%d concurrent clients download a %d MB initrd.\n\n| server | all clients done | aggregate | server CPU | failed |\n|---|---|---|---|---|\n", h.Clients, h.Bytes>>20)
+	for _, name := range []string{"drover", "nginx"} {
+		if f, ok := h.Results[name]; ok {
+			fmt.Fprintf(md, "| %s | %.2f s | %.0f MB/s | %.1f s | %d |\n", name, f.Seconds, f.MBps, f.CPUSeconds, f.Failed)
+		}
+	}
+	if n := h.Results["nginx"].MBps; n > 0 {
+		fmt.Fprintf(md, "\ndrover / nginx: %.2fx (target: 0.9x).\n", h.Results["drover"].MBps/n)
+	}
+	md.WriteString("\n")
+}

@@ -2,7 +2,7 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
-.PHONY: all setup build lab test vet bench-design fuzz clean
+.PHONY: all setup build lab test vet bench bench-design fuzz clean
 
 all: build
 
@@ -25,6 +25,14 @@ vet:
 # The whole test suite, end-to-end tests included (they need root for network namespaces).
 test: setup vet
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx) in namespaces; writes
+# BENCHMARKS.md, bench/results/latest.json and plots. Needs root. PARTS=storm runs one part.
+PARTS ?= dhcp,storm,tftp,http,control
+bench:
+	@./scripts/setup.sh bench
+	@test "$$(id -u)" = 0 || { echo "make bench needs root: it creates network namespaces"; exit 1; }
+	$(GO) run ./bench/cmd/drover-bench -parts $(PARTS)
 
 # The design benchmark: validate + plan of a generated 10,000-slot design.
 bench-design: setup

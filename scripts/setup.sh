@@ -7,6 +7,11 @@ set -eu
 GO_VERSION=1.26.8
 PACKAGES="ca-certificates curl unzip git make iproute2 tcpdump isc-dhcp-client isc-dhcp-relay atftp tftp-hpa kea-admin ipxe busybox-static cpio qemu-system-x86 ipxe-qemu ovmf prometheus"
 
+# `setup.sh bench` also installs the peers the benchmarks compare drover with.
+if [ "${1:-}" = bench ]; then
+	PACKAGES="$PACKAGES kea-dhcp4-server dnsmasq-base tftpd-hpa nginx-light gnuplot-nox"
+fi
+
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

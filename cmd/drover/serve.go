@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/serve"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
@@ -52,6 +56,7 @@ type serveFlags struct {
 	apiKey          string
 	adminTokenFile  string
 	designDir       string
+	pprofListen     string
 }
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -102,6 +107,7 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.apiKey, "api-tls-key", "", "and this key")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: next to --db)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: next to --db)")
+	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -213,6 +219,11 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if f.designDir == "" {
 		f.designDir = filepath.Join(dbDir, "designs")
 	}
+	if f.pprofListen != "" {
+		if err := servePprof(ctx, f.pprofListen, log); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	st, err := g.open(ctx)
 	if err != nil {
@@ -256,4 +267,21 @@ func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string) e
 
 func newTextLogger(g *globals) *slog.Logger {
 	return slog.New(slog.NewTextHandler(g.env.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// servePprof serves runtime profiles on their own listener, for diagnosis.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	log.Warn("serving Go profiles", "addr", ln.Addr())
+	go httpserve.Serve(ctx, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, "", "")
+	return nil
 }

@@ -24,6 +24,7 @@ type DHCPReport struct {
 	Runs    int                    `json:"runs_per_point"`
 	Servers map[string][]DHCPPoint `json:"servers"` // by server, rising rate
 	Best    map[string]DHCPPoint   `json:"best"`    // highest rate at or under 2.5 % drops
+	Profile string                 `json:"drover_cpu_profile_top"`
 }
 
 // DHCPPoint is the median of the runs at one offered rate.
@@ -51,11 +52,9 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 	rep := &DHCPReport{Clients: dhcpClients, RunSec: secs, Runs: runs, Servers: map[string][]DHCPPoint{}, Best: map[string]DHCPPoint{}}
 	dir := filepath.Join(e.work, "dhcp")
 	os.MkdirAll(dir, 0o755)
-	macs, err := writeDHCPClients(dir)
-	if err != nil {
+	if err := writeDHCPClients(dir); err != nil {
 		return nil, err
 	}
-	_ = macs
 	for _, pr := range []peer{{"drover", startDroverDHCP}, {"kea", startKea}, {"dnsmasq", startDnsmasq}} {
 		for _, rate := range rates {
 			var points []DHCPPoint
@@ -79,13 +78,50 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 			}
 		}
 	}
+	rate := int(rep.Best["drover"].Achieved * 1.5)
+	var err error
+	if rep.Profile, err = profileDrover(ctx, e, dir, max(rate, 1000)); err != nil {
+		e.log.Warn("no CPU profile", "err", err)
+	}
 	return rep, nil
+}
+
+// profileDrover takes a CPU profile of drover while perfdhcp pushes it past
+// its best rate, and returns pprof's top functions.
+func profileDrover(ctx context.Context, e *env, dir string, rate int) (string, error) {
+	p, err := dhcpPair(e)
+	if err != nil {
+		return "", err
+	}
+	defer p.close()
+	proc, _, err := startDrover(e, p, filepath.Join(dir, "design"), "--dhcp-client-rate", "100000", "--pprof-listen", "127.0.0.1:6060")
+	if err != nil {
+		return "", err
+	}
+	defer proc.Stop(5 * time.Second)
+	load := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), "perfdhcp", "-4", "-l", "10.200.0.2", "-r", strconv.Itoa(rate),
+		"-p", "9", "-M", filepath.Join(dir, "macs.txt"), "10.200.0.1")
+	if err := load.Start(); err != nil {
+		return "", err
+	}
+	defer load.Wait()
+	time.Sleep(2 * time.Second)
+	prof := filepath.Join(e.out, "dhcp-cpu.pprof")
+	os.MkdirAll(e.out, 0o755)
+	if _, err := p.net.Run(ctx, "srv", "curl", "-sf", "-o", prof, "http://127.0.0.1:6060/debug/pprof/profile?seconds=5"); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", e.drover, prof).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("pprof: %v: %s", err, out)
+	}
+	return fmt.Sprintf("perfdhcp at %d DORA/s; `go tool pprof -top` of a 5 s CPU profile:\n\n%s", rate, out), nil
 }
 
 // writeDHCPClients writes the clients every server knows: perfdhcp's MAC
 // list, drover's MAC pins, Kea's reservations and dnsmasq's hosts, all for the
 // same MACs and addresses, so the servers do comparable work.
-func writeDHCPClients(dir string) ([]string, error) {
+func writeDHCPClients(dir string) error {
 	var macs, pins, kea, hosts []string
 	for i := 1; i <= dhcpClients; i++ {
 		mac := fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff)
@@ -126,10 +162,10 @@ pins:
 		p := filepath.Join(dir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return macs, nil
+	return nil
 }
 
 func dhcpPair(e *env) (*pair, error) {
@@ -260,6 +296,9 @@ func (d *DHCPReport) markdown(md *strings.Builder) {
 		}
 	}
 	md.WriteString("\n![DHCP rate against drops](bench/results/dhcp.png)\n\n")
+	if d.Profile != "" {
+		md.WriteString("### Where drover's DHCP time goes\n\n```\n" + d.Profile + "\n```\n\n")
+	}
 }
 
 func (d *DHCPReport) plot() (string, map[string]string) {

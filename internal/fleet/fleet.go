@@ -62,6 +62,8 @@ type Fleet struct {
 	tokens  map[string]int64      // install token hash -> machine id
 	tickets map[string]ticket     // boot ticket -> MAC
 	ticket  map[string]string     // MAC -> its current ticket
+	// poolNext is where the next free-address search starts, per discovery pool.
+	poolNext map[netip.Addr]netip.Addr
 }
 
 type ticket struct {
@@ -82,7 +84,7 @@ func New(ctx context.Context, cfg Config, ix *zone.Index) (*Fleet, error) {
 		byMAC: map[string]*machine.Machine{}, bySlot: map[string]*machine.Machine{}, byID: map[int64]*machine.Machine{},
 		leases: map[netip.Addr]*store.Lease{}, leaseOf: map[string]netip.Addr{},
 		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},
-		nextID: 1,
+		poolNext: map[netip.Addr]netip.Addr{}, nextID: 1,
 	}
 	f.ix.Store(ix)
 	ms, err := cfg.Store.AllMachines(ctx)

@@ -3,9 +3,11 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,5 +202,28 @@ func TestWatchdogFailsAStuckInstall(t *testing.T) {
 	m, _ := f.Machine("52:54:00:00:40:01")
 	if m.State != machine.DeployFailed || m.InstallTokenHash != "" {
 		t.Fatalf("after the watchdog: %s", m.State)
+	}
+}
+
+func TestDiscoveryPoolIsExhaustedNotDoubled(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	defer stop()
+	seen := map[netip.Addr]string{}
+	for i := 0; i < 51; i++ { // the lab pool is 10.77.0.200-10.77.0.250
+		mac := fmt.Sprintf("52:54:00:00:50:%02x", i)
+		a := e.dora(f, at("swp8", mac))
+		if prev, dup := seen[a.Addr]; dup {
+			t.Fatalf("%s given to %s and %s", a.Addr, prev, mac)
+		}
+		seen[a.Addr] = mac
+	}
+	if _, err := f.Offer(context.Background(), at("swp8", "52:54:00:00:50:ff")); err == nil || !strings.Contains(err.Error(), "exhausted") {
+		t.Fatalf("52nd unknown machine: %v", err)
+	}
+	// A released address is found again by the wrapping search.
+	f.Release("52:54:00:00:50:00", netip.MustParseAddr("10.77.0.200"))
+	if a := e.dora(f, at("swp8", "52:54:00:00:50:fe")); a.Addr != netip.MustParseAddr("10.77.0.200") {
+		t.Fatalf("after a release: %s", a.Addr)
 	}
 }

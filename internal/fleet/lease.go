@@ -236,12 +236,24 @@ func (f *Fleet) discoveryAddr(d zone.DiscoveryLease, r Request, now time.Time) (
 	if inPool(r.Requested) && free(r.Requested) {
 		return r.Requested, true
 	}
-	for a := d.First; inPool(a); a = a.Next() {
+	// Scan from where the last allocation in this pool stopped, wrapping once,
+	// so a storm of new machines does not rescan the taken part of the pool.
+	start := f.poolNext[d.First]
+	if !inPool(start) {
+		start = d.First
+	}
+	for a := start; ; {
 		if free(a) {
+			f.poolNext[d.First] = a.Next()
 			return a, true
 		}
+		if a = a.Next(); !inPool(a) {
+			a = d.First
+		}
+		if a == start {
+			return netip.Addr{}, false
+		}
 	}
-	return netip.Addr{}, false
 }
 
 // hold records addr as leased to mac. An address has one holder at a time:

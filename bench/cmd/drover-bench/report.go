@@ -87,7 +87,7 @@ func plot(e *env, rep *Report) map[string]string {
 		for f, content := range data {
 			os.WriteFile(filepath.Join(e.work, f), []byte(content), 0o644)
 		}
-		png := filepath.Join(e.out, name+".png")
+		png, _ := filepath.Abs(filepath.Join(e.out, name+".png"))
 		cmd := exec.Command(gp)
 		cmd.Dir = e.work
 		cmd.Stdin = strings.NewReader(fmt.Sprintf("set terminal pngcairo size 900,500\nset output '%s'\n%s", png, script))

@@ -44,7 +44,7 @@ type peer struct {
 }
 
 func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
-	rates := []int{500, 1000, 2000, 4000, 8000, 16000}
+	rates := []int{500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000, 12000, 16000}
 	runs, secs := 3, 5
 	if e.quick {
 		rates, runs, secs = []int{500, 2000}, 1, 2

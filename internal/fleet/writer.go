@@ -32,26 +32,22 @@ func (b *batch) empty() bool {
 	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits) == 0
 }
 
-// write applies the batch in a transaction. Machines are written in two
-// passes, slots cleared first, so that slots moving between machines in one
-// batch never trip the one-machine-per-slot constraint.
+// write applies the batch in a transaction. Machines leaving a slot are
+// written before machines taking one: within one change a slot only passes
+// from the machine it leaves to the one it goes to, so the one-machine-per-slot
+// constraint holds at every step.
 func (b *batch) write(ctx context.Context, tx store.Tx) error {
 	ids := make([]int64, 0, len(b.machines))
 	for id := range b.machines {
 		ids = append(ids, id)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		m := b.machines[id]
-		if m.SlotKey == "" {
-			continue
+	sort.Slice(ids, func(i, j int) bool {
+		a, c := b.machines[ids[i]], b.machines[ids[j]]
+		if (a.SlotKey == "") != (c.SlotKey == "") {
+			return a.SlotKey == ""
 		}
-		cleared := m
-		cleared.SlotKey = ""
-		if err := tx.PutMachine(ctx, &cleared); err != nil {
-			return err
-		}
-	}
+		return ids[i] < ids[j]
+	})
 	for _, id := range ids {
 		m := b.machines[id]
 		if err := tx.PutMachine(ctx, &m); err != nil {

@@ -80,10 +80,15 @@ func main() {
 	rep := &Report{Date: time.Now().UTC(), Machine: machineInfo(), Versions: versions()}
 	if prev, err := os.ReadFile(filepath.Join(*out, "latest.json")); err == nil {
 		json.Unmarshal(prev, rep) // parts not run this time keep their last figures
-		rep.Date, rep.Machine, rep.Versions = time.Now().UTC(), machineInfo(), versions()
+		if strings.Trim(*parts, ", ") != "" {
+			rep.Date, rep.Machine, rep.Versions = time.Now().UTC(), machineInfo(), versions()
+		}
 	}
 	start := time.Now()
 	for _, p := range strings.Split(*parts, ",") {
+		if p == "" {
+			continue // -parts "" rewrites the report and plots from latest.json
+		}
 		t0 := time.Now()
 		var err error
 		switch strings.TrimSpace(p) {

@@ -231,7 +231,7 @@ func printEntry(w io.Writer, e machine.Entry) {
 
 // follow prints a machine's timeline stream (server-sent events) until ctx ends.
 func (c *apiClient) follow(ctx context.Context, ref string, w io.Writer, asJSON bool) error {
-	resp, err := c.request(ctx, "GET", "/api/v1/machines/"+url.PathEscape(ref)+"/timeline?follow=true", nil)
+	resp, err := c.request(ctx, "GET", machinePath(ref, "/timeline?follow=true"), nil)
 	if err != nil {
 		return err
 	}
@@ -258,4 +258,9 @@ func (c *apiClient) follow(ctx context.Context, ref string, w io.Writer, asJSON 
 		return nil
 	}
 	return sc.Err()
+}
+
+// machinePath is the API path of a machine, or of one of its sub-resources.
+func machinePath(ref, suffix string) string {
+	return "/api/v1/machines/" + url.PathEscape(ref) + suffix
 }

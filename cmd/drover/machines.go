@@ -172,7 +172,7 @@ func newShowCommand(g *globals) *cobra.Command {
 					Machine  *machine.Machine `json:"machine"`
 					Timeline []machine.Entry  `json:"timeline"`
 				}
-				if err := c.call(ctx, "GET", "/api/v1/machines/"+url.PathEscape(a[0]), nil, &got); err != nil {
+				if err := c.call(ctx, "GET", machinePath(a[0], ""), nil, &got); err != nil {
 					return err
 				}
 				m, tl = got.Machine, got.Timeline

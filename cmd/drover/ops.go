@@ -36,7 +36,7 @@ enough, 5 no such machine, 6 the machine's state does not allow it, 1 other erro
 				return err
 			}
 			var m machine.Machine
-			if err := c.call(cmd.Context(), "POST", "/api/v1/machines/"+url.PathEscape(a[0])+"/"+action, map[string]string{"reason": reason}, &m); err != nil {
+			if err := c.call(cmd.Context(), "POST", machinePath(a[0], "/"+action), map[string]string{"reason": reason}, &m); err != nil {
 				return err
 			}
 			if out.format == "json" {
@@ -68,7 +68,7 @@ func newMaintenanceCommand(g *globals) *cobra.Command {
 			}
 			var m machine.Machine
 			body := map[string]string{"reason": reason, "owner": owner, "expires": expires}
-			if err := c.call(cmd.Context(), "POST", "/api/v1/machines/"+url.PathEscape(a[0])+"/maintenance", body, &m); err != nil {
+			if err := c.call(cmd.Context(), "POST", machinePath(a[0], "/maintenance"), body, &m); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.stdout, "%s: maintenance until %s (owner %s)\n", m.Label(), m.Maintenance.Expires.Format(time.RFC3339), m.Maintenance.Owner)
@@ -88,7 +88,7 @@ func newMaintenanceCommand(g *globals) *cobra.Command {
 				return err
 			}
 			var m machine.Machine
-			if err := c.call(cmd.Context(), "DELETE", "/api/v1/machines/"+url.PathEscape(a[0])+"/maintenance", nil, &m); err != nil {
+			if err := c.call(cmd.Context(), "DELETE", machinePath(a[0], "/maintenance"), nil, &m); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.stdout, "%s: %s\n", m.Label(), m.State)
@@ -118,7 +118,7 @@ func newTimelineCommand(g *globals) *cobra.Command {
 				return c.follow(cmd.Context(), a[0], g.env.stdout, out.format == "json")
 			}
 			var tl []machine.Entry
-			if err := c.call(cmd.Context(), "GET", "/api/v1/machines/"+url.PathEscape(a[0])+"/timeline", nil, &tl); err != nil {
+			if err := c.call(cmd.Context(), "GET", machinePath(a[0], "/timeline"), nil, &tl); err != nil {
 				return err
 			}
 			if out.format == "json" {

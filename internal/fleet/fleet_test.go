@@ -227,3 +227,28 @@ func TestDiscoveryPoolIsExhaustedNotDoubled(t *testing.T) {
 		t.Fatalf("after a release: %s", a.Addr)
 	}
 }
+
+func TestRebootOfAKnownMachineRecordsOnlyTheAck(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	first := e.dora(f, at("swp1", "52:54:00:00:60:01"))
+	e.now = e.now.Add(time.Minute)
+	again := e.dora(f, at("swp1", "52:54:00:00:60:01")) // the machine reboots
+	if again.Addr != first.Addr {
+		t.Fatalf("reboot got %s, first %s", again.Addr, first.Addr)
+	}
+	stop()
+	m, _ := e.st.Machine(context.Background(), "52:54:00:00:60:01")
+	tl, _ := e.st.Timeline(context.Background(), m.ID, 0, 0)
+	kinds := map[string]int{}
+	for _, en := range tl {
+		kinds[en.Kind]++
+	}
+	if kinds["dhcp-offer"] != 1 || kinds["dhcp-ack"] != 2 {
+		t.Errorf("timeline kinds %v: want one offer (first boot) and two acks", kinds)
+	}
+	ls, _ := e.st.Leases(context.Background())
+	if len(ls) != 1 || ls[0].Addr != first.Addr || ls[0].State != LeaseBound {
+		t.Errorf("stored leases %+v", ls)
+	}
+}

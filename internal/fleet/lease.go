@@ -53,22 +53,41 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 	b := newBatch()
 	a, m, err := f.assign(r, now, b)
 	if err == nil {
-		if l := f.leases[a.Addr]; l == nil || l.MAC != r.MAC || l.State != LeaseBound || now.After(l.Expires) {
+		// A client that already holds its address (a reboot) keeps it: nothing to record.
+		held := f.holds(a.Addr, r.MAC, now)
+		if !held {
 			f.hold(a.Addr, r.MAC, slotKey(a), LeaseOffered, now.Add(offerHold), b)
 		}
 		if r.IPXE {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
-		if !r.Renewing {
+		if !r.Renewing && !held {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "dhcp-offer", Reason: describe(a, r)})
 		}
 	}
-	done := f.w.submit(b)
-	f.mu.Unlock()
-	if werr := wait(ctx, done); werr != nil {
+	if werr := f.commit(ctx, b); werr != nil {
 		return Assignment{}, fmt.Errorf("offer to %s: %w", r.MAC, werr)
 	}
 	return a, err
+}
+
+// holds reports whether mac holds a bound, unexpired lease on addr. Called with f.mu held.
+func (f *Fleet) holds(addr netip.Addr, mac string, now time.Time) bool {
+	l := f.leases[addr]
+	return l != nil && l.MAC == mac && l.State == LeaseBound && now.Before(l.Expires)
+}
+
+// commit submits a batch and unlocks; it waits only when the batch holds a
+// change a reply depends on (machines, leases, audit), not for timeline
+// entries alone, so a known machine's reboot or renewal never waits on disk.
+func (f *Fleet) commit(ctx context.Context, b *batch) error {
+	durable := len(b.machines)+len(b.leases)+len(b.freed)+len(b.audits) > 0
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	if !durable {
+		return nil
+	}
+	return wait(ctx, done)
 }
 
 // Ack confirms a REQUEST: the requested address must be the one this client is
@@ -82,7 +101,13 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		err = &Refusal{Reason: fmt.Sprintf("requested %s but %s's address is %s", r.Requested, r.MAC, a.Addr)}
 	}
 	if err == nil {
-		f.hold(a.Addr, r.MAC, slotKey(a), LeaseBound, now.Add(a.LeaseTime), b)
+		if a.Identity.Known() && f.holds(a.Addr, r.MAC, now) {
+			// A slot's address belongs to the slot: an extension lost in a crash
+			// cannot give it to anyone else, so it is kept in memory only.
+			f.leases[a.Addr].Expires = now.Add(a.LeaseTime)
+		} else {
+			f.hold(a.Addr, r.MAC, slotKey(a), LeaseBound, now.Add(a.LeaseTime), b)
+		}
 		if r.IPXE {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
@@ -90,9 +115,7 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "dhcp-ack", Reason: describe(a, r)})
 		}
 	}
-	done := f.w.submit(b)
-	f.mu.Unlock()
-	if werr := wait(ctx, done); werr != nil {
+	if werr := f.commit(ctx, b); werr != nil {
 		return Assignment{}, fmt.Errorf("ack to %s: %w", r.MAC, werr)
 	}
 	return a, err

@@ -32,11 +32,9 @@ type StormReport struct {
 
 // pair is a server namespace and a load namespace joined by a veth.
 type pair struct {
-	net      *netns.Net
-	srv, ld  string // 192.168.250.1 and .2
-	srvIP    netip.Addr
-	ldIP     netip.Addr
-	cleanups []func()
+	net   *netns.Net
+	srvIP netip.Addr // in namespace "srv"
+	ldIP  netip.Addr // in namespace "ld"
 }
 
 func newPair(prefix string) (*pair, error) {

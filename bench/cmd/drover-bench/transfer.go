@@ -85,31 +85,24 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 	}
 	for _, delayed := range []bool{false, true} {
 		for _, s := range servers {
-			p, err := newPair(fmt.Sprintf("dvt%d-", os.Getpid()%10000))
+			p, proc, err := startPeer("dvt", s.name, s.start)
 			if err != nil {
 				return nil, err
 			}
-			proc, err := s.start(p)
-			if err != nil {
-				p.close()
-				return nil, fmt.Errorf("%s: %w", s.name, err)
-			}
-			target, port := p.srvIP.String(), "69"
-			var proxy *netns.Proc
+			target, port, name := p.srvIP.String(), "69", s.name
 			if delayed {
-				proxy, err = p.net.Start("ld", filepath.Join(dir, "proxy.log"), nil, e.self, "udp-delay-proxy", "-listen", "127.0.0.1:6969",
+				// The proxy ends with the pair: p.close kills what was started in it.
+				_, err := p.net.Start("ld", filepath.Join(dir, "proxy.log"), nil, e.self, "udp-delay-proxy", "-listen", "127.0.0.1:6969",
 					"-server", p.srvIP.String()+":69", "-delay", "1ms")
-				if err == nil {
-					time.Sleep(300 * time.Millisecond)
+				if err != nil {
+					proc.Stop(5 * time.Second)
+					p.close()
+					return nil, fmt.Errorf("delay proxy: %w", err)
 				}
-				target, port = "127.0.0.1", "6969"
+				time.Sleep(300 * time.Millisecond)
+				target, port, name = "127.0.0.1", "6969", name+" via 1 ms delay"
 			}
 			fig := runTFTPClients(ctx, p, target, port, dir, src)
-			name := s.name
-			if delayed {
-				name += " via 1 ms delay"
-				proxy.Kill()
-			}
 			rep.Results[name] = fig
 			e.log.Info("tftp", "server", name, "seconds", fig.Seconds, "MB/s", fig.MBps, "failed", fig.Failed)
 			proc.Stop(5 * time.Second)
@@ -117,6 +110,20 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// startPeer makes a fresh namespace pair and starts a server under test in it.
+func startPeer(prefix, name string, start func(*pair) (*netns.Proc, error)) (*pair, *netns.Proc, error) {
+	p, err := newPair(fmt.Sprintf("%s%d-", prefix, os.Getpid()%10000))
+	if err != nil {
+		return nil, nil, err
+	}
+	proc, err := start(p)
+	if err != nil {
+		p.close()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, proc, nil
 }
 
 // runTFTPClients starts every atftp client at once and waits for all.
@@ -330,14 +337,9 @@ http {
 			return nil, fmt.Errorf("nginx did not start")
 		}},
 	} {
-		p, err := newPair(fmt.Sprintf("dvh%d-", os.Getpid()%10000))
+		p, proc, err := startPeer("dvh", s.name, s.start)
 		if err != nil {
 			return nil, err
-		}
-		proc, err := s.start(p)
-		if err != nil {
-			p.close()
-			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		cpu := processTreeCPU(proc.Cmd.Process.Pid)
 		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), e.self, "http-client", "-url",

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -239,25 +238,15 @@ func confirm(g *globals, question string) bool {
 	return answer == "y" || answer == "yes"
 }
 
-// applyDesign records d as the applied design and prints what changed.
+// applyDesign records d as the applied design, prints what changed, and sees
+// the revision's effects on machines carried out by the one writer of machines:
+// the running server when one holds the database, otherwise a fleet started
+// here for that alone.
 func applyDesign(ctx context.Context, g *globals, st store.Store, d *zone.Design, path, actor string) error {
 	if actor == "" {
 		actor = "cli"
 	}
-	// Sources are kept under absolute paths so that a server started elsewhere
-	// finds the install templates next to them.
-	sources := make(map[string][]byte, len(d.Source))
-	for name, b := range d.Source {
-		if abs, err := filepath.Abs(name); err == nil {
-			name = abs
-		}
-		sources[name] = b
-	}
-	rev := &store.Revision{
-		Hash: d.Hash, Commit: zone.GitCommit(ctx, path), AppliedBy: actor,
-		AppliedAt: time.Now().UTC(), Summary: d.String(), Sources: sources,
-	}
-	applied, err := st.ApplyDesign(ctx, rev, d.Slots, nil)
+	rev, applied, err := store.Apply(ctx, st, store.ApplyRequest{Design: d, Dir: path, Actor: actor})
 	if err != nil {
 		return err
 	}
@@ -267,5 +256,42 @@ func applyDesign(ctx context.Context, g *globals, st store.Store, d *zone.Design
 	}
 	fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s, %s) by %s: %d added, %d changed, %d removed.\n",
 		rev.ID, rev.Hash, commit, actor, len(applied.Added), len(applied.Changed), len(applied.Removed))
+	release, err := st.LockWriter()
+	if errors.Is(err, store.ErrWriterBusy) {
+		if waitMachinesRevision(ctx, st, rev.ID, 10*time.Second) {
+			if len(rev.Effects) > 0 {
+				fmt.Fprintln(g.env.stdout, "The running drover server has updated the machines in changed and removed slots.")
+			}
+			return nil
+		}
+		fmt.Fprintf(g.env.stdout, "A drover server holds this database; it updates the machines in changed and removed slots when it loads revision %d.\n", rev.ID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, err := fleet.New(ctx, fleet.Config{Store: st}); err != nil {
+		return fmt.Errorf("revision %d is applied, but its changes to machines are not: %w (a server started on this database carries them out)", rev.ID, err)
+	}
 	return nil
+}
+
+// waitMachinesRevision waits until the machine rows reflect revision id.
+func waitMachinesRevision(ctx context.Context, st store.Store, id int64, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		got, err := st.MachinesRevision(ctx)
+		if err == nil && got >= id {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -230,13 +230,20 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer st.Close()
+	// The writer lock is taken before a design is applied at start, so that the
+	// fleet this server starts is the one that carries out its effects.
+	release, err := serve.LockWriter(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if f.design != "" {
 		if err := applyAtStart(cmd, g, st, f.design); err != nil {
 			return err
 		}
 	}
 	return serve.Run(ctx, serve.Config{
-		Store: st,
+		Store: st, LockHeld: true,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
 			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},
@@ -262,7 +269,12 @@ func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string) e
 	if cur, err := st.CurrentRevision(ctx); err == nil && cur.Hash == d.Hash {
 		return nil
 	}
-	return applyDesign(ctx, g, st, d, path, "serve --design")
+	rev, p, err := store.Apply(ctx, st, store.ApplyRequest{Design: d, Dir: path, Actor: "serve --design"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s): %d added, %d changed, %d removed.\n", rev.ID, rev.Hash, len(p.Added), len(p.Changed), len(p.Removed))
+	return nil
 }
 
 func newTextLogger(g *globals) *slog.Logger {

@@ -59,7 +59,8 @@ type Fleet interface {
 	Operate(ctx context.Context, op fleet.Op) (machine.Machine, error)
 	Counts() (map[machine.State]int, map[string]int)
 	Index() *zone.Index
-	SetIndex(ix *zone.Index)
+	// Sync serves the newest applied revision and carries out its effects on machines.
+	Sync(ctx context.Context, latest *fleet.Applied) error
 }
 
 // Config configures the API server.

@@ -438,22 +438,18 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, c *call) {
 		designError(w, status, err)
 		return
 	}
-	sources := map[string][]byte{}
-	for name, b := range d.Source {
-		if abs, err := filepath.Abs(name); err == nil {
-			name = abs
-		}
-		sources[name] = b
-	}
 	now := s.cfg.Now()
-	rev := &store.Revision{Hash: d.Hash, Commit: zone.GitCommit(r.Context(), dir), AppliedBy: c.actor(), AppliedAt: now, Summary: d.String(), Sources: sources}
 	audit := &store.AuditEntry{At: now, Actor: c.actor(), Action: "design-apply", Target: d.Hash[:12], Outcome: "ok", RequestID: c.requestID, Detail: d.String()}
-	p, err := s.cfg.Store.ApplyDesign(r.Context(), rev, d.Slots, audit)
+	rev, p, err := store.Apply(r.Context(), s.cfg.Store, store.ApplyRequest{Design: d, Dir: dir, Actor: c.actor(), At: now, Audit: audit})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	s.cfg.Fleet.SetIndex(zone.NewIndex(d))
+	// The answer comes once the fleet serves the revision and the machines carry its effects.
+	if err := s.cfg.Fleet.Sync(r.Context(), &fleet.Applied{Revision: rev, Index: zone.NewIndex(d)}); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("revision %d is applied but not yet served: %v", rev.ID, err))
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"revision": rev, "plan": p})
 }
 

@@ -32,8 +32,8 @@ type Fleet interface {
 	Script(ctx context.Context, ticket string, src netip.Addr) (fleet.Target, error)
 	Installing(token string) (fleet.Target, error)
 	PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error)
-	Note(addr netip.Addr, kind, reason string)
-	NoteMachine(id int64, kind, reason string)
+	Note(addr netip.Addr, kind machine.Kind, reason string)
+	NoteMachine(id int64, kind machine.Kind, reason string)
 }
 
 // Discovery is the inventory image unknown machines boot, if any.
@@ -97,8 +97,8 @@ func (s *Server) Addr() net.Addr { return s.addr }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot/{ticket}", s.script)
-	mux.HandleFunc("GET /artifacts/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.artifacts, "artifact") })
-	mux.HandleFunc("GET /ipxe/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.ipxe, "ipxe") })
+	mux.HandleFunc("GET /artifacts/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.artifacts, machine.KindArtifact) })
+	mux.HandleFunc("GET /ipxe/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.ipxe, machine.KindIPXE) })
 	mux.HandleFunc("GET /install/{template}", s.template)
 	mux.HandleFunc("POST /phone-home", s.phoneHome)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -189,7 +189,7 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	body, err := s.render(t, baseURL(r))
 	if err != nil {
 		s.cfg.Log.Error("script", "machine", t.Machine.Label(), "err", err)
-		s.cfg.Fleet.NoteMachine(t.Machine.ID, "template-error", err.Error())
+		s.cfg.Fleet.NoteMachine(t.Machine.ID, machine.KindTemplateError, err.Error())
 		http.Error(w, "#!ipxe\necho drover: "+err.Error()+"\n", http.StatusInternalServerError)
 		return
 	}
@@ -294,7 +294,7 @@ func (s *Server) template(w http.ResponseWriter, r *http.Request) {
 		var out string
 		out, err = renderText("template "+name, string(text), factsFor(t, baseURL(r)))
 		if err == nil {
-			s.cfg.Fleet.NoteMachine(t.Machine.ID, "template", "rendered "+name)
+			s.cfg.Fleet.NoteMachine(t.Machine.ID, machine.KindTemplate, "rendered "+name)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-store")
 			io.WriteString(w, out)
@@ -302,7 +302,7 @@ func (s *Server) template(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.cfg.Log.Error("install template", "machine", t.Slot.Name, "template", name, "err", err)
-	s.cfg.Fleet.NoteMachine(t.Machine.ID, "template-error", err.Error())
+	s.cfg.Fleet.NoteMachine(t.Machine.ID, machine.KindTemplateError, err.Error())
 	http.Error(w, "drover could not render this template: "+err.Error(), http.StatusInternalServerError)
 }
 
@@ -346,7 +346,7 @@ func (s *Server) phoneHome(w http.ResponseWriter, r *http.Request) {
 
 // file serves a file from root with Content-Length, Range and ETag, without
 // reading it into memory.
-func (s *Server) file(w http.ResponseWriter, r *http.Request, root *files.Dir, kind string) {
+func (s *Server) file(w http.ResponseWriter, r *http.Request, root *files.Dir, kind machine.Kind) {
 	if root == nil {
 		http.NotFound(w, r)
 		return
@@ -359,9 +359,11 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request, root *files.Dir, k
 	}
 	defer f.Close()
 	w.Header().Set("ETag", `"`+strconv.FormatInt(st.Size(), 16)+"-"+strconv.FormatInt(st.ModTime().UnixNano(), 16)+`"`)
-	if step := r.URL.Query().Get("step"); r.Method == http.MethodGet && (r.Header.Get("Range") == "" || strings.HasPrefix(r.Header.Get("Range"), "bytes=0-")) {
-		if step != "kernel" && step != "initrd" {
-			step = kind
+	if r.Method == http.MethodGet && (r.Header.Get("Range") == "" || strings.HasPrefix(r.Header.Get("Range"), "bytes=0-")) {
+		step := kind
+		switch q := machine.Kind(r.URL.Query().Get("step")); q {
+		case machine.KindKernel, machine.KindInitrd:
+			step = q
 		}
 		s.cfg.Fleet.Note(source(r), step, fmt.Sprintf("GET %s (%d bytes)", p, st.Size()))
 	}

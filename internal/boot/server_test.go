@@ -36,8 +36,12 @@ func (f *fakeFleet) Installing(token string) (fleet.Target, error) {
 func (f *fakeFleet) PhoneHome(context.Context, string, string, string, map[string]any) (machine.Machine, error) {
 	return f.target.Machine, nil
 }
-func (f *fakeFleet) Note(_ netip.Addr, kind, reason string)   { f.note(kind + ": " + reason) }
-func (f *fakeFleet) NoteMachine(_ int64, kind, reason string) { f.note(kind + ": " + reason) }
+func (f *fakeFleet) Note(_ netip.Addr, kind machine.Kind, reason string) {
+	f.note(string(kind) + ": " + reason)
+}
+func (f *fakeFleet) NoteMachine(_ int64, kind machine.Kind, reason string) {
+	f.note(string(kind) + ": " + reason)
+}
 func (f *fakeFleet) note(s string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -182,7 +182,7 @@ func TestDORAThroughRelay(t *testing.T) {
 	})
 }
 
-func hasKind(tl []machine.Entry, kind string) bool {
+func hasKind(tl []machine.Entry, kind machine.Kind) bool {
 	for _, e := range tl {
 		if e.Kind == kind {
 			return true

@@ -68,11 +68,14 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 		f.revokeToken(m)
 		t.Token = randomHex(24)
 		m.InstallTokenHash = hashToken(t.Token)
+		// This install follows the design served now: whatever an earlier
+		// revision asked a reinstall for is what it installs.
+		m.NeedsReinstall = false
 		f.tokens[m.InstallTokenHash] = m.ID
 		b.touch(m)
 		t.Machine = *m
 	}
-	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: "ipxe-script", Reason: scriptReason(t)})
+	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: machine.KindIPXEScript, Reason: scriptReason(t)})
 	done := f.w.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
@@ -152,7 +155,7 @@ func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, fa
 	message = strings.TrimSpace(message)
 	switch status {
 	case StatusProgress:
-		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: "progress", Reason: message})
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindProgress, Reason: message})
 	case StatusInstalled, StatusFailed:
 		ev := machine.Installed
 		if status == StatusFailed {
@@ -171,7 +174,7 @@ func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, fa
 		if len(facts) > 0 {
 			m.Facts = facts
 		}
-		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: "phone-home", Reason: status})
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindPhoneHome, Reason: status})
 		b.add(e)
 		b.touch(m)
 	default:
@@ -189,7 +192,7 @@ func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, fa
 
 // Note adds a timeline entry to the machine holding addr's lease, if any. It
 // does not wait: these are boot steps (TFTP file, kernel, initrd), not state.
-func (f *Fleet) Note(addr netip.Addr, kind, reason string) {
+func (f *Fleet) Note(addr netip.Addr, kind machine.Kind, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.leases[addr.Unmap()]
@@ -206,7 +209,7 @@ func (f *Fleet) Note(addr netip.Addr, kind, reason string) {
 }
 
 // NoteMachine adds a timeline entry to a machine by id.
-func (f *Fleet) NoteMachine(id int64, kind, reason string) {
+func (f *Fleet) NoteMachine(id int64, kind machine.Kind, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byID[id] == nil {

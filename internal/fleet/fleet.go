@@ -51,6 +51,9 @@ type Fleet struct {
 	now func() time.Time
 	w   *writer
 	ix  atomic.Pointer[zone.Index]
+	// served is the revision ix comes from; syncMu orders switches to new ones.
+	served atomic.Int64
+	syncMu sync.Mutex
 
 	mu      sync.Mutex
 	byMAC   map[string]*machine.Machine
@@ -71,13 +74,21 @@ type ticket struct {
 	expires time.Time
 }
 
-// New creates a Fleet serving design ix and loads the stored machines and leases.
-func New(ctx context.Context, cfg Config, ix *zone.Index) (*Fleet, error) {
+// New creates a Fleet serving the applied design in the store, loads the
+// stored machines and leases, and carries out the effects of revisions applied
+// since the machines were last written (an apply made while no server ran).
+// One fleet writes a database at a time: callers in different processes hold
+// the store's writer lock.
+func New(ctx context.Context, cfg Config) (*Fleet, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	ap, err := LoadApplied(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
 	}
 	f := &Fleet{
 		st: cfg.Store, log: cfg.Log, now: cfg.Now, w: newWriter(cfg.Store, cfg.Log),
@@ -86,7 +97,6 @@ func New(ctx context.Context, cfg Config, ix *zone.Index) (*Fleet, error) {
 		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},
 		poolNext: map[netip.Addr]netip.Addr{}, nextID: 1,
 	}
-	f.ix.Store(ix)
 	ms, err := cfg.Store.AllMachines(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load inventory: %w", err)
@@ -103,6 +113,18 @@ func New(ctx context.Context, cfg Config, ix *zone.Index) (*Fleet, error) {
 		f.leases[l.Addr] = &l
 		if l.State != LeaseDeclined {
 			f.leaseOf[l.MAC] = l.Addr
+		}
+	}
+	pending, err := cfg.Store.PendingRevisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The writer does not run yet: the fleet writes this batch itself.
+	b := newBatch()
+	f.switchTo(ap, pending, b)
+	if !b.empty() {
+		if err := cfg.Store.Update(ctx, func(tx store.Tx) error { return b.write(ctx, tx) }); err != nil {
+			return nil, fmt.Errorf("carry out design revision %d: %w", ap.Revision.ID, err)
 		}
 	}
 	return f, nil
@@ -141,19 +163,6 @@ func (f *Fleet) Run(ctx context.Context) error {
 
 // Index is the design being served.
 func (f *Fleet) Index() *zone.Index { return f.ix.Load() }
-
-// SetIndex switches to a newly applied design.
-func (f *Fleet) SetIndex(ix *zone.Index) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ix.Store(ix)
-	// Machines keep their slots; a name change in the design follows the slot.
-	for key, m := range f.bySlot {
-		if s := ix.Slot(key); s != nil && m.Name != s.Name {
-			m.Name = s.Name
-		}
-	}
-}
 
 // Machine returns a copy of the machine with that MAC.
 func (f *Fleet) Machine(mac string) (machine.Machine, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -23,6 +24,9 @@ type env struct {
 	path string
 	ix   *zone.Index
 	now  time.Time
+	// phase is "before" or "after" the fleet carries out an apply, for tests
+	// that run a step in either.
+	phase string
 }
 
 func newEnv(t *testing.T) *env {
@@ -46,7 +50,7 @@ func newEnv(t *testing.T) *env {
 // start runs a fleet on the env's store; stop writes what is queued.
 func (e *env) start() (*Fleet, func()) {
 	e.t.Helper()
-	f, err := New(context.Background(), Config{Store: e.st, Now: func() time.Time { return e.now }}, e.ix)
+	f, err := New(context.Background(), Config{Store: e.st, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return e.now }})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -136,11 +140,11 @@ func TestHardwareReplacedAndMoved(t *testing.T) {
 	}
 	stop()
 	tl, _ := e.st.Timeline(ctx, m2.ID, 0, 0)
-	kinds := map[string]bool{}
+	kinds := map[machine.Kind]bool{}
 	for _, en := range tl {
 		kinds[en.Kind] = true
 	}
-	for _, k := range []string{"hardware-replaced", "moved", "dhcp-offer", "dhcp-ack"} {
+	for _, k := range []machine.Kind{machine.KindHardwareReplaced, machine.KindMoved, machine.KindDHCPOffer, machine.KindDHCPAck} {
 		if !kinds[k] {
 			t.Errorf("timeline lacks %s: %+v", k, tl)
 		}
@@ -240,7 +244,7 @@ func TestRebootOfAKnownMachineRecordsOnlyTheAck(t *testing.T) {
 	stop()
 	m, _ := e.st.Machine(context.Background(), "52:54:00:00:60:01")
 	tl, _ := e.st.Timeline(context.Background(), m.ID, 0, 0)
-	kinds := map[string]int{}
+	kinds := map[machine.Kind]int{}
 	for _, en := range tl {
 		kinds[en.Kind]++
 	}

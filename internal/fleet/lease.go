@@ -62,7 +62,7 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
 		if !r.Renewing && !held {
-			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "dhcp-offer", Reason: describe(a, r)})
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPOffer, Reason: describe(a, r)})
 		}
 	}
 	if werr := f.commit(ctx, b); werr != nil {
@@ -112,7 +112,7 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
 		if !r.Renewing {
-			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "dhcp-ack", Reason: describe(a, r)})
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPAck, Reason: describe(a, r)})
 		}
 	}
 	if werr := f.commit(ctx, b); werr != nil {
@@ -153,7 +153,7 @@ func (f *Fleet) Release(mac string, addr netip.Addr) {
 	delete(f.leaseOf, mac)
 	b.freeLease(addr)
 	if m := f.byMAC[mac]; m != nil {
-		b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorDHCP, Kind: "dhcp-release", Reason: "released " + addr.String()})
+		b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorDHCP, Kind: machine.KindDHCPRelease, Reason: "released " + addr.String()})
 	}
 	f.w.submit(b)
 }
@@ -176,7 +176,7 @@ func (f *Fleet) Decline(mac string, addr netip.Addr) {
 	b.putLease(l)
 	reason := fmt.Sprintf("client reported %s already in use (DHCPDECLINE); the address is held until %s", addr, l.Expires.Format(time.RFC3339))
 	if m := f.byMAC[mac]; m != nil {
-		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "address-declined", Reason: reason})
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindAddressDeclined, Reason: reason})
 	}
 	f.log.Warn("address declined", "mac", mac, "addr", addr, "held_until", l.Expires)
 	f.w.submit(b)
@@ -331,11 +331,11 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 			m = f.newMachine(mac, now, b)
 			m.Location = loc
 			b.touch(m)
-			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "discovered", Reason: id.Reason})
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDiscovered, Reason: id.Reason})
 		} else if m.Location != loc {
 			m.Location = loc
 			b.touch(m)
-			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "seen", Reason: "seen where it has no slot: " + id.Reason})
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindSeen, Reason: "seen where it has no slot: " + id.Reason})
 		}
 		return m, nil
 	}
@@ -351,7 +351,7 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 		timeout = z.Timeout(string(machine.Deploying))
 	}
 	if m.SlotKey != "" {
-		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "moved", Reason: fmt.Sprintf("moved from slot %s to %s", m.SlotKey, s.Key)})
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindMoved, Reason: fmt.Sprintf("moved from slot %s to %s", m.SlotKey, s.Key)})
 		delete(f.bySlot, m.SlotKey)
 		m.SlotKey = ""
 	}
@@ -368,7 +368,7 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 		m.Name = s.Name
 	} else {
 		m.SlotKey, m.Name = s.Key, s.Name
-		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: "slot-assigned",
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindSlotAssigned,
 			Reason: fmt.Sprintf("in slot %s (%s): %s, role %s", s.Key, via(id), s.Name, roleOf(s))})
 		if e, ok := m.Install(actorDHCP, "installing "+s.Name+" as "+roleOf(s), now, timeout); ok {
 			b.add(e)

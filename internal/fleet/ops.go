@@ -140,9 +140,11 @@ func (f *Fleet) operate(m *machine.Machine, op Op, now time.Time, b *batch) ([]m
 	return nil, fmt.Errorf("unknown action %q", op.Action)
 }
 
-// detach takes a machine out of its slot and ends its lease and token.
+// detach takes a machine out of its slot and ends its lease and token; what
+// the slot needed (a reinstall) no longer concerns it.
 func (f *Fleet) detach(m *machine.Machine, b *batch) {
 	f.revokeToken(m)
+	m.NeedsReinstall = false
 	if m.SlotKey != "" {
 		delete(f.bySlot, m.SlotKey)
 		m.Location = m.SlotKey

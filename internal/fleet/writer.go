@@ -18,6 +18,7 @@ type batch struct {
 	leases   map[netip.Addr]store.Lease
 	freed    map[netip.Addr]bool
 	audits   []*store.AuditEntry
+	revision int64 // machine rows reflect the effects of revisions up to this one
 }
 
 func newBatch() *batch {
@@ -29,7 +30,7 @@ func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...)
 func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
 func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
 func (b *batch) empty() bool {
-	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits) == 0
+	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits) == 0 && b.revision == 0
 }
 
 // write applies the batch in a transaction. Machines leaving a slot are
@@ -72,6 +73,11 @@ func (b *batch) write(ctx context.Context, tx store.Tx) error {
 	}
 	if err := tx.DeleteLeases(ctx, freed...); err != nil {
 		return err
+	}
+	if b.revision > 0 {
+		if err := tx.SetMachinesRevision(ctx, b.revision); err != nil {
+			return err
+		}
 	}
 	return tx.AddAudit(ctx, b.audits...)
 }

@@ -538,7 +538,7 @@ func (p *progress) show(ctx context.Context, db *store.SQLite, s *State) {
 			p.state[vm.MAC] = m.State
 			if tl, err := db.Timeline(ctx, m.ID, 0, 0); err == nil && len(tl) > 0 {
 				e := tl[len(tl)-1]
-				step = e.Kind + ": " + e.Reason
+				step = string(e.Kind) + ": " + e.Reason
 			}
 			if m.State == machine.Deployed && !vm.PoweredOn.IsZero() {
 				key := vm.MAC

@@ -156,13 +156,44 @@ func (m *Machine) Label() string {
 	return m.MAC
 }
 
+// Kind is what a timeline entry records.
+type Kind string
+
+// Timeline entry kinds.
+const (
+	KindTransition       Kind = "transition"        // a state change, from the table
+	KindHardwareReplaced Kind = "hardware-replaced" // new hardware in a slot
+	KindHeld             Kind = "held"              // a replacement waits for an operator
+	KindDiscovered       Kind = "discovered"        // first seen, where it has no slot
+	KindSeen             Kind = "seen"              // seen again somewhere without a slot
+	KindMoved            Kind = "moved"             // showed up in another slot
+	KindSlotAssigned     Kind = "slot-assigned"     // took a slot
+	KindSlotChanged      Kind = "slot-changed"      // an applied design changed its slot
+	KindSlotRemoved      Kind = "slot-removed"      // an applied design removed its slot
+	KindDHCPOffer        Kind = "dhcp-offer"
+	KindDHCPAck          Kind = "dhcp-ack"
+	KindDHCPRelease      Kind = "dhcp-release"
+	KindAddressDeclined  Kind = "address-declined"
+	KindTFTP             Kind = "tftp"
+	KindTFTPError        Kind = "tftp-error"
+	KindIPXEScript       Kind = "ipxe-script"
+	KindKernel           Kind = "kernel"
+	KindInitrd           Kind = "initrd"
+	KindArtifact         Kind = "artifact"
+	KindIPXE             Kind = "ipxe"
+	KindTemplate         Kind = "template"
+	KindTemplateError    Kind = "template-error"
+	KindProgress         Kind = "progress"
+	KindPhoneHome        Kind = "phone-home"
+)
+
 // Entry is one line of a machine's timeline.
 type Entry struct {
 	ID        int64     `json:"id"`
 	MachineID int64     `json:"machine_id"`
 	At        time.Time `json:"at"`
 	Actor     string    `json:"actor"`
-	Kind      string    `json:"kind"` // "transition", "hardware-replaced", "dhcp-ack", ...
+	Kind      Kind      `json:"kind"`
 	From      State     `json:"from,omitempty"`
 	To        State     `json:"to,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
@@ -223,7 +254,7 @@ func (m *Machine) Apply(ch Change) (Entry, error) {
 	if m.State == Maintenance && to != Maintenance {
 		m.Maintenance = nil
 	}
-	e := Entry{MachineID: m.ID, At: ch.At, Actor: ch.Actor, Kind: "transition", From: m.State, To: to, Reason: ch.Reason}
+	e := Entry{MachineID: m.ID, At: ch.At, Actor: ch.Actor, Kind: KindTransition, From: m.State, To: to, Reason: ch.Reason}
 	if e.Reason == "" {
 		e.Reason = string(ch.Event)
 	}
@@ -281,17 +312,17 @@ type Replacement struct {
 func Replace(old, nw *Machine, policy, actor string, at time.Time, deployTimeout time.Duration) (Replacement, error) {
 	var r Replacement
 	why := fmt.Sprintf("hardware replaced in slot %s: %s replaced by %s", old.SlotKey, old.MAC, nw.MAC)
-	r.OldEntries = append(r.OldEntries, Entry{MachineID: old.ID, At: at, Actor: actor, Kind: "hardware-replaced", Reason: why})
+	r.OldEntries = append(r.OldEntries, Entry{MachineID: old.ID, At: at, Actor: actor, Kind: KindHardwareReplaced, Reason: why})
 	e, err := old.Apply(Change{Event: Replaced, Actor: actor, At: at, Reason: why})
 	if err != nil {
 		return Replacement{}, err
 	}
 	r.OldEntries = append(r.OldEntries, e)
 	nw.SlotKey, nw.Name = old.SlotKey, old.Name
-	old.SlotKey = ""
-	r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "hardware-replaced", Reason: why})
+	old.SlotKey, old.NeedsReinstall = "", false
+	r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: KindHardwareReplaced, Reason: why})
 	if policy == "hold" {
-		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "held",
+		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: KindHeld,
 			Reason: "slot policy is hold: waiting for an operator to reinstall " + nw.Name})
 		return r, nil
 	}
@@ -299,7 +330,7 @@ func Replace(old, nw *Machine, policy, actor string, at time.Time, deployTimeout
 	if ok {
 		r.NewEntries = append(r.NewEntries, e)
 	} else {
-		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: "held",
+		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: KindHeld,
 			Reason: fmt.Sprintf("not installing: the machine is %s", nw.State)})
 	}
 	return r, nil

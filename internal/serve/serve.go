@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/drover/drover/internal/counter"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -15,11 +14,12 @@ import (
 
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
+	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
-	"github.com/drover/drover/internal/zone"
 )
 
 // Config is everything `drover serve` runs with.
@@ -32,7 +32,10 @@ type Config struct {
 	API            api.Config  // Store, Fleet and counters are filled in by Run
 	AdminTokenFile string      // where the first admin token is written on first start
 	ReloadInterval time.Duration
-	Log            *slog.Logger
+	// LockHeld says the caller holds the store's writer lock (it applied a
+	// design at start under it); otherwise Run takes the lock itself.
+	LockHeld bool
+	Log      *slog.Logger
 	// Started, if set, is called once every listener is ready.
 	Started func(Listeners)
 }
@@ -52,15 +55,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ReloadInterval <= 0 {
 		cfg.ReloadInterval = 2 * time.Second
 	}
-	rev, ix, err := loadApplied(ctx, cfg.Store)
+	if !cfg.LockHeld {
+		release, err := LockWriter(ctx, cfg.Store, log)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	fl, err := fleet.New(ctx, fleet.Config{Store: cfg.Store, Log: log})
 	if err != nil {
 		return err
 	}
-	log.Info("serving design", "revision", rev.ID, "hash", rev.Hash[:12], "summary", rev.Summary)
-	fl, err := fleet.New(ctx, fleet.Config{Store: cfg.Store, Log: log}, ix)
-	if err != nil {
-		return err
-	}
+	rev := fl.Revision()
+	log.Info("serving design", "revision", rev, "summary", fl.Index().Design().String())
 	if err := firstAdminToken(ctx, cfg.Store, cfg.AdminTokenFile, log); err != nil {
 		return err
 	}
@@ -84,11 +91,11 @@ func Run(ctx context.Context, cfg Config) error {
 		tftpStats.AddN("bytes", n)
 		if err != nil {
 			tftpStats.Add("error")
-			fl.Note(client, "tftp-error", fmt.Sprintf("%s: %v", file, err))
+			fl.Note(client, machine.KindTFTPError, fmt.Sprintf("%s: %v", file, err))
 			return
 		}
 		tftpStats.Add("ok")
-		fl.Note(client, "tftp", fmt.Sprintf("%s (%d bytes)", file, n))
+		fl.Note(client, machine.KindTFTP, fmt.Sprintf("%s (%d bytes)", file, n))
 	}
 	tsrv, err := tftp.NewServer(tcfg)
 	if err != nil {
@@ -116,7 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
 	for _, run := range []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, asrv.Run, func(ctx context.Context) error {
-		return follow(ctx, cfg.Store, fl, rev.ID, cfg.ReloadInterval, log)
+		return follow(ctx, fl, cfg.ReloadInterval, log)
 	}} {
 		wg.Add(1)
 		go func() {
@@ -187,44 +194,45 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	return nil
 }
 
-// loadApplied parses the applied design from the store.
-func loadApplied(ctx context.Context, st store.Store) (*store.Revision, *zone.Index, error) {
-	rev, err := st.CurrentRevision(ctx)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errors.New("no design is applied: run `drover apply PATH` or pass --design PATH")
+// LockWriter takes the store's writer lock, waiting a little for a short-lived
+// holder (a CLI apply carrying out its machine changes) but not for another server.
+func LockWriter(ctx context.Context, st store.Store, log *slog.Logger) (func(), error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		release, err := st.LockWriter()
+		if !errors.Is(err, store.ErrWriterBusy) || time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("%w (one drover serve per database: stop the other one first)", err)
+			}
+			return release, nil
+		}
+		log.Info("waiting for the database's writer lock", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	d, err := zone.Parse(rev.Sources)
-	if err != nil {
-		return nil, nil, fmt.Errorf("applied design revision %d no longer validates: %w", rev.ID, err)
-	}
-	return rev, zone.NewIndex(d), nil
 }
 
 // follow switches the inventory to each newly applied design.
-func follow(ctx context.Context, st store.Store, fl *fleet.Fleet, current int64, every time.Duration, log *slog.Logger) error {
+func follow(ctx context.Context, fl *fleet.Fleet, every time.Duration, log *slog.Logger) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastErr string
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		id, err := st.LatestRevisionID(ctx)
-		if err != nil || id == current {
+		if err := fl.Sync(ctx, nil); err != nil {
+			if err.Error() != lastErr && ctx.Err() == nil {
+				log.Error("new design revision not loaded; still serving the previous one", "revision", fl.Revision(), "err", err)
+			}
+			lastErr = err.Error()
 			continue
 		}
-		rev, ix, err := loadApplied(ctx, st)
-		if err != nil {
-			log.Error("new design revision not loaded", "revision", id, "err", err)
-			current = id
-			continue
-		}
-		fl.SetIndex(ix)
-		current = rev.ID
-		log.Info("serving new design", "revision", rev.ID, "summary", rev.Summary)
+		lastErr = ""
 	}
 }

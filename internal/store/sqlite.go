@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -101,12 +103,25 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_at ON audit(at);
 `,
+	// The fleet is the one writer of machines: a revision records what it does
+	// to machines (effects) and the fleet carries that out, recording in
+	// fleet_state which revision the machine rows reflect. Databases from before
+	// this migration had their machines updated by the apply itself.
+	4: `
+ALTER TABLE revisions ADD COLUMN effects TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE fleet_state (
+	id       INTEGER PRIMARY KEY CHECK (id = 1),
+	revision INTEGER NOT NULL
+);
+INSERT INTO fleet_state (id, revision) SELECT 1, COALESCE(MAX(id), 0) FROM revisions;
+`,
 }
 
 // SQLite is the embedded store.
 type SQLite struct {
-	db  *sql.DB
-	now func() time.Time
+	db   *sql.DB
+	path string
+	now  func() time.Time
 }
 
 var _ Store = (*SQLite)(nil)
@@ -121,7 +136,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	// One writer at a time is SQLite's model; a small pool serves concurrent readers in WAL mode.
 	db.SetMaxOpenConns(4)
-	s := &SQLite{db: db, now: time.Now}
+	s := &SQLite{db: db, path: path, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -394,7 +409,9 @@ func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revis
 	return out, rows.Err()
 }
 
-// ApplyDesign makes slots the current design, in one transaction.
+// ApplyDesign makes slots the current design, in one transaction. It writes
+// slots and the revision with its effects on machines; it never writes a
+// machine row (the fleet carries the effects out).
 func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot, audit *AuditEntry) (*zone.Plan, error) {
 	var plan *zone.Plan
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -403,16 +420,11 @@ func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.S
 			return err
 		}
 		plan = zone.Diff(current, slots)
-		at := rev.AppliedAt
-		actor := rev.AppliedBy
 		// Removals first, then changes, then additions, so a name moving between
 		// slots never collides with itself on the UNIQUE constraint.
 		for _, sl := range plan.Removed {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM slots WHERE key = ?`, sl.Key); err != nil {
 				return fmt.Errorf("remove slot %s: %w", sl.Key, err)
-			}
-			if err := detachMachine(ctx, tx, sl, at, actor); err != nil {
-				return err
 			}
 		}
 		for _, ch := range plan.Changed {
@@ -422,9 +434,6 @@ func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.S
 		}
 		for _, ch := range plan.Changed {
 			if err := putSlot(ctx, tx, ch.After); err != nil {
-				return err
-			}
-			if err := updateSlotMachine(ctx, tx, ch, at, actor); err != nil {
 				return err
 			}
 		}
@@ -437,8 +446,13 @@ func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.S
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, git_commit, applied_by, applied_at, summary, sources) VALUES (?,?,?,?,?,?)`,
-			rev.Hash, rev.Commit, rev.AppliedBy, rev.AppliedAt.UnixNano(), rev.Summary, string(src))
+		rev.Effects = Effects(plan)
+		effects, err := json.Marshal(rev.Effects)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO revisions (hash, git_commit, applied_by, applied_at, summary, sources, effects) VALUES (?,?,?,?,?,?,?)`,
+			rev.Hash, rev.Commit, rev.AppliedBy, rev.AppliedAt.UnixNano(), rev.Summary, string(src), string(effects))
 		if err != nil {
 			return fmt.Errorf("record revision: %w", err)
 		}
@@ -471,42 +485,64 @@ func putSlot(ctx context.Context, q querier, sl *zone.Slot) error {
 	return nil
 }
 
-// detachMachine takes the machine out of a slot the design no longer has.
-func detachMachine(ctx context.Context, q querier, sl *zone.Slot, at time.Time, actor string) error {
-	m, err := machineBy(ctx, q, "slot_key = ?", sl.Key)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
+// PendingRevisions returns the revisions whose effects on machines the fleet
+// has not carried out yet, oldest first.
+func (s *SQLite) PendingRevisions(ctx context.Context) ([]Revision, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, hash, git_commit, applied_by, applied_at, summary, effects FROM revisions
+		WHERE id > (SELECT revision FROM fleet_state WHERE id = 1) ORDER BY id`)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("pending revisions: %w", err)
 	}
-	m.SlotKey = ""
-	m.Location = sl.Key
-	if err := putMachine(ctx, q, m); err != nil {
-		return err
+	defer rows.Close()
+	var out []Revision
+	for rows.Next() {
+		var r Revision
+		var at int64
+		var effects string
+		if err := rows.Scan(&r.ID, &r.Hash, &r.Commit, &r.AppliedBy, &at, &r.Summary, &effects); err != nil {
+			return nil, fmt.Errorf("pending revisions: %w", err)
+		}
+		r.AppliedAt = time.Unix(0, at).UTC()
+		if err := json.Unmarshal([]byte(effects), &r.Effects); err != nil {
+			return nil, fmt.Errorf("revision %d effects: %w", r.ID, err)
+		}
+		out = append(out, r)
 	}
-	return addEntries(ctx, q, &machine.Entry{MachineID: m.ID, At: at, Actor: actor, Kind: "slot-removed",
-		Reason: fmt.Sprintf("slot %s (%s) was removed from the design", sl.Key, sl.Name)})
+	return out, rows.Err()
 }
 
-func updateSlotMachine(ctx context.Context, q querier, ch zone.SlotChange, at time.Time, actor string) error {
-	m, err := machineBy(ctx, q, "slot_key = ?", ch.Key)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+// MachinesRevision is the revision whose effects the machine rows reflect.
+func (s *SQLite) MachinesRevision(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.db.QueryRowContext(ctx, `SELECT revision FROM fleet_state WHERE id = 1`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("machines revision: %w", err)
 	}
+	return id, nil
+}
+
+func (t *sqliteTx) SetMachinesRevision(ctx context.Context, id int64) error {
+	if _, err := t.ExecContext(ctx, `UPDATE fleet_state SET revision = ? WHERE id = 1 AND revision < ?`, id, id); err != nil {
+		return fmt.Errorf("record machines revision %d: %w", id, err)
+	}
+	return nil
+}
+
+// LockWriter takes the database's writer lock: a lock file next to it, held
+// with flock(2) so that the kernel releases it when the holder dies, kill -9
+// included.
+func (s *SQLite) LockWriter() (func(), error) {
+	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("writer lock %s.lock: %w", s.path, err)
 	}
-	m.Name = ch.After.Name
-	reason := "design changed " + strings.Join(ch.Fields, ", ")
-	if ch.Reinstall && m.State != machine.Discovered && m.State != machine.Retired {
-		m.NeedsReinstall = true
-		reason += "; needs reinstall"
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s.lock", ErrWriterBusy, s.path)
+		}
+		return nil, fmt.Errorf("writer lock %s.lock: %w", s.path, err)
 	}
-	if err := putMachine(ctx, q, m); err != nil {
-		return err
-	}
-	return addEntries(ctx, q, &machine.Entry{MachineID: m.ID, At: at, Actor: actor, Kind: "slot-changed", Reason: reason})
+	return func() { f.Close() }, nil
 }
 
 // Slots lists applied slots.

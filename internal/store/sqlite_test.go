@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -110,17 +111,37 @@ func TestApplyDesign(t *testing.T) {
 	if len(p.Removed) != 1 || len(p.Changed) != 1 || !p.Changed[0].Reinstall {
 		t.Fatalf("plan %+v", p)
 	}
-	got1, _ := s.Machine(ctx, "lab-storage-09")
-	if got1 == nil || got1.ID != m1.ID || !got1.NeedsReinstall {
-		t.Fatalf("machine in changed slot: %+v", got1)
+	// The apply records effects; it writes no machine (the fleet does).
+	got1, _ := s.Machine(ctx, m1.MAC)
+	if got1.Name != "lab-compute-01" || got1.NeedsReinstall || got1.SlotKey != "p1-tor1/swp1" {
+		t.Fatalf("apply wrote a machine row: %+v", got1)
 	}
 	got2, _ := s.Machine(ctx, m2.MAC)
-	if got2.SlotKey != "" || got2.Location != "p1-tor1/swp2" {
-		t.Fatalf("machine in removed slot: %+v", got2)
+	if got2.SlotKey != "p1-tor1/swp2" {
+		t.Fatalf("apply wrote a machine row: %+v", got2)
 	}
-	tl, _ := s.Timeline(ctx, m2.ID, 0, 0)
-	if len(tl) != 1 || tl[0].Kind != "slot-removed" {
-		t.Fatalf("timeline of detached machine: %+v", tl)
+	if tl, _ := s.Timeline(ctx, m2.ID, 0, 0); len(tl) != 0 {
+		t.Fatalf("apply wrote a timeline: %+v", tl)
+	}
+	pending, err := s.PendingRevisions(ctx)
+	if err != nil || len(pending) != 3 {
+		t.Fatalf("pending revisions: %d %v", len(pending), err)
+	}
+	want := []SlotEffect{
+		{Slot: "p1-tor1/swp2", Name: "lab-compute-02", Removed: true},
+		{Slot: "p1-tor1/swp1", Name: "lab-storage-09", Fields: p.Changed[0].Fields, Reinstall: true},
+	}
+	if got := pending[2].Effects; !reflect.DeepEqual(got, want) {
+		t.Fatalf("effects of the last revision:\n got %+v\nwant %+v", got, want)
+	}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.SetMachinesRevision(ctx, pending[2].ID) }); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.MachinesRevision(ctx); n != pending[2].ID {
+		t.Fatalf("machines revision %d, want %d", n, pending[2].ID)
+	}
+	if pending, _ = s.PendingRevisions(ctx); len(pending) != 0 {
+		t.Fatalf("still pending: %+v", pending)
 	}
 	revs, _ := s.Revisions(ctx)
 	if len(revs) != 3 || revs[0].Hash != next.Hash {
@@ -246,5 +267,53 @@ func TestLeases(t *testing.T) {
 	}
 	if ls, _ := s.Leases(ctx); len(ls) != 1 || ls[0].Addr != a2 {
 		t.Fatalf("after delete %+v", ls)
+	}
+}
+
+func TestWriterLockIsExclusiveAndReleased(t *testing.T) {
+	s, path := openTemp(t)
+	release, err := s.LockWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.LockWriter(); !errors.Is(err, ErrWriterBusy) {
+		t.Fatalf("second writer lock: %v, want ErrWriterBusy", err)
+	}
+	release()
+	again, err := other.LockWriter()
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
+}
+
+// A database from before the fleet carried out design effects had its
+// machines updated by the apply itself: nothing is pending after the upgrade.
+func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	apply(t, s, labDesign(t))
+	apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1-swp2, role: compute, ids: 5-6}"))
+	for _, q := range []string{`DROP TABLE fleet_state`, `ALTER TABLE revisions DROP COLUMN effects`, `DELETE FROM schema_migrations WHERE version = 4`} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s2, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n, err := s2.MachinesRevision(ctx); err != nil || n != 2 {
+		t.Fatalf("machines revision after upgrade: %d %v, want 2", n, err)
+	}
+	if p, err := s2.PendingRevisions(ctx); err != nil || len(p) != 0 {
+		t.Fatalf("pending after upgrade: %+v %v", p, err)
 	}
 }

@@ -25,7 +25,37 @@ type Revision struct {
 	AppliedAt time.Time         `json:"applied_at"`
 	Summary   string            `json:"summary"`
 	Sources   map[string][]byte `json:"-"`
+	// Effects is what the revision does to the machines in its changed and
+	// removed slots; the fleet carries them out.
+	Effects []SlotEffect `json:"-"`
 }
+
+// SlotEffect is what applying a revision does to the machine in one slot: it
+// follows the slot's new name, needs a reinstall, or leaves a removed slot.
+// The store records effects with the revision; only the fleet, the one writer
+// of machine rows, carries them out.
+type SlotEffect struct {
+	Slot      string   `json:"slot"`
+	Name      string   `json:"name"` // the slot's name after the change (before, when removed)
+	Removed   bool     `json:"removed,omitempty"`
+	Fields    []string `json:"fields,omitempty"`
+	Reinstall bool     `json:"reinstall,omitempty"`
+}
+
+// Effects lists what a plan does to the machines in its changed and removed slots.
+func Effects(p *zone.Plan) []SlotEffect {
+	out := make([]SlotEffect, 0, len(p.Removed)+len(p.Changed))
+	for _, sl := range p.Removed {
+		out = append(out, SlotEffect{Slot: sl.Key, Name: sl.Name, Removed: true})
+	}
+	for _, ch := range p.Changed {
+		out = append(out, SlotEffect{Slot: ch.Key, Name: ch.After.Name, Fields: ch.Fields, Reinstall: ch.Reinstall})
+	}
+	return out
+}
+
+// ErrWriterBusy is returned by LockWriter while another process holds the lock.
+var ErrWriterBusy = errors.New("another drover process is writing machines in this database")
 
 // SlotFilter narrows a slot listing; empty fields match everything.
 type SlotFilter struct {
@@ -61,6 +91,9 @@ type Tx interface {
 	DeleteLeases(ctx context.Context, addrs ...netip.Addr) error
 	// AddAudit records what an operator did, in the same transaction as the change.
 	AddAudit(ctx context.Context, entries ...*AuditEntry) error
+	// SetMachinesRevision records that machine rows reflect the effects of
+	// every revision up to id, in the same transaction as those effects.
+	SetMachinesRevision(ctx context.Context, id int64) error
 }
 
 // AuditEntry is one line of the audit log.
@@ -105,10 +138,20 @@ type Store interface {
 	LatestRevisionID(ctx context.Context) (int64, error)
 	Revisions(ctx context.Context) ([]Revision, error)
 	// ApplyDesign makes slots current in one transaction: it diffs them against
-	// the stored slots, writes them, updates the machines in changed or removed
-	// slots (with timeline entries) and records the revision. It returns the plan it applied.
-	// audit, when given, is recorded in the same transaction with the new revision.
+	// the stored slots, writes them and records the revision with its effects
+	// on machines (rev.Effects). It never writes a machine: the fleet carries
+	// the effects out. It returns the plan it applied. audit, when given, is
+	// recorded in the same transaction with the new revision.
 	ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot, audit *AuditEntry) (*zone.Plan, error)
+	// PendingRevisions are the revisions whose effects machine rows do not
+	// reflect yet, oldest first (without sources).
+	PendingRevisions(ctx context.Context) ([]Revision, error)
+	// MachinesRevision is the newest revision whose effects machine rows reflect.
+	MachinesRevision(ctx context.Context) (int64, error)
+	// LockWriter takes the database's writer lock, held by the one fleet that
+	// writes machines; ErrWriterBusy when another process holds it. The
+	// returned function releases it; a dead holder's lock is released too.
+	LockWriter() (release func(), err error)
 	Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error)
 
 	Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error)

@@ -41,7 +41,7 @@ func Start(t testing.TB, path string, machines ...*machine.Machine) (*fleet.Flee
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := fleet.New(ctx, fleet.Config{Store: st}, zone.NewIndex(d))
+	fl, err := fleet.New(ctx, fleet.Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

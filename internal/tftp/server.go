@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"os"
 	"path"
 	"strconv"
@@ -26,6 +27,10 @@ import (
 type Config struct {
 	Listen       string        // UDP address (default 0.0.0.0:69)
 	Roots        []string      // directories searched in order; files never leave them
+	// LinkRoot is the one root whose top-level symlinks are served even when
+	// they lead out of it: the iPXE directory, where Debian's ipxe package
+	// ships its loaders as links to /boot. Every other root refuses them.
+	LinkRoot string
 	MaxTransfers int           // concurrent transfers (default 256)
 	Timeout      time.Duration // retransmit timeout unless the client asks (default 1s)
 	Retries      int           // retransmissions before giving up (default 5)
@@ -71,7 +76,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, sem: make(chan struct{}, cfg.MaxTransfers), ready: make(chan struct{})}
 	for _, dir := range cfg.Roots {
-		r, err := files.Open(dir, true)
+		r, err := files.Open(dir, cfg.LinkRoot != "" && filepath.Clean(dir) == filepath.Clean(cfg.LinkRoot))
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("tftp root: %w", err)

@@ -284,6 +284,13 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		if meta != nil {
 			meta.fields[k.Value] = d.pos(val)
+			// Entries of free-form maps (templates, params) get positions of
+			// their own, as "field.key", so that a bad entry is reported at its line.
+			if v.Field(f.index).Kind() == reflect.Map && val.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(val.Content); j += 2 {
+					meta.fields[k.Value+"."+val.Content[j].Value] = d.pos(val.Content[j+1])
+				}
+			}
 		}
 		if f.keyed {
 			d.decodeKeyed(val, v.Field(f.index), fieldPath)

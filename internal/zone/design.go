@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -172,8 +174,23 @@ func Parse(src map[string][]byte) (*Design, error) {
 		}
 	}
 	d.Hash = hex.EncodeToString(h.Sum(nil))
-	if len(errs.list) == 0 {
+	// A file that did not decode (unknown key, wrong type) is not checked
+	// further, since its zero values would only add noise; every other file is,
+	// so one file's typo never hides another file's problems.
+	undecoded := map[string]bool{}
+	for _, p := range errs.list {
+		undecoded[p.Pos.File] = true
+	}
+	if len(undecoded) == 0 {
 		compile(d, errs)
+	} else {
+		rest := &Design{Source: src, Files: d.Files}
+		for _, z := range d.Zones {
+			if !undecoded[z.Meta.At.File] {
+				rest.Zones = append(rest.Zones, z)
+			}
+		}
+		compile(rest, errs)
 	}
 	if len(errs.list) > 0 {
 		return nil, errs.list.sorted()
@@ -184,7 +201,10 @@ func Parse(src map[string][]byte) (*Design, error) {
 func parseZone(file string, b []byte, errs *problems) *Zone {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		errs.add(Pos{File: file, Line: 1, Col: 1}, "", "start the file with `zone: NAME`, or remove it from the design", "the file is empty or holds only comments")
+		return nil
+	} else if err != nil {
 		errs.add(yamlErrorPos(file, err), "", "fix the YAML syntax", "%s", yamlErrorText(err))
 		return nil
 	}

@@ -247,14 +247,14 @@ func (c *compiler) profile(p *Profile) {
 	}
 	for name, path := range p.Templates {
 		if !labelRE.MatchString(name) {
-			c.errs.add(m.PosOf("templates"), m.PathOf("templates."+name), "use lower-case letters, digits and dashes", "%q is not a valid template name", name)
+			c.errs.add(m.PosOf("templates."+name), m.PathOf("templates."+name), "use lower-case letters, digits and dashes", "%q is not a valid template name", name)
 		}
 		if filepath.IsAbs(path) {
 			continue
 		}
 		full := filepath.Join(filepath.Dir(m.At.File), path)
 		if _, err := os.Stat(full); err != nil {
-			c.errs.add(m.PosOf("templates"), m.PathOf("templates."+name), "paths are relative to the zone file", "template file %s does not exist", full)
+			c.errs.add(m.PosOf("templates."+name), m.PathOf("templates."+name), "paths are relative to the zone file", "template file %s does not exist", full)
 		}
 	}
 }

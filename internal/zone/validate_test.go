@@ -230,3 +230,76 @@ func TestAliasBombIsRejected(t *testing.T) {
 		t.Fatal("alias bomb accepted")
 	}
 }
+
+func TestOneFilesDecodeErrorHidesNoOtherFilesProblems(t *testing.T) {
+	base := readBase(t)
+	other := strings.NewReplacer("zone: bgo", "zone: osl", "10.10.", "10.20.", "10.11.", "10.21.", "10.99.", "10.98.", "p1-tor", "p2-tor", "52:54:00:00:00:01", "52:54:00:00:00:02").Replace(base)
+	cases := []struct {
+		name, broken string
+	}{
+		{"unknown key", strings.Replace(base, "environment: prod", "environment: prod\nenviroment: prod", 1)},
+		{"type error", strings.Replace(base, "environment: prod", "environment: [prod]", 1)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(map[string][]byte{"a.yaml": []byte(tc.broken), "b.yaml": []byte(strings.Replace(other, "ids: 1-20", "ids: 1-19", 1))})
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("want problems, got %v", err)
+			}
+			files := map[string]int{}
+			for _, p := range ps {
+				files[p.Pos.File]++
+			}
+			if files["a.yaml"] != 1 || files["b.yaml"] != 1 || !strings.Contains(ps.Error(), "19 ids for 20 ports") {
+				t.Fatalf("want one problem in each file, got:\n%v", ps)
+			}
+		})
+	}
+}
+
+func TestMissingTemplateIsReportedAtItsEntry(t *testing.T) {
+	dir := t.TempDir()
+	text := `zone: bgo
+environment: prod
+domain: bgo.example.org
+profiles:
+  ubuntu:
+    kernel: k
+    templates:
+      install: install.sh
+      seed: seed.yaml
+roles:
+  compute: {profile: ubuntu}
+`
+	if err := os.WriteFile(filepath.Join(dir, "install.sh"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bgo.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want problems, got %v", err)
+	}
+	for _, p := range ps {
+		if strings.Contains(p.Msg, "template file") {
+			if p.Pos.Line != 9 || p.Pos.Col != 13 || p.Field != "profiles.ubuntu.templates.seed" {
+				t.Fatalf("missing template reported at %v, field %s; want line 9, column 13", p.Pos, p.Field)
+			}
+			return
+		}
+	}
+	t.Fatalf("no missing-template problem in:\n%v", ps)
+}
+
+func TestEmptyFileSaysSo(t *testing.T) {
+	for _, text := range []string{"", "\n\n", "# just a comment\n# and another\n"} {
+		_, ps := parseText(t, text)
+		if len(ps) != 1 || !strings.Contains(ps[0].Error(), "empty or holds only comments") || ps[0].Pos.Line != 1 {
+			t.Errorf("%q: got %v", text, ps)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"reflect"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -27,10 +28,26 @@ func (o *outputFlag) check() error {
 	return nil
 }
 
+// writeJSON prints v indented. Empty lists print as [] (never null), at the
+// top level and as values of a top-level map, so scripts can iterate them.
 func writeJSON(w io.Writer, v any) error {
+	v = emptyList(v)
+	if m, ok := v.(map[string]any); ok {
+		for k, e := range m {
+			m[k] = emptyList(e)
+		}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func emptyList(v any) any {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Slice && rv.IsNil() {
+		return reflect.MakeSlice(rv.Type(), 0, 0).Interface()
+	}
+	return v
 }
 
 func newSlotsCommand(g *globals) *cobra.Command {
@@ -133,9 +150,6 @@ func newMachinesCommand(g *globals) *cobra.Command {
 				}
 			}
 			if out.format == "json" {
-				if ms == nil {
-					ms = []*machine.Machine{}
-				}
 				return writeJSON(g.env.stdout, ms)
 			}
 			return printMachines(g.env.stdout, ms)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/fleet/fleettest"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 )
 
@@ -21,7 +22,7 @@ func startServer(t *testing.T) (string, string) {
 	fl, st := fleettest.Start(t, "../../examples/lab", fleettest.Deployed("52:54:00:00:00:01", "p1-tor1/swp1", "lab-compute-01"))
 	now := time.Now()
 	admin := api.NewSecret()
-	st.CreateToken(ctx, &store.Token{Name: "root", Role: api.RoleAdmin, Hash: api.HashToken(admin), Created: now}, nil)
+	st.CreateToken(ctx, &store.Token{Name: "root", Role: api.RoleAdmin, Hash: secret.Hash(admin), Created: now}, nil)
 	srv := httptest.NewServer(api.New(api.Config{Store: st, Fleet: fl, DesignDir: t.TempDir()}).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL, admin

@@ -6,10 +6,7 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +25,7 @@ import (
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -196,18 +194,8 @@ func (s *Server) Run(ctx context.Context) error {
 	return httpserve.Serve(ctx, srv, ln, s.cfg.TLSCert, s.cfg.TLSKey)
 }
 
-// HashToken is how token secrets are stored.
-func HashToken(secret string) string {
-	h := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(h[:])
-}
-
-// NewSecret returns a new random token secret.
-func NewSecret() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return "drv_" + hex.EncodeToString(b)
-}
+// NewSecret returns a new operator token: 256 random bits, recognisable by its prefix.
+func NewSecret() string { return "drv_" + secret.Hex(32) }
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -231,9 +219,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		start := time.Now()
 		c := &call{requestID: r.Header.Get("X-Request-Id")}
 		if len(c.requestID) == 0 || len(c.requestID) > 64 {
-			b := make([]byte, 8)
-			rand.Read(b)
-			c.requestID = hex.EncodeToString(b)
+			c.requestID = secret.Hex(8)
 		}
 		w.Header().Set("X-Request-Id", c.requestID)
 		sw := &statusWriter{ResponseWriter: w, code: 200}
@@ -256,19 +242,24 @@ func (s *Server) wrap(rt route) http.Handler {
 // authorise checks the bearer token and its role; failures are audited.
 func (s *Server) authorise(w http.ResponseWriter, r *http.Request, rt route, c *call) bool {
 	deny := func(code int, errCode, msg string, actor string) bool {
-		s.cfg.Store.AddAudit(r.Context(), &store.AuditEntry{At: s.cfg.Now(), Actor: actor, Action: "authorise " + rt.Method + " " + rt.Path,
-			Target: r.URL.Path, Outcome: "denied: " + errCode, RequestID: c.requestID})
+		e := &store.AuditEntry{At: s.cfg.Now(), Actor: actor, Action: "authorise " + rt.Method + " " + rt.Path,
+			Target: r.URL.Path, Outcome: "denied: " + errCode, RequestID: c.requestID}
+		// The refusal stands either way; an audit that could not be written is
+		// an error an operator must see.
+		if err := s.cfg.Store.AddAudit(r.Context(), e); err != nil {
+			s.cfg.Log.Error("refused request not audited", "actor", actor, "action", e.Action, "outcome", e.Outcome, "request_id", c.requestID, "err", err)
+		}
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="drover"`)
 		}
 		writeError(w, code, errCode, msg)
 		return false
 	}
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || secret == "" {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
 		return deny(http.StatusUnauthorized, "unauthenticated", "send an operator token: Authorization: Bearer TOKEN", "anonymous")
 	}
-	t, err := s.cfg.Store.TokenByHash(r.Context(), HashToken(secret))
+	t, err := s.cfg.Store.TokenByHash(r.Context(), secret.Hash(token))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return deny(http.StatusUnauthorized, "unauthenticated", "the token is not valid", "anonymous")

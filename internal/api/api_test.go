@@ -26,6 +26,7 @@ import (
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/fleet/fleettest"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 )
 
@@ -49,14 +50,14 @@ func newFixture(t *testing.T) *fixture {
 	now := time.Now()
 	f := &fixture{st: st, fl: fl, tokens: map[string]string{}, design: labDesign}
 	mk := func(name, role string, expires time.Time, revoke bool) {
-		secret := NewSecret()
-		if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: HashToken(secret), Created: now, Expires: expires}, nil); err != nil {
+		token := NewSecret()
+		if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: secret.Hash(token), Created: now, Expires: expires}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if revoke {
 			st.RevokeToken(ctx, name, nil)
 		}
-		f.tokens[name] = secret
+		f.tokens[name] = token
 	}
 	mk("viewer", RoleViewer, time.Time{}, false)
 	mk("operator", RoleOperator, time.Time{}, false)
@@ -376,4 +377,29 @@ func writeSelfSigned(t *testing.T, certPath, keyPath string) {
 	kb, _ := x509.MarshalECPrivateKey(key)
 	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+func TestBadQueryParametersAre400(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{
+		"/api/v1/audit?since=yesterday",
+		"/api/v1/audit?after=abc",
+		"/api/v1/audit?after=-1",
+		"/api/v1/audit?limit=ten",
+		"/api/v1/machines/lab-compute-01/timeline?after=x",
+		"/api/v1/machines?page=0",
+		"/api/v1/machines?per_page=big",
+	} {
+		code, body := f.do(t, "admin", "GET", path, nil)
+		var e map[string]apiError
+		json.Unmarshal(body, &e)
+		if code != 400 || e["error"].Code != "bad_request" {
+			t.Errorf("GET %s: %d %s", path, code, body)
+		}
+	}
+	for _, path := range []string{"/api/v1/audit?after=0&limit=5", "/api/v1/machines/lab-compute-01/timeline?after=0"} {
+		if code, body := f.do(t, "admin", "GET", path, nil); code != 200 {
+			t.Errorf("GET %s: %d %s", path, code, body)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -27,6 +28,20 @@ type page struct {
 	Total   int `json:"total"`
 	Page    int `json:"page"`
 	PerPage int `json:"per_page"`
+}
+
+// countParam reads a query parameter that is a count or an id: absent is 0;
+// anything but a whole number from 0 is the client's error.
+func countParam(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s %q: use a whole number from 0", name, v)
+	}
+	return n, nil
 }
 
 // paginate slices items by ?page= (from 1) and ?per_page= (default 100, at most 1000).
@@ -216,7 +231,11 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ *call) {
 	if !ok {
 		return
 	}
-	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	after, err := countParam(r, "after")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
 	follow := r.URL.Query().Get("follow") == "true" || strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	if !follow {
 		tl, err := s.cfg.Store.Timeline(r.Context(), m.ID, after, 0)
@@ -473,8 +492,17 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ *call) {
 		}
 		f.Since = t
 	}
-	f.AfterID, _ = strconv.ParseInt(q.Get("after"), 10, 64)
-	f.Limit, _ = strconv.Atoi(q.Get("limit"))
+	after, err := countParam(r, "after")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	limit, err := countParam(r, "limit")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	f.AfterID, f.Limit = after, int(limit)
 	es, err := s.cfg.Store.Audit(r.Context(), f)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
@@ -519,8 +547,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	now := s.cfg.Now()
-	secret := NewSecret()
-	t := &store.Token{Name: b.Name, Role: b.Role, Hash: HashToken(secret), Created: now}
+	token := NewSecret()
+	t := &store.Token{Name: b.Name, Role: b.Role, Hash: secret.Hash(token), Created: now}
 	if b.ExpiresIn != "" {
 		d, err := time.ParseDuration(b.ExpiresIn)
 		if err != nil || d <= 0 {
@@ -538,7 +566,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"token": t, "secret": secret, "note": "the secret is shown once: store it now"})
+	writeJSON(w, http.StatusCreated, map[string]any{"token": t, "secret": token, "note": "the secret is shown once: store it now"})
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *call) {

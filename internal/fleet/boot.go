@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/zone"
 )
 
@@ -66,8 +67,8 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 	b := newBatch()
 	if t.Action == ActionInstall {
 		f.revokeToken(m)
-		t.Token = randomHex(24)
-		m.InstallTokenHash = hashToken(t.Token)
+		t.Token = secret.Hex(24)
+		m.InstallTokenHash = secret.Hash(t.Token)
 		// This install follows the design served now: whatever an earlier
 		// revision asked a reinstall for is what it installs.
 		m.NeedsReinstall = false
@@ -113,7 +114,7 @@ func (f *Fleet) target(m *machine.Machine) Target {
 func (f *Fleet) Installing(token string) (Target, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	id, ok := f.tokens[hashToken(token)]
+	id, ok := f.tokens[secret.Hash(token)]
 	if !ok || token == "" {
 		return Target{}, ErrUnknown
 	}
@@ -145,7 +146,7 @@ const (
 func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error) {
 	f.mu.Lock()
 	now := f.now()
-	id, ok := f.tokens[hashToken(token)]
+	id, ok := f.tokens[secret.Hash(token)]
 	m := f.byID[id]
 	if !ok || token == "" || m == nil || m.State != machine.Deploying {
 		f.mu.Unlock()

@@ -6,9 +6,6 @@ package fleet
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -212,17 +209,6 @@ func (f *Fleet) Tick() {
 		}
 	}
 	f.w.submit(b)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func hashToken(token string) string {
-	h := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(h[:])
 }
 
 func (f *Fleet) revokeToken(m *machine.Machine) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -302,7 +303,7 @@ func (f *Fleet) ticketFor(mac string, now time.Time) string {
 		f.tickets[t] = tk
 		return t
 	}
-	t := randomHex(16)
+	t := secret.Hex(16)
 	f.tickets[t] = ticket{mac: mac, expires: now.Add(ticketLifetime)}
 	f.ticket[mac] = t
 	return t

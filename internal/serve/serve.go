@@ -18,6 +18,7 @@ import (
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
 )
@@ -177,10 +178,10 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	if path == "" {
 		return errors.New("no operator tokens exist and no --admin-token-file was given to write the first one to")
 	}
-	secret := api.NewSecret()
+	token := api.NewSecret()
 	now := time.Now()
-	t := &store.Token{Name: "admin", Role: api.RoleAdmin, Hash: api.HashToken(secret), Created: now}
-	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+	t := &store.Token{Name: "admin", Role: api.RoleAdmin, Hash: secret.Hash(token), Created: now}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the first admin token: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {

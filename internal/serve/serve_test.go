@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/drover/drover/internal/api"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 )
 
@@ -31,12 +32,12 @@ func TestFirstAdminToken(t *testing.T) {
 		t.Fatalf("token file %v mode %v", err, fi.Mode())
 	}
 	b, _ := os.ReadFile(path)
-	secret := strings.TrimSpace(string(b))
-	tok, err := st.TokenByHash(ctx, api.HashToken(secret))
+	token := strings.TrimSpace(string(b))
+	tok, err := st.TokenByHash(ctx, secret.Hash(token))
 	if err != nil || tok.Role != api.RoleAdmin {
 		t.Fatalf("token %+v %v", tok, err)
 	}
-	if strings.Contains(logs.String(), secret) || !strings.Contains(logs.String(), path) {
+	if strings.Contains(logs.String(), token) || !strings.Contains(logs.String(), path) {
 		t.Errorf("log %q: must say where, never the secret", logs.String())
 	}
 	if err := firstAdminToken(ctx, st, path+".2", log); err != nil {

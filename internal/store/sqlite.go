@@ -390,7 +390,7 @@ func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revis
 		return nil, fmt.Errorf("list revisions: %w", err)
 	}
 	defer rows.Close()
-	var out []Revision
+	out := []Revision{}
 	for rows.Next() {
 		var r Revision
 		var at int64
@@ -494,7 +494,7 @@ func (s *SQLite) PendingRevisions(ctx context.Context) ([]Revision, error) {
 		return nil, fmt.Errorf("pending revisions: %w", err)
 	}
 	defer rows.Close()
-	var out []Revision
+	out := []Revision{}
 	for rows.Next() {
 		var r Revision
 		var at int64
@@ -557,7 +557,7 @@ func listSlots(ctx context.Context, q querier, f SlotFilter) ([]*zone.Slot, erro
 		return nil, fmt.Errorf("list slots: %w", err)
 	}
 	defer rows.Close()
-	var out []*zone.Slot
+	out := []*zone.Slot{}
 	for rows.Next() {
 		var data string
 		if err := rows.Scan(&data); err != nil {
@@ -607,7 +607,7 @@ func (s *SQLite) Machines(ctx context.Context, f MachineFilter) ([]*machine.Mach
 		return nil, fmt.Errorf("list machines: %w", err)
 	}
 	defer rows.Close()
-	var out []*machine.Machine
+	out := []*machine.Machine{}
 	for rows.Next() {
 		m, err := scanMachine(rows)
 		if err != nil {
@@ -639,7 +639,7 @@ func (s *SQLite) Timeline(ctx context.Context, machineID, afterID int64, limit i
 		return nil, fmt.Errorf("timeline: %w", err)
 	}
 	defer rows.Close()
-	var out []machine.Entry
+	out := []machine.Entry{}
 	for rows.Next() {
 		var e machine.Entry
 		var at int64
@@ -660,7 +660,7 @@ func (s *SQLite) Leases(ctx context.Context) ([]Lease, error) {
 		return nil, fmt.Errorf("list leases: %w", err)
 	}
 	defer rows.Close()
-	var out []Lease
+	out := []Lease{}
 	for rows.Next() {
 		var l Lease
 		var addr string
@@ -721,7 +721,7 @@ func (s *SQLite) AllMachines(ctx context.Context) ([]*machine.Machine, error) {
 		return nil, fmt.Errorf("load machines: %w", err)
 	}
 	defer rows.Close()
-	var out []*machine.Machine
+	out := []*machine.Machine{}
 	for rows.Next() {
 		m, err := scanMachine(rows)
 		if err != nil {
@@ -782,7 +782,7 @@ func (s *SQLite) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	defer rows.Close()
-	var out []AuditEntry
+	out := []AuditEntry{}
 	for rows.Next() {
 		var e AuditEntry
 		var at int64
@@ -871,7 +871,7 @@ func (s *SQLite) Tokens(ctx context.Context) ([]Token, error) {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
 	defer rows.Close()
-	var out []Token
+	out := []Token{}
 	for rows.Next() {
 		t, err := scanToken(rows)
 		if err != nil {

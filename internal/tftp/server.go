@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,12 +25,12 @@ import (
 
 // Config configures the TFTP server.
 type Config struct {
-	Listen       string        // UDP address (default 0.0.0.0:69)
-	Roots        []string      // directories searched in order; files never leave them
+	Listen string   // UDP address (default 0.0.0.0:69)
+	Roots  []string // directories searched in order; files never leave them
 	// LinkRoot is the one root whose top-level symlinks are served even when
 	// they lead out of it: the iPXE directory, where Debian's ipxe package
 	// ships its loaders as links to /boot. Every other root refuses them.
-	LinkRoot string
+	LinkRoot     string
 	MaxTransfers int           // concurrent transfers (default 256)
 	Timeout      time.Duration // retransmit timeout unless the client asks (default 1s)
 	Retries      int           // retransmissions before giving up (default 5)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/zone"
 )
 
 // Exit codes of commands that talk to the API, beyond exitOK/exitError1/exitChanges.
@@ -219,6 +220,19 @@ func printMachine(w io.Writer, m *machine.Machine, tl []machine.Entry) error {
 		printEntry(tw, e)
 	}
 	return tw.Flush()
+}
+
+func printEmptySlot(w io.Writer, s *zone.Slot) error {
+	role := s.Role
+	if s.Variant != "" {
+		role += "/" + s.Variant
+	}
+	fmt.Fprintf(w, "name:     %s\nslot:     %s (zone %s, pod %s)\nrole:     %s\naddress:  %s\n", s.Name, s.Key, s.Zone, s.Pod, role, s.Address)
+	if s.BMCAddress.IsValid() {
+		fmt.Fprintf(w, "bmc:      %s\n", s.BMCAddress)
+	}
+	fmt.Fprintln(w, "machine:  none: the slot is empty (nothing has booted in it yet)")
+	return nil
 }
 
 func printEntry(w io.Writer, e machine.Entry) {

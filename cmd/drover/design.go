@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -124,33 +122,23 @@ in the slot to be reinstalled.
 Exit codes: 0 no changes, 2 changes, 1 error (such as an invalid design).`,
 		Args: args(1, "the path of a design file or directory"),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if g.remote() {
-				return remotePlan(cmd.Context(), g, a[0], serverPath, asJSON)
-			}
-			d, err := loadDesign(a[0])
+			b, err := g.backend(cmd.Context())
 			if err != nil {
 				return err
 			}
-			st, err := g.open(cmd.Context())
+			defer b.Close()
+			res, err := b.Plan(cmd.Context(), a[0], serverPath)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			current, err := st.Slots(cmd.Context(), store.SlotFilter{})
-			if err != nil {
-				return err
-			}
-			plan := zone.Diff(current, d.Slots)
 			if asJSON {
-				enc := json.NewEncoder(g.env.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(planJSON(plan, d)); err != nil {
+				if err := writeJSON(g.env.stdout, planJSON(res)); err != nil {
 					return err
 				}
 			} else {
-				plan.Write(g.env.stdout)
+				res.Plan.Write(g.env.stdout)
 			}
-			if !plan.Empty() {
+			if res.Changes {
 				return &exitError{code: exitChanges}
 			}
 			return nil
@@ -161,23 +149,24 @@ Exit codes: 0 no changes, 2 changes, 1 error (such as an invalid design).`,
 	return cmd
 }
 
-func planJSON(p *zone.Plan, d *zone.Design) any {
+// planJSON is the plan as scripts read it, the same from --db and --server.
+func planJSON(p planned) any {
 	nonNil := func(s []*zone.Slot) []*zone.Slot {
 		if s == nil {
 			return []*zone.Slot{}
 		}
 		return s
 	}
-	changed := p.Changed
+	changed := p.Plan.Changed
 	if changed == nil {
 		changed = []zone.SlotChange{}
 	}
 	return map[string]any{
-		"design_hash": d.Hash,
-		"changes":     !p.Empty(),
-		"added":       nonNil(p.Added),
+		"design_hash": p.Hash,
+		"changes":     p.Changes,
+		"added":       nonNil(p.Plan.Added),
 		"changed":     changed,
-		"removed":     nonNil(p.Removed),
+		"removed":     nonNil(p.Plan.Removed),
 	}
 }
 
@@ -188,32 +177,27 @@ func newApplyCommand(g *globals) *cobra.Command {
 		Use:   "apply PATH",
 		Short: "Make a design the current one",
 		Long: `apply shows the plan, asks for confirmation (unless --yes) and then, in one
-transaction, updates the slots, marks machines whose role, variant or profile
-changed as needing a reinstall, and records the design revision: its content
-hash, the git commit when the design is in a git checkout, and who applied it.`,
+transaction, updates the slots and records the design revision: its content
+hash, the git commit when the design is in a git checkout, and who applied it.
+Machines in changed slots are renamed and, when their role, variant or profile
+changed, marked as needing a reinstall; machines in removed slots leave them.
+The server running on the database makes those machine changes (apply waits
+for it); with no server running, apply makes them itself.`,
 		Args: args(1, "the path of a design file or directory"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			if g.remote() {
-				return remoteApply(ctx, g, a[0], serverPath, yes)
-			}
-			d, err := loadDesign(a[0])
+			b, err := g.backend(ctx)
 			if err != nil {
 				return err
 			}
-			st, err := g.open(ctx)
+			defer b.Close()
+			res, err := b.Plan(ctx, a[0], serverPath)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			current, err := st.Slots(ctx, store.SlotFilter{})
-			if err != nil {
-				return err
-			}
-			plan := zone.Diff(current, d.Slots)
-			plan.Write(g.env.stdout)
-			if cur, err := st.CurrentRevision(ctx); err == nil && cur.Hash == d.Hash {
-				fmt.Fprintf(g.env.stdout, "Design %.12s is already applied (revision %d).\n", d.Hash, cur.ID)
+			res.Plan.Write(g.env.stdout)
+			if res.Current != 0 {
+				fmt.Fprintf(g.env.stdout, "Design %.12s is already applied (revision %d).\n", res.Hash, res.Current)
 				return nil
 			}
 			if !yes && !confirm(g, "Apply this design?") {
@@ -222,7 +206,23 @@ hash, the git commit when the design is in a git checkout, and who applied it.`,
 			if actor == "" {
 				actor = g.env.getenv("USER")
 			}
-			return applyDesign(ctx, g, st, d, a[0], actor)
+			if actor == "" {
+				actor = "cli"
+			}
+			rev, p, note, err := b.Apply(ctx, a[0], serverPath, actor)
+			if err != nil {
+				return err
+			}
+			commit := rev.Commit
+			if commit == "" {
+				commit = "not in git"
+			}
+			fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s, %s) by %s: %d added, %d changed, %d removed.\n",
+				rev.ID, rev.Hash, commit, rev.AppliedBy, len(p.Added), len(p.Changed), len(p.Removed))
+			if note != "" {
+				fmt.Fprintln(g.env.stdout, note)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking")
@@ -236,62 +236,4 @@ func confirm(g *globals, question string) bool {
 	line, _ := bufio.NewReader(g.env.stdin).ReadString('\n')
 	answer := strings.ToLower(strings.TrimSpace(line))
 	return answer == "y" || answer == "yes"
-}
-
-// applyDesign records d as the applied design, prints what changed, and sees
-// the revision's effects on machines carried out by the one writer of machines:
-// the running server when one holds the database, otherwise a fleet started
-// here for that alone.
-func applyDesign(ctx context.Context, g *globals, st store.Store, d *zone.Design, path, actor string) error {
-	if actor == "" {
-		actor = "cli"
-	}
-	rev, applied, err := store.Apply(ctx, st, store.ApplyRequest{Design: d, Dir: path, Actor: actor})
-	if err != nil {
-		return err
-	}
-	commit := rev.Commit
-	if commit == "" {
-		commit = "not in git"
-	}
-	fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s, %s) by %s: %d added, %d changed, %d removed.\n",
-		rev.ID, rev.Hash, commit, actor, len(applied.Added), len(applied.Changed), len(applied.Removed))
-	release, err := st.LockWriter()
-	if errors.Is(err, store.ErrWriterBusy) {
-		if waitMachinesRevision(ctx, st, rev.ID, 10*time.Second) {
-			if len(rev.Effects) > 0 {
-				fmt.Fprintln(g.env.stdout, "The running drover server has updated the machines in changed and removed slots.")
-			}
-			return nil
-		}
-		fmt.Fprintf(g.env.stdout, "A drover server holds this database; it updates the machines in changed and removed slots when it loads revision %d.\n", rev.ID)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer release()
-	if _, err := fleet.New(ctx, fleet.Config{Store: st}); err != nil {
-		return fmt.Errorf("revision %d is applied, but its changes to machines are not: %w (a server started on this database carries them out)", rev.ID, err)
-	}
-	return nil
-}
-
-// waitMachinesRevision waits until the machine rows reflect revision id.
-func waitMachinesRevision(ctx context.Context, st store.Store, id int64, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for {
-		got, err := st.MachinesRevision(ctx)
-		if err == nil && got >= id {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

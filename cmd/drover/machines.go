@@ -2,10 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"reflect"
 	"text/tabwriter"
 
@@ -61,19 +59,19 @@ func newSlotsCommand(g *globals) *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			st, err := g.open(cmd.Context())
+			b, err := g.backend(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			slots, err := st.Slots(cmd.Context(), f)
+			defer b.Close()
+			slots, err := b.Slots(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
 			if out.format == "json" {
 				return writeJSON(g.env.stdout, slots)
 			}
-			tw := tabwriter.NewWriter(g.env.stdout, 0, 4, 2, ' ', 0)
+			tw := newTable(g.env.stdout)
 			fmt.Fprintln(tw, "NAME\tZONE\tPOD\tSLOT\tROLE\tVARIANT\tADDRESS\tBMC")
 			for _, s := range slots {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Zone, s.Pod, s.Key, s.Role, dash(s.Variant), s.Address, addrOrDash(s.BMCAddress.String(), s.BMCAddress.IsValid()))
@@ -124,30 +122,14 @@ func newMachinesCommand(g *globals) *cobra.Command {
 				}
 				f.State = st
 			}
-			var ms []*machine.Machine
-			if g.remote() {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				q := url.Values{}
-				for k, v := range map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant, "state": string(f.State)} {
-					if v != "" {
-						q.Set(k, v)
-					}
-				}
-				if ms, err = all[*machine.Machine](cmd.Context(), c, "/api/v1/machines", q); err != nil {
-					return err
-				}
-			} else {
-				st, err := g.open(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if ms, err = st.Machines(cmd.Context(), f); err != nil {
-					return err
-				}
+			b, err := g.backend(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ms, err := b.Machines(cmd.Context(), f)
+			if err != nil {
+				return err
 			}
 			if out.format == "json" {
 				return writeJSON(g.env.stdout, ms)
@@ -167,50 +149,32 @@ func newMachinesCommand(g *globals) *cobra.Command {
 func newShowCommand(g *globals) *cobra.Command {
 	var out outputFlag
 	cmd := &cobra.Command{
-		Use:   "show NAME|MAC",
-		Short: "Show one machine, its slot and its timeline",
-		Args:  args(1, "a machine name or MAC"),
+		Use:   "show NAME|MAC|SLOT",
+		Short: "Show one machine, its slot and its timeline (or an empty slot)",
+		Long: `show prints a machine found by name, MAC or id, with its timeline. A name (or
+switch/port key) of a slot nothing has booted in yet shows the slot and says it
+is empty. Exit code 5 when neither exists.`,
+		Args: args(1, "a machine name, MAC or slot"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if err := out.check(); err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var m *machine.Machine
-			var tl []machine.Entry
-			if g.remote() {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				var got struct {
-					Machine  *machine.Machine `json:"machine"`
-					Timeline []machine.Entry  `json:"timeline"`
-				}
-				if err := c.call(ctx, "GET", machinePath(a[0], ""), nil, &got); err != nil {
-					return err
-				}
-				m, tl = got.Machine, got.Timeline
-			} else {
-				st, err := g.open(ctx)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				m, err = st.Machine(ctx, a[0])
-				if errors.Is(err, store.ErrNotFound) {
-					return &exitError{code: exitNotFound, err: fmt.Errorf("no machine named %q (see drover machines)", a[0])}
-				}
-				if err != nil {
-					return err
-				}
-				if tl, err = st.Timeline(ctx, m.ID, 0, 0); err != nil {
-					return err
-				}
+			b, err := g.backend(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			sh, err := b.Show(cmd.Context(), a[0])
+			if err != nil {
+				return err
 			}
 			if out.format == "json" {
-				return writeJSON(g.env.stdout, map[string]any{"machine": m, "timeline": tl})
+				return writeJSON(g.env.stdout, sh)
 			}
-			return printMachine(g.env.stdout, m, tl)
+			if sh.Machine == nil {
+				return printEmptySlot(g.env.stdout, sh.Slot)
+			}
+			return printMachine(g.env.stdout, sh.Machine, sh.Timeline)
 		},
 	}
 	out.register(cmd)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/drover/drover/internal/zone"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,8 +117,47 @@ func TestPlanApplyPlan(t *testing.T) {
 		t.Fatalf("machines --state happy: %d %q", r.code, r.stderr)
 	}
 	r = drover(t, "", "--db", db, "show", "bgo-compute-01")
-	if r.code != exitNotFound || !strings.Contains(r.stderr, `no machine named "bgo-compute-01"`) {
-		t.Fatalf("show: %d %q", r.code, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, "the slot is empty") || !strings.Contains(r.stdout, "bgo-compute-01") {
+		t.Fatalf("show of an empty slot: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = drover(t, "", "--db", db, "show", "-o", "json", "bgo-compute-01")
+	if r.code != 0 || !strings.Contains(r.stdout, `"machine": null`) || !strings.Contains(r.stdout, `"timeline": []`) {
+		t.Fatalf("show -o json of an empty slot: %d %q", r.code, r.stdout)
+	}
+	r = drover(t, "", "--db", db, "show", "bgo-nothing-99")
+	if r.code != exitNotFound || !strings.Contains(r.stderr, `no machine or slot named "bgo-nothing-99"`) {
+		t.Fatalf("show of nothing: %d %q", r.code, r.stderr)
+	}
+	// Empty lists are [] in JSON, never null.
+	for _, args := range [][]string{{"slots", "--zone", "nowhere"}, {"machines"}, {"machines", "--zone", "nowhere"}} {
+		r = drover(t, "", append([]string{"--db", db}, append(args, "-o", "json")...)...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+			t.Errorf("%v -o json: %d %q", args, r.code, r.stdout)
+		}
+	}
+}
+
+// Ports sort by number (swp2 before swp10) in slots and in plans.
+func TestPortsSortNaturally(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "d.db")
+	design := "../../examples/university"
+	plan := drover(t, "", "--db", db, "plan", design).stdout
+	if i2, i10 := strings.Index(plan, "bgo-p1-tor1/swp2 "), strings.Index(plan, "bgo-p1-tor1/swp10 "); i2 < 0 || i10 < 0 || i2 > i10 {
+		t.Errorf("plan lists swp10 before swp2 (%d, %d)", i2, i10)
+	}
+	if r := drover(t, "", "--db", db, "apply", "--yes", design); r.code != 0 {
+		t.Fatalf("apply: %d %s", r.code, r.stderr)
+	}
+	r := drover(t, "", "--db", db, "slots", "--zone", "bgo", "--pod", "p1", "-o", "json")
+	var slots []struct{ Key, Switch, Port string }
+	if err := json.Unmarshal([]byte(r.stdout), &slots); err != nil || len(slots) == 0 {
+		t.Fatalf("slots: %v", err)
+	}
+	for i := 1; i < len(slots); i++ {
+		a, b := slots[i-1], slots[i]
+		if a.Switch == b.Switch && zone.NaturalLess(b.Port, a.Port) {
+			t.Fatalf("slots list %s before %s", a.Key, b.Key)
+		}
 	}
 }
 

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"time"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/store"
-	"github.com/drover/drover/internal/zone"
 )
 
 // newActionCommand is a machine action; the action is also its API path.
@@ -270,62 +267,3 @@ func designBody(path string, serverPath bool) (map[string]any, error) {
 	return map[string]any{"files": files}, nil
 }
 
-type remotePlanResult struct {
-	Hash    string    `json:"design_hash"`
-	Changes bool      `json:"changes"`
-	Plan    zone.Plan `json:"plan"`
-}
-
-func remotePlan(ctx context.Context, g *globals, path string, serverPath, asJSON bool) error {
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	body, err := designBody(path, serverPath)
-	if err != nil {
-		return err
-	}
-	var res remotePlanResult
-	if err := c.call(ctx, "POST", "/api/v1/design/plan", body, &res); err != nil {
-		return err
-	}
-	if asJSON {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		fmt.Fprintln(g.env.stdout, string(b))
-	} else {
-		res.Plan.Write(g.env.stdout)
-	}
-	if res.Changes {
-		return &exitError{code: exitChanges}
-	}
-	return nil
-}
-
-func remoteApply(ctx context.Context, g *globals, path string, serverPath, yes bool) error {
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	body, err := designBody(path, serverPath)
-	if err != nil {
-		return err
-	}
-	var planned remotePlanResult
-	if err := c.call(ctx, "POST", "/api/v1/design/plan", body, &planned); err != nil {
-		return err
-	}
-	planned.Plan.Write(g.env.stdout)
-	if !yes && !confirm(g, "Apply this design?") {
-		return &exitError{code: exitError1, err: fmt.Errorf("not applied: no confirmation (answer y, or pass --yes)")}
-	}
-	var res struct {
-		Revision store.Revision `json:"revision"`
-		Plan     zone.Plan      `json:"plan"`
-	}
-	if err := c.call(ctx, "POST", "/api/v1/design/apply", body, &res); err != nil {
-		return err
-	}
-	fmt.Fprintf(g.env.stdout, "Applied revision %d (design %.12s) by %s: %d added, %d changed, %d removed.\n",
-		res.Revision.ID, res.Revision.Hash, res.Revision.AppliedBy, len(res.Plan.Added), len(res.Plan.Changed), len(res.Plan.Removed))
-	return nil
-}

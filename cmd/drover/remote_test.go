@@ -82,6 +82,18 @@ func TestCLIRoundTrip(t *testing.T) {
 	if r.code != 0 || strings.Count(r.stdout, "bob") != 1 {
 		t.Fatalf("audit: %d %q", r.code, r.stdout)
 	}
+	r = droverAs(t, viewer, "--server", url, "show", "lab-compute-lvm-03")
+	if r.code != 0 || !strings.Contains(r.stdout, "the slot is empty") {
+		t.Fatalf("remote show of an empty slot: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = droverAs(t, viewer, "--server", url, "show", "nothing-here")
+	if r.code != exitNotFound || !strings.Contains(r.stderr, `no machine or slot named "nothing-here"`) {
+		t.Fatalf("remote show of nothing: %d %q", r.code, r.stderr)
+	}
+	r = droverAs(t, viewer, "--server", url, "slots", "--zone", "nowhere", "-o", "json")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("remote slots: %d %q %q", r.code, r.stdout, r.stderr)
+	}
 	r = droverAs(t, admin, "--server", url, "plan", "../../examples/lab")
 	if r.code != 0 || !strings.Contains(r.stdout, "No changes") {
 		t.Fatalf("remote plan: %d %q %q", r.code, r.stdout, r.stderr)

@@ -151,6 +151,7 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/pods", RoleViewer, false, s.pods},
 		{"GET", "/api/v1/switches", RoleViewer, false, s.switches},
 		{"GET", "/api/v1/slots", RoleViewer, false, s.slots},
+		{"GET", "/api/v1/slots/{ref}", RoleViewer, false, s.slot},
 		{"GET", "/api/v1/machines", RoleViewer, false, s.machines},
 		{"GET", "/api/v1/machines/{ref}", RoleViewer, false, s.machine},
 		{"GET", "/api/v1/machines/{ref}/timeline", RoleViewer, false, s.timeline},

@@ -171,6 +171,26 @@ func (s *Server) slots(w http.ResponseWriter, r *http.Request, _ *call) {
 	writePage(w, r, slots)
 }
 
+// slot answers one slot and the machine in it, or null when nothing has
+// booted in it yet.
+func (s *Server) slot(w http.ResponseWriter, r *http.Request, _ *call) {
+	ref := r.PathValue("ref")
+	sl, err := s.cfg.Store.Slot(r.Context(), ref)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no slot %q (use a name or key; see GET /api/v1/slots)", ref))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	var inSlot *machine.Machine
+	if m, err := s.cfg.Store.Machine(r.Context(), sl.Name); err == nil && m.SlotKey == sl.Key {
+		inSlot = m
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"slot": sl, "machine": inSlot})
+}
+
 func (s *Server) machines(w http.ResponseWriter, r *http.Request, _ *call) {
 	q := r.URL.Query()
 	f := store.MachineFilter{Zone: q.Get("zone"), Pod: q.Get("pod"), Role: q.Get("role"), Variant: q.Get("variant")}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -552,7 +553,7 @@ func (s *SQLite) Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error) 
 
 func listSlots(ctx context.Context, q querier, f SlotFilter) ([]*zone.Slot, error) {
 	where, args := filterSQL(map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant}, "")
-	rows, err := q.QueryContext(ctx, `SELECT data FROM slots`+where+` ORDER BY key`, args...)
+	rows, err := q.QueryContext(ctx, `SELECT data FROM slots`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list slots: %w", err)
 	}
@@ -569,7 +570,35 @@ func listSlots(ctx context.Context, q querier, f SlotFilter) ([]*zone.Slot, erro
 		}
 		out = append(out, sl)
 	}
+	sort.Slice(out, func(i, j int) bool { return zone.SlotLess(out[i], out[j]) })
 	return out, rows.Err()
+}
+
+// Slot finds an applied slot by its name, permanent name or key.
+func (s *SQLite) Slot(ctx context.Context, ref string) (*zone.Slot, error) {
+	var data string
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM slots WHERE name = ? OR key = ? LIMIT 1`, ref, ref).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		// A variant's slot is also known by its permanent name.
+		slots, lerr := listSlots(ctx, s.db, SlotFilter{})
+		if lerr != nil {
+			return nil, lerr
+		}
+		for _, sl := range slots {
+			if sl.PermanentName == ref {
+				return sl, nil
+			}
+		}
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("slot %s: %w", ref, err)
+	}
+	sl := &zone.Slot{}
+	if err := json.Unmarshal([]byte(data), sl); err != nil {
+		return nil, fmt.Errorf("slot %s: %w", ref, err)
+	}
+	return sl, nil
 }
 
 // filterSQL builds "WHERE a = ? AND b = ?" from the non-empty values, in a stable order.
@@ -602,7 +631,7 @@ func (s *SQLite) Machines(ctx context.Context, f MachineFilter) ([]*machine.Mach
 	}
 	join := " LEFT JOIN slots s ON s.key = m.slot_key"
 	cols := "m." + strings.ReplaceAll(machineCols, ", ", ", m.")
-	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM machines m`+join+where+` ORDER BY m.name, m.mac`, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM machines m`+join+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list machines: %w", err)
 	}
@@ -615,7 +644,23 @@ func (s *SQLite) Machines(ctx context.Context, f MachineFilter) ([]*machine.Mach
 		}
 		out = append(out, m)
 	}
+	sort.Slice(out, func(i, j int) bool { return machineLess(out[i], out[j]) })
 	return out, rows.Err()
+}
+
+// machineLess lists named machines by name, then the rest by where they were
+// seen, numbers by value (lab-compute-2 before lab-compute-10, swp2 before swp10).
+func machineLess(a, b *machine.Machine) bool {
+	if (a.Name == "") != (b.Name == "") {
+		return a.Name != ""
+	}
+	if a.Name != b.Name {
+		return zone.NaturalLess(a.Name, b.Name)
+	}
+	if a.Location != b.Location {
+		return zone.NaturalLess(a.Location, b.Location)
+	}
+	return a.MAC < b.MAC
 }
 
 // Machine finds a machine by name (the one currently holding it), MAC or id.

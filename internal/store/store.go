@@ -153,6 +153,8 @@ type Store interface {
 	// returned function releases it; a dead holder's lock is released too.
 	LockWriter() (release func(), err error)
 	Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error)
+	// Slot finds an applied slot by name, permanent name or key.
+	Slot(ctx context.Context, ref string) (*zone.Slot, error)
 
 	Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error)
 	// Machine finds a machine by name, MAC or numeric id.

@@ -22,7 +22,7 @@ import (
 // Design is a validated set of zones and every slot derived from them.
 type Design struct {
 	Zones  []*Zone
-	Slots  []*Slot // sorted by Key
+	Slots  []*Slot // in SlotLess order: zone, pod, key, numbers by value
 	Files  []string
 	Hash   string // sha256 over the files' names and contents
 	Source map[string][]byte

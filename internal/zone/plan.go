@@ -58,21 +58,12 @@ func Diff(current, next []*Slot) *Plan {
 	for _, c := range cur {
 		p.Removed = append(p.Removed, c)
 	}
-	sort.Slice(p.Added, func(i, j int) bool { return slotLess(p.Added[i], p.Added[j]) })
-	sort.Slice(p.Removed, func(i, j int) bool { return slotLess(p.Removed[i], p.Removed[j]) })
-	sort.Slice(p.Changed, func(i, j int) bool { return slotLess(p.Changed[i].After, p.Changed[j].After) })
+	sort.Slice(p.Added, func(i, j int) bool { return SlotLess(p.Added[i], p.Added[j]) })
+	sort.Slice(p.Removed, func(i, j int) bool { return SlotLess(p.Removed[i], p.Removed[j]) })
+	sort.Slice(p.Changed, func(i, j int) bool { return SlotLess(p.Changed[i].After, p.Changed[j].After) })
 	return p
 }
 
-func slotLess(a, b *Slot) bool {
-	if a.Zone != b.Zone {
-		return a.Zone < b.Zone
-	}
-	if a.Pod != b.Pod {
-		return a.Pod < b.Pod
-	}
-	return a.Key < b.Key
-}
 
 func changedFields(a, b *Slot) []string {
 	var f []string
@@ -137,9 +128,9 @@ func (p *Plan) Write(w io.Writer) {
 	}
 	sort.SliceStable(groups, func(i, j int) bool {
 		if groups[i].zone != groups[j].zone {
-			return groups[i].zone < groups[j].zone
+			return NaturalLess(groups[i].zone, groups[j].zone)
 		}
-		return groups[i].pod < groups[j].pod
+		return NaturalLess(groups[i].pod, groups[j].pod)
 	})
 	for _, g := range groups {
 		fmt.Fprintf(w, "zone %s, pod %s:\n", g.zone, g.pod)

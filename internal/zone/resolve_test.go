@@ -264,3 +264,14 @@ func TestDiff(t *testing.T) {
 		}
 	}
 }
+
+func TestNaturalLess(t *testing.T) {
+	ordered := []string{"Ethernet1/2", "Ethernet1/10", "Ethernet2/1", "ge-0/0/2", "ge-0/0/10", "p1-tor1/swp1", "p1-tor1/swp2", "p1-tor1/swp10", "p1-tor2/swp1", "p2", "p10", "swp", "swp01", "swp1", "swp2"}
+	for i := range ordered {
+		for j := range ordered {
+			if got, want := NaturalLess(ordered[i], ordered[j]), i < j; got != want {
+				t.Errorf("NaturalLess(%q, %q) = %v, want %v", ordered[i], ordered[j], got, want)
+			}
+		}
+	}
+}

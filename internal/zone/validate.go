@@ -74,7 +74,7 @@ func compile(d *Design, errs *problems) {
 	}
 	c.checkOverlaps()
 	c.checkSlots()
-	sort.Slice(d.Slots, func(i, j int) bool { return d.Slots[i].Key < d.Slots[j].Key })
+	sort.Slice(d.Slots, func(i, j int) bool { return SlotLess(d.Slots[i], d.Slots[j]) })
 }
 
 // claim records a unique value, or reports it as a duplicate of the first claim.

@@ -266,4 +266,3 @@ func designBody(path string, serverPath bool) (map[string]any, error) {
 	}
 	return map[string]any{"files": files}, nil
 }
-

@@ -64,7 +64,6 @@ func Diff(current, next []*Slot) *Plan {
 	return p
 }
 
-
 func changedFields(a, b *Slot) []string {
 	var f []string
 	add := func(name string, changed bool) {

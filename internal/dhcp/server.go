@@ -203,11 +203,11 @@ func (s *Server) serve(ctx context.Context, pc *ipv4.PacketConn, j job) {
 		var d *errDrop
 		if errors.As(err, &d) {
 			stats.Add("drop_refused")
-			s.cfg.Log.Debug("dhcp no reply", "mac", j.req.ClientHWAddr, "type", j.req.MessageType(), "reason", d.reason)
+			s.cfg.Log.Debug("dhcp no reply", "mac", j.req.ClientHWAddr.String(), "type", j.req.MessageType().String(), "reason", d.reason)
 			return
 		}
 		stats.Add("drop_error")
-		s.cfg.Log.Error("dhcp request", "mac", j.req.ClientHWAddr, "type", j.req.MessageType(), "err", err)
+		s.cfg.Log.Error("dhcp request", "mac", j.req.ClientHWAddr.String(), "type", j.req.MessageType().String(), "err", err)
 		return
 	}
 	if rep == nil {

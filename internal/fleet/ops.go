@@ -126,16 +126,13 @@ func (f *Fleet) operate(m *machine.Machine, op Op, now time.Time, b *batch) ([]m
 		f.detach(m, b)
 		return es, nil
 	case ActRelease:
-		e1, err := m.Apply(machine.Change{Event: machine.Release, Actor: op.Actor, At: now, Reason: reason})
+		es, err := change(machine.Release)
 		if err != nil {
 			return nil, err
 		}
-		e2, err := m.Apply(machine.Change{Event: machine.Released, Actor: op.Actor, At: now, Reason: "released from slot " + m.SlotKey})
-		if err != nil {
-			return nil, err
-		}
+		es[0].Reason += " (released from slot " + m.SlotKey + ")"
 		f.detach(m, b)
-		return []machine.Entry{e1, e2}, nil
+		return es, nil
 	}
 	return nil, fmt.Errorf("unknown action %q", op.Action)
 }

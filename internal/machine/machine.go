@@ -22,19 +22,20 @@ const (
 	Retired     State = "retired"
 )
 
-// Work states and their failure twins.
+// Work states and their failure twins. Commissioning (hardware inventory and
+// checks before a machine is ready) is reserved for the install agent: the
+// table has it, nothing enters it yet. A release has no work to wait for: it
+// goes straight to ready.
 const (
 	Commissioning       State = "commissioning"
 	CommissioningFailed State = "commissioning-failed"
 	Deploying           State = "deploying"
 	DeployFailed        State = "deploy-failed"
-	Releasing           State = "releasing"
-	ReleaseFailed       State = "release-failed"
 )
 
 // AllStates lists every state, stable ones first.
 var allStates = []State{Discovered, Ready, Deployed, Maintenance, Retired,
-	Commissioning, CommissioningFailed, Deploying, DeployFailed, Releasing, ReleaseFailed}
+	Commissioning, CommissioningFailed, Deploying, DeployFailed}
 
 // States returns every state, stable ones first.
 func States() []State { return append([]State(nil), allStates...) }
@@ -57,7 +58,6 @@ func ParseState(s string) (State, error) {
 var failureTwin = map[State]State{
 	Commissioning: CommissioningFailed,
 	Deploying:     DeployFailed,
-	Releasing:     ReleaseFailed,
 }
 
 // IsWork reports whether s is a work state (one with a watchdog).
@@ -73,8 +73,7 @@ const (
 	Deploy           Event = "deploy"
 	Reinstall        Event = "reinstall"
 	Installed        Event = "installed"
-	Release          Event = "release"
-	Released         Event = "released"
+	Release          Event = "release" // out of its slot, back to ready
 	Fail             Event = "fail"    // an error reported in a work state
 	Timeout          Event = "timeout" // the watchdog of a work state fired
 	EnterMaintenance Event = "enter-maintenance"
@@ -101,13 +100,12 @@ var transitions = map[Event]rule{
 	Deploy:           {from: []State{Discovered, Ready, DeployFailed}, to: Deploying},
 	Reinstall:        {from: []State{Deployed, DeployFailed, Ready}, to: Deploying},
 	Installed:        {from: []State{Deploying}, to: Deployed},
-	Release:          {from: []State{Deployed, DeployFailed, ReleaseFailed}, to: Releasing},
-	Released:         {from: []State{Releasing}, to: Ready},
-	Fail:             {from: []State{Commissioning, Deploying, Releasing}, to: toTwin},
-	Timeout:          {from: []State{Commissioning, Deploying, Releasing}, to: toTwin},
-	EnterMaintenance: {from: []State{Discovered, Ready, Deployed, CommissioningFailed, DeployFailed, ReleaseFailed}, to: Maintenance},
+	Release:          {from: []State{Deployed, DeployFailed}, to: Ready},
+	Fail:             {from: []State{Commissioning, Deploying}, to: toTwin},
+	Timeout:          {from: []State{Commissioning, Deploying}, to: toTwin},
+	EnterMaintenance: {from: []State{Discovered, Ready, Deployed, CommissioningFailed, DeployFailed}, to: Maintenance},
 	LeaveMaintenance: {from: []State{Maintenance}, to: toReturn},
-	Retire:           {from: []State{Discovered, Ready, Deployed, Maintenance, CommissioningFailed, DeployFailed, ReleaseFailed}, to: Retired},
+	Retire:           {from: []State{Discovered, Ready, Deployed, Maintenance, CommissioningFailed, DeployFailed}, to: Retired},
 	Replaced:         {from: allStates, to: Retired},
 }
 

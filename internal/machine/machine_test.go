@@ -22,18 +22,16 @@ var legal = map[Event]map[State]State{
 	Deploy:       {Discovered: Deploying, Ready: Deploying, DeployFailed: Deploying},
 	Reinstall:    {Deployed: Deploying, DeployFailed: Deploying, Ready: Deploying},
 	Installed:    {Deploying: Deployed},
-	Release:      {Deployed: Releasing, DeployFailed: Releasing, ReleaseFailed: Releasing},
-	Released:     {Releasing: Ready},
-	Fail:         {Commissioning: CommissioningFailed, Deploying: DeployFailed, Releasing: ReleaseFailed},
-	Timeout:      {Commissioning: CommissioningFailed, Deploying: DeployFailed, Releasing: ReleaseFailed},
+	Release:      {Deployed: Ready, DeployFailed: Ready},
+	Fail:         {Commissioning: CommissioningFailed, Deploying: DeployFailed},
+	Timeout:      {Commissioning: CommissioningFailed, Deploying: DeployFailed},
 	EnterMaintenance: {Discovered: Maintenance, Ready: Maintenance, Deployed: Maintenance,
-		CommissioningFailed: Maintenance, DeployFailed: Maintenance, ReleaseFailed: Maintenance},
+		CommissioningFailed: Maintenance, DeployFailed: Maintenance},
 	LeaveMaintenance: {Maintenance: Ready}, // from a machine that entered from ready; see TestMaintenanceReturns
 	Retire: {Discovered: Retired, Ready: Retired, Deployed: Retired, Maintenance: Retired,
-		CommissioningFailed: Retired, DeployFailed: Retired, ReleaseFailed: Retired},
+		CommissioningFailed: Retired, DeployFailed: Retired},
 	Replaced: {Discovered: Retired, Ready: Retired, Deployed: Retired, Maintenance: Retired, Retired: Retired,
-		Commissioning: Retired, CommissioningFailed: Retired, Deploying: Retired, DeployFailed: Retired,
-		Releasing: Retired, ReleaseFailed: Retired},
+		Commissioning: Retired, CommissioningFailed: Retired, Deploying: Retired, DeployFailed: Retired},
 }
 
 func TestEveryTransition(t *testing.T) {
@@ -111,7 +109,7 @@ func TestMaintenanceNeedsReasonOwnerExpiry(t *testing.T) {
 func TestMaintenanceReturns(t *testing.T) {
 	tests := []struct{ from, back State }{
 		{Deployed, Deployed}, {Ready, Ready}, {Discovered, Discovered},
-		{DeployFailed, Ready}, {CommissioningFailed, Ready}, {ReleaseFailed, Ready},
+		{DeployFailed, Ready}, {CommissioningFailed, Ready},
 	}
 	for _, tt := range tests {
 		m := &Machine{State: tt.from}

@@ -91,7 +91,7 @@ func (z *Zone) Lease() time.Duration {
 	return d
 }
 
-// Timeout is the watchdog for a work state ("commissioning", "deploying", "releasing").
+// Timeout is the watchdog for a work state ("commissioning", "deploying").
 func (z *Zone) Timeout(state string) time.Duration {
 	var s string
 	switch state {
@@ -99,8 +99,6 @@ func (z *Zone) Timeout(state string) time.Duration {
 		s = z.Timeouts.Commissioning
 	case "deploying":
 		s = z.Timeouts.Deploying
-	case "releasing":
-		s = z.Timeouts.Releasing
 	}
 	if d, err := time.ParseDuration(s); err == nil && s != "" {
 		return d

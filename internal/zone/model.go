@@ -45,7 +45,6 @@ type Timeouts struct {
 	Meta          Meta
 	Commissioning string `yaml:"commissioning"`
 	Deploying     string `yaml:"deploying"`
-	Releasing     string `yaml:"releasing"`
 }
 
 // Profile is how a role is installed.

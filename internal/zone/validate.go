@@ -127,7 +127,6 @@ func (c *compiler) zone(z *Zone) {
 	c.duration(m, "lease_time", z.LeaseTime)
 	c.duration(&z.Timeouts.Meta, "commissioning", z.Timeouts.Commissioning)
 	c.duration(&z.Timeouts.Meta, "deploying", z.Timeouts.Deploying)
-	c.duration(&z.Timeouts.Meta, "releasing", z.Timeouts.Releasing)
 	if z.UnknownMachines == "" {
 		z.UnknownMachines = "discover"
 	} else {

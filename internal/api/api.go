@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/machine"
@@ -55,7 +54,6 @@ func roleRank(r string) int {
 // Fleet is what the API needs from the running inventory.
 type Fleet interface {
 	Operate(ctx context.Context, op fleet.Op) (machine.Machine, error)
-	Counts() (map[machine.State]int, map[string]int)
 	Index() *zone.Index
 	// Sync serves the newest applied revision and carries out its effects on machines.
 	Sync(ctx context.Context, latest *fleet.Applied) error
@@ -69,9 +67,8 @@ type Config struct {
 	Store     store.Store
 	Fleet     Fleet
 	DesignDir string // where uploaded designs are kept (their templates are rendered from there)
-	DHCP      *counter.Set
-	TFTP      *counter.Set
-	Boot      *counter.Set
+	// Metrics are the services' own collectors, served at /metrics.
+	Metrics []prometheus.Collector
 	Log       *slog.Logger
 	Now       func() time.Time
 }
@@ -124,7 +121,8 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_api_requests_total", Help: "Operator API requests by route, method and status."}, []string{"route", "method", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "drover_api_request_duration_seconds", Help: "Operator API request latency by route and method.", Buckets: prometheus.DefBuckets}, []string{"route", "method"})
-	s.reg.MustRegister(s.requests, s.latency, &collector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(s.requests, s.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(cfg.Metrics...)
 	s.routes = s.table()
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {

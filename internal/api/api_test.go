@@ -23,11 +23,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/counter"
+	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/fleet/fleettest"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/tftp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 type fixture struct {
@@ -70,12 +74,10 @@ func newFixture(t *testing.T) *fixture {
 	stats.Add("tx_OFFER")
 	stats.Add("drop_malformed")
 	stats.Add("relay|10.77.0.1|OFFER")
-	tftp := &counter.Set{}
-	tftp.Add("ok")
-	tftp.AddN("bytes", 1000)
 	bootStats := &counter.Set{}
 	bootStats.Add("script|200")
-	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), DHCP: stats, TFTP: tftp, Boot: bootStats})
+	metrics := []prometheus.Collector{dhcp.Collector(stats), &tftp.Metrics{}, boot.Collector(bootStats), fl.Collector()}
+	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), Metrics: metrics})
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)
 	return f
@@ -285,7 +287,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		t.Fatalf("metrics: %d", code)
 	}
 	for _, want := range []string{`drover_dhcp_received_total{type="DISCOVER"} 1`, `drover_dhcp_dropped_total{reason="malformed"} 1`,
-		`drover_dhcp_relay_replies_total{relay="10.77.0.1",type="OFFER"} 1`, `drover_machines{state="deployed"} 2`, `drover_tftp_bytes_total 1000`,
+		`drover_dhcp_relay_replies_total{relay="10.77.0.1",type="OFFER"} 1`, `drover_machines{state="deployed"} 2`, `drover_tftp_bytes_total 0`,
 		`drover_boot_http_requests_total{code="200",kind="script"} 1`, `drover_api_requests_total{code="200",method="GET",route="/api/v1/machines"} 1`,
 		`drover_api_request_duration_seconds_bucket`, `drover_leases{state="bound"} 0`} {
 		if !strings.Contains(string(body), want) {

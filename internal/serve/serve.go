@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := firstAdminToken(ctx, cfg.Store, cfg.AdminTokenFile, log); err != nil {
 		return err
 	}
-	stats, tftpStats, bootStats := &counter.Set{}, &counter.Set{}, &counter.Set{}
+	stats, bootStats, tftpMetrics := &counter.Set{}, &counter.Set{}, &tftp.Metrics{}
 	dcfg := cfg.DHCP
 	dcfg.Log = log.With("service", "dhcp")
 	if dcfg.Handler == nil {
@@ -88,14 +88,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	tcfg := cfg.TFTP
 	tcfg.Log = log.With("service", "tftp")
+	tcfg.Metrics = tftpMetrics
 	tcfg.Done = func(client netip.Addr, file string, n int64, err error) {
-		tftpStats.AddN("bytes", n)
 		if err != nil {
-			tftpStats.Add("error")
 			fl.Note(client, machine.KindTFTPError, fmt.Sprintf("%s: %v", file, err))
 			return
 		}
-		tftpStats.Add("ok")
 		fl.Note(client, machine.KindTFTP, fmt.Sprintf("%s (%d bytes)", file, n))
 	}
 	tsrv, err := tftp.NewServer(tcfg)
@@ -110,7 +108,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	acfg := cfg.API
-	acfg.Store, acfg.Fleet, acfg.DHCP, acfg.TFTP, acfg.Boot, acfg.Log = cfg.Store, fl, stats, tftpStats, bootStats, log.With("service", "api")
+	acfg.Store, acfg.Fleet, acfg.Log = cfg.Store, fl, log.With("service", "api")
+	acfg.Metrics = append(acfg.Metrics, dhcp.Collector(stats), tftpMetrics, boot.Collector(bootStats), fl.Collector())
 	asrv := api.New(acfg)
 
 	// Listeners stop first; the inventory stops last so that every change they

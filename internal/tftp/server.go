@@ -38,7 +38,9 @@ type Config struct {
 	MaxWindow    int           // largest windowsize granted (default 64)
 	// Done is told about every finished transfer (for timelines and metrics).
 	Done func(client netip.Addr, file string, bytes int64, err error)
-	Log  *slog.Logger
+	// Metrics, when set, counts transfers and bytes.
+	Metrics *Metrics
+	Log     *slog.Logger
 }
 
 // Server is a read-only TFTP server.
@@ -261,6 +263,7 @@ func (s *Server) transfer(ctx context.Context, local net.IP, client *net.UDPAddr
 }
 
 func (s *Server) done(client netip.Addr, file string, n int64, err error) {
+	s.cfg.Metrics.record(n, err)
 	if err != nil {
 		s.cfg.Log.Info("tftp transfer failed", "client", client, "file", file, "err", err)
 	} else {

@@ -92,7 +92,7 @@ type transfers struct {
 func startServer(t *testing.T, roots ...string) (*Server, *transfers) {
 	t.Helper()
 	tr := &transfers{}
-	s, err := NewServer(Config{Listen: "127.0.0.1:0", Roots: roots, Timeout: 200 * time.Millisecond, Retries: 3,
+	s, err := NewServer(Config{Listen: "127.0.0.1:0", Roots: roots, Timeout: 200 * time.Millisecond, Retries: 3, Metrics: &Metrics{},
 		Done: func(_ netip.Addr, file string, n int64, err error) {
 			tr.mu.Lock()
 			defer tr.mu.Unlock()
@@ -191,9 +191,23 @@ func TestTransfersWithAtftp(t *testing.T) {
 			t.Errorf("%s: got content %q", bad, b)
 		}
 	}
+	// The server reports a refused transfer just after the client has its error.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tr.mu.Lock()
+		n := len(tr.done)
+		tr.mu.Unlock()
+		if n >= 7 {
+			break
+		}
+	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if len(tr.done) < 7 || !strings.Contains(strings.Join(tr.done, "\n"), "../secret: access violation") {
 		t.Errorf("transfers reported: %q", tr.done)
+	}
+	m := s.cfg.Metrics
+	wantBytes := int64(2*len(content) + 2*len(exact))
+	if m.ok.Load() != 4 || m.failed.Load() < 3 || m.bytes.Load() != wantBytes {
+		t.Errorf("metrics: %d ok, %d failed, %d bytes; want 4, at least 3, %d", m.ok.Load(), m.failed.Load(), m.bytes.Load(), wantBytes)
 	}
 }

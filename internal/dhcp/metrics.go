@@ -1,0 +1,54 @@
+package dhcp
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/drover/drover/internal/counter"
+)
+
+// Collector exports the DHCP server's counters (the handler's Stats) as
+// Prometheus metrics. The hot path counts by name in a counter.Set; only this
+// package knows what the names mean.
+func Collector(stats *counter.Set) prometheus.Collector { return &collector{stats: stats} }
+
+type collector struct{ stats *counter.Set }
+
+var (
+	descReceived = prometheus.NewDesc("drover_dhcp_received_total", "DHCP requests received, by message type.", []string{"type"}, nil)
+	descSent     = prometheus.NewDesc("drover_dhcp_replies_total", "DHCP replies sent, by message type.", []string{"type"}, nil)
+	descDropped  = prometheus.NewDesc("drover_dhcp_dropped_total", "DHCP packets dropped, by reason.", []string{"reason"}, nil)
+	descPackets  = prometheus.NewDesc("drover_dhcp_packets_total", "UDP packets read by the DHCP server.", nil, nil)
+	descRelay    = prometheus.NewDesc("drover_dhcp_relay_replies_total", "Offers and acks sent through each relay.", []string{"relay", "type"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descReceived, descSent, descDropped, descPackets, descRelay} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for k, v := range c.stats.Snapshot() {
+		switch {
+		case k == "rx_packets":
+			counter(descPackets, v)
+		case strings.HasPrefix(k, "rx_"):
+			counter(descReceived, v, strings.TrimPrefix(k, "rx_"))
+		case k == "tx_error":
+			counter(descDropped, v, "send_error")
+		case strings.HasPrefix(k, "tx_"):
+			counter(descSent, v, strings.TrimPrefix(k, "tx_"))
+		case strings.HasPrefix(k, "drop_"):
+			counter(descDropped, v, strings.TrimPrefix(k, "drop_"))
+		case strings.HasPrefix(k, "relay|"):
+			if parts := strings.Split(k, "|"); len(parts) == 3 {
+				counter(descRelay, v, parts[1], parts[2])
+			}
+		}
+	}
+}

@@ -69,8 +69,8 @@ type Config struct {
 	DesignDir string // where uploaded designs are kept (their templates are rendered from there)
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
-	Log       *slog.Logger
-	Now       func() time.Time
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Server is the operator API.

@@ -324,7 +324,7 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 		return nil, &Refusal{Reason: "machine " + mac + " is retired", Silent: true}
 	}
 	if !id.Known() {
-		if ix.UnknownPolicy(id) == "ignore" {
+		if ix.UnknownPolicy(id) == zone.UnknownIgnore {
 			return nil, &Refusal{Reason: "unknown machine ignored by policy: " + id.Reason, Silent: true}
 		}
 		loc := location(id)
@@ -358,7 +358,7 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 	}
 	m.Location = ""
 	if cur := f.bySlot[s.Key]; cur != nil {
-		rep, err := machine.Replace(cur, m, s.OnReplace, actorDHCP, now, timeout)
+		rep, err := machine.Replace(cur, m, s.OnReplace == zone.ReplaceHold, actorDHCP, now, timeout)
 		if err != nil {
 			return nil, err
 		}

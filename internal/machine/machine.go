@@ -305,9 +305,9 @@ type Replacement struct {
 }
 
 // Replace moves a slot from old hardware to new. The old machine is retired; the
-// new one takes the slot and, when the slot's policy is "reinstall", starts
-// deploying into the slot's identity. With "hold" it waits for an operator.
-func Replace(old, nw *Machine, policy, actor string, at time.Time, deployTimeout time.Duration) (Replacement, error) {
+// new one takes the slot and starts deploying into the slot's identity, unless
+// hold (the slot's policy) makes it wait for an operator.
+func Replace(old, nw *Machine, hold bool, actor string, at time.Time, deployTimeout time.Duration) (Replacement, error) {
 	var r Replacement
 	why := fmt.Sprintf("hardware replaced in slot %s: %s replaced by %s", old.SlotKey, old.MAC, nw.MAC)
 	r.OldEntries = append(r.OldEntries, Entry{MachineID: old.ID, At: at, Actor: actor, Kind: KindHardwareReplaced, Reason: why})
@@ -319,7 +319,7 @@ func Replace(old, nw *Machine, policy, actor string, at time.Time, deployTimeout
 	nw.SlotKey, nw.Name = old.SlotKey, old.Name
 	old.SlotKey, old.NeedsReinstall = "", false
 	r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: KindHardwareReplaced, Reason: why})
-	if policy == "hold" {
+	if hold {
 		r.NewEntries = append(r.NewEntries, Entry{MachineID: nw.ID, At: at, Actor: actor, Kind: KindHeld,
 			Reason: "slot policy is hold: waiting for an operator to reinstall " + nw.Name})
 		return r, nil

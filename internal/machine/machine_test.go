@@ -166,7 +166,7 @@ func TestReplace(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			old := &Machine{ID: 1, MAC: "52:54:00:00:00:01", SlotKey: "p1-tor1/swp3", Name: "bgo-compute-03", State: Deployed}
 			nw := &Machine{ID: 2, MAC: "52:54:00:00:00:99", State: Discovered}
-			r, err := Replace(old, nw, policy, "dhcp", t0, time.Hour)
+			r, err := Replace(old, nw, policy == "hold", "dhcp", t0, time.Hour)
 			if err != nil {
 				t.Fatal(err)
 			}

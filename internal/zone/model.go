@@ -19,8 +19,8 @@ type Zone struct {
 	DNSServers      []string            `yaml:"dns_servers"`
 	LeaseTime       string              `yaml:"lease_time"`
 	Naming          Naming              `yaml:"naming"`
-	UnknownMachines string              `yaml:"unknown_machines"`
-	OnReplace       string              `yaml:"on_replace"`
+	UnknownMachines UnknownPolicy       `yaml:"unknown_machines"`
+	OnReplace       ReplacePolicy       `yaml:"on_replace"`
 	Timeouts        Timeouts            `yaml:"timeouts"`
 	Addressing      Addressing          `yaml:"addressing"`
 	Profiles        []*Profile          `yaml:"profiles,keyed"`
@@ -39,6 +39,24 @@ type Naming struct {
 	Template string `yaml:"template"`
 	IDDigits int    `yaml:"id_digits"`
 }
+
+// UnknownPolicy is what a zone does with a machine that has no slot.
+type UnknownPolicy string
+
+// Unknown-machine policies.
+const (
+	UnknownDiscover UnknownPolicy = "discover" // record it; boot nothing that installs (the default)
+	UnknownIgnore   UnknownPolicy = "ignore"   // do not answer it at all
+)
+
+// ReplacePolicy is what a slot does with new hardware that shows up in it.
+type ReplacePolicy string
+
+// Replacement policies.
+const (
+	ReplaceReinstall ReplacePolicy = "reinstall" // install it into the slot's identity (the default)
+	ReplaceHold      ReplacePolicy = "hold"      // wait for an operator
+)
 
 // Timeouts are the watchdogs for work states, as Go durations ("45m").
 type Timeouts struct {
@@ -129,22 +147,22 @@ type Switch struct {
 // Mapping puts a role on a range of ports with an explicit id range.
 type Mapping struct {
 	Meta      Meta
-	Ports     string `yaml:"ports"`
-	Role      string `yaml:"role"`
-	Variant   string `yaml:"variant"`
-	IDs       string `yaml:"ids"`
-	OnReplace string `yaml:"on_replace"`
+	Ports     string        `yaml:"ports"`
+	Role      string        `yaml:"role"`
+	Variant   string        `yaml:"variant"`
+	IDs       string        `yaml:"ids"`
+	OnReplace ReplacePolicy `yaml:"on_replace"`
 }
 
 // Pin gives a slot to a MAC address where no relay adds option 82.
 type Pin struct {
 	Meta      Meta
-	MAC       string `yaml:"mac"`
-	Pod       string `yaml:"pod"`
-	Role      string `yaml:"role"`
-	Variant   string `yaml:"variant"`
-	ID        int    `yaml:"id"`
-	OnReplace string `yaml:"on_replace"`
+	MAC       string        `yaml:"mac"`
+	Pod       string        `yaml:"pod"`
+	Role      string        `yaml:"role"`
+	Variant   string        `yaml:"variant"`
+	ID        int           `yaml:"id"`
+	OnReplace ReplacePolicy `yaml:"on_replace"`
 }
 
 // Override sets explicit addresses for one host (by permanent name), per network.

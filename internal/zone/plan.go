@@ -177,7 +177,7 @@ func fieldValue(s *Slot, field string) string {
 	case "firmware":
 		v = s.Firmware
 	case "on_replace":
-		v = s.OnReplace
+		v = string(s.OnReplace)
 	case "id":
 		v = fmt.Sprint(s.ID)
 	case "networks":

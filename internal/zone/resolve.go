@@ -63,7 +63,7 @@ func NewIndex(d *Design) *Index {
 		ignoreAll: len(d.Zones) > 0,
 	}
 	for _, z := range d.Zones {
-		if z.UnknownMachines != "ignore" {
+		if z.UnknownMachines != UnknownIgnore {
 			ix.ignoreAll = false
 		}
 		for _, p := range z.Pods {
@@ -167,16 +167,15 @@ func podBootContains(p *Pod, a netip.Addr) bool {
 	return false
 }
 
-// UnknownPolicy is what to do with a machine that has no slot: "discover"
-// (record it, boot nothing that installs) or "ignore" (do not answer).
-func (ix *Index) UnknownPolicy(id Identity) string {
+// UnknownPolicy is what to do with a machine that has no slot.
+func (ix *Index) UnknownPolicy(id Identity) UnknownPolicy {
 	if id.Zone != nil {
 		return id.Zone.UnknownMachines
 	}
 	if ix.ignoreAll {
-		return "ignore"
+		return UnknownIgnore
 	}
-	return "discover"
+	return UnknownDiscover
 }
 
 // DiscoveryLease is where an unknown machine may get an address: the host

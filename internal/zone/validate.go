@@ -87,13 +87,15 @@ func claim[K comparable](c *compiler, m map[K]owner, key K, pos Pos, field, what
 	return true
 }
 
-func oneOf(c *compiler, m *Meta, field, value string, allowed ...string) {
-	for _, a := range allowed {
+func oneOf[T ~string](c *compiler, m *Meta, field string, value T, allowed ...T) {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
 		if value == a {
 			return
 		}
+		names[i] = string(a)
 	}
-	c.errs.add(m.PosOf(field), m.PathOf(field), "use one of: "+strings.Join(allowed, ", "), "%q is not allowed", value)
+	c.errs.add(m.PosOf(field), m.PathOf(field), "use one of: "+strings.Join(names, ", "), "%q is not allowed", value)
 }
 
 func (c *compiler) zone(z *Zone) {
@@ -128,14 +130,14 @@ func (c *compiler) zone(z *Zone) {
 	c.duration(&z.Timeouts.Meta, "commissioning", z.Timeouts.Commissioning)
 	c.duration(&z.Timeouts.Meta, "deploying", z.Timeouts.Deploying)
 	if z.UnknownMachines == "" {
-		z.UnknownMachines = "discover"
+		z.UnknownMachines = UnknownDiscover
 	} else {
-		oneOf(c, m, "unknown_machines", z.UnknownMachines, "discover", "ignore")
+		oneOf(c, m, "unknown_machines", z.UnknownMachines, UnknownDiscover, UnknownIgnore)
 	}
 	if z.OnReplace == "" {
-		z.OnReplace = "reinstall"
+		z.OnReplace = ReplaceReinstall
 	} else {
-		oneOf(c, m, "on_replace", z.OnReplace, "reinstall", "hold")
+		oneOf(c, m, "on_replace", z.OnReplace, ReplaceReinstall, ReplaceHold)
 	}
 	naming := c.naming(z)
 
@@ -620,7 +622,7 @@ func (c *compiler) mapping(z *Zone, p *Pod, boot *Network, sw *Switch, mp *Mappi
 	}
 	onReplace := z.OnReplace
 	if mp.OnReplace != "" {
-		oneOf(c, m, "on_replace", mp.OnReplace, "reinstall", "hold")
+		oneOf(c, m, "on_replace", mp.OnReplace, ReplaceReinstall, ReplaceHold)
 		onReplace = mp.OnReplace
 	}
 	for k, port := range ports {
@@ -661,7 +663,7 @@ func (c *compiler) pin(z *Zone, pin *Pin, i int, pods map[string]*Pod, naming na
 	}
 	onReplace := z.OnReplace
 	if pin.OnReplace != "" {
-		oneOf(c, m, "on_replace", pin.OnReplace, "reinstall", "hold")
+		oneOf(c, m, "on_replace", pin.OnReplace, ReplaceReinstall, ReplaceHold)
 		onReplace = pin.OnReplace
 	}
 	if role == nil {
@@ -678,7 +680,7 @@ func (c *compiler) pin(z *Zone, pin *Pin, i int, pods map[string]*Pod, naming na
 }
 
 // fillSlot derives a slot's name and addresses and adds it to the design.
-func (c *compiler) fillSlot(z *Zone, p *Pod, boot *Network, s *Slot, role *Role, variant string, id int, onReplace string, m *Meta, field string, naming namer, sw *Switch) {
+func (c *compiler) fillSlot(z *Zone, p *Pod, boot *Network, s *Slot, role *Role, variant string, id int, onReplace ReplacePolicy, m *Meta, field string, naming namer, sw *Switch) {
 	s.Zone, s.Environment, s.Pod, s.Role, s.Variant, s.ID = z.Name, z.Environment, p.Name, role.Name, variant, id
 	s.Domain, s.OnReplace, s.Firmware, s.Profile = z.Domain, onReplace, role.Firmware, role.Profile
 	if v := role.Variant(variant); v != nil && v.Profile != "" {

@@ -103,7 +103,7 @@ func (f *Fleet) target(m *machine.Machine) Target {
 	if m.SlotKey != "" {
 		t.Slot = ix.Slot(m.SlotKey)
 		if t.Slot != nil {
-			t.Zone = ix.Design().Zone(t.Slot.Zone)
+			t.Zone = ix.Zone(t.Slot.Zone)
 		}
 	}
 	return t

@@ -130,7 +130,6 @@ func (f *Fleet) Inform(r Request) (Assignment, error) {
 	z := id.Zone
 	if id.Known() {
 		a.Hostname, a.Domain, a.Prefix, a.Gateway = id.Slot.PermanentName, id.Slot.Domain, id.Slot.Prefix, id.Slot.Gateway
-		z = ix.Design().Zone(id.Slot.Zone)
 	}
 	if z != nil {
 		a.DNS = z.DNS()
@@ -216,7 +215,7 @@ func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine
 	var z *zone.Zone
 	if id.Known() {
 		s := id.Slot
-		z = ix.Design().Zone(s.Zone)
+		z = id.Zone
 		a.Addr, a.Prefix, a.Gateway, a.Hostname, a.Domain = s.Address, s.Prefix, s.Gateway, s.PermanentName, s.Domain
 	} else {
 		disc, ok := ix.Discovery(id)
@@ -348,7 +347,7 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 		return m, nil
 	}
 	timeout := time.Hour
-	if z := ix.Design().Zone(s.Zone); z != nil {
+	if z := id.Zone; z != nil {
 		timeout = z.Timeout(string(machine.Deploying))
 	}
 	if m.SlotKey != "" {

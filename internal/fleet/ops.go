@@ -104,7 +104,7 @@ func (f *Fleet) operate(m *machine.Machine, op Op, now time.Time, b *batch) ([]m
 		}
 		timeout := time.Hour
 		if s := f.Index().Slot(m.SlotKey); s != nil {
-			if z := f.Index().Design().Zone(s.Zone); z != nil {
+			if z := f.Index().Zone(s.Zone); z != nil {
 				timeout = z.Timeout(string(machine.Deploying))
 			}
 		}

@@ -25,7 +25,7 @@ const (
 type Identity struct {
 	Slot   *Slot  // nil when unknown
 	Via    string // ViaLocation or ViaPin when known
-	Zone   *Zone  // the zone the request came from, when that much is known
+	Zone   *Zone  // the zone the request came from (always set with Slot), with its settings
 	Switch string // the location as reported, even when it has no slot
 	Port   string
 	Reason string // why the machine is unknown
@@ -47,6 +47,7 @@ type Index struct {
 	remoteIDs map[string]*Switch
 	switches  map[string]*Switch
 	slots     map[string]*Slot // by key; a port slot's key is switch/port
+	zones     map[string]*Zone
 	macs      map[string]*Slot
 	ignoreAll bool // every zone ignores unknown machines
 }
@@ -60,9 +61,11 @@ func NewIndex(d *Design) *Index {
 		switches:  map[string]*Switch{},
 		slots:     make(map[string]*Slot, len(d.Slots)),
 		macs:      map[string]*Slot{},
+		zones:     make(map[string]*Zone, len(d.Zones)),
 		ignoreAll: len(d.Zones) > 0,
 	}
 	for _, z := range d.Zones {
+		ix.zones[z.Name] = z
 		if z.UnknownMachines != UnknownIgnore {
 			ix.ignoreAll = false
 		}
@@ -107,13 +110,16 @@ func (ix *Index) TrustedRelay(addr netip.Addr) bool {
 // Slot returns the slot with the given key.
 func (ix *Index) Slot(key string) *Slot { return ix.slots[key] }
 
+// Zone returns the zone with the given name, or nil.
+func (ix *Index) Zone(name string) *Zone { return ix.zones[name] }
+
 // Resolve finds the slot a request comes from. A MAC pin wins; otherwise option 82
 // counts only when the relay address (giaddr) is a configured relay, so that a
 // direct client or an unknown relay cannot claim a location.
 func (ix *Index) Resolve(q Query) Identity {
 	if len(q.MAC) > 0 {
 		if s := ix.macs[q.MAC.String()]; s != nil {
-			return Identity{Slot: s, Via: ViaPin, Zone: ix.design.Zone(s.Zone)}
+			return Identity{Slot: s, Via: ViaPin, Zone: ix.zones[s.Zone]}
 		}
 	}
 	if !q.Relay.IsValid() || q.Relay.IsUnspecified() {

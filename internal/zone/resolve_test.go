@@ -88,6 +88,9 @@ func TestResolve(t *testing.T) {
 				t.Fatalf("unknown (%s), want %s", id.Reason, tt.wantName)
 			}
 			s := id.Slot
+			if id.Zone == nil || id.Zone.Name != s.Zone {
+				t.Errorf("identity carries zone %v, want %s", id.Zone, s.Zone)
+			}
 			got := []string{s.Name, s.PermanentName, s.Address.String(), s.BMCAddress.String(), id.Via, id.Port, s.Zone, s.Pod}
 			want := []string{tt.wantName, tt.wantPerm, tt.wantAddr, tt.wantBMC, tt.wantVia, tt.wantPort, "bgo", "p1"}
 			for i := range got {

@@ -117,7 +117,11 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) fleet.Request {
 	return fleet.Request{Query: q, MAC: req.ClientHWAddr.String(), IPXE: ClientKind(req) == KindIPXE}
 }
 
-func (h *Handler) boot(req *dhcpv4.DHCPv4, in Inbound) (BootChoice, func(ticket string) BootChoice) {
+// boot returns how this client's boot file is chosen, once per reply when its
+// ticket is known, and how the choice reads on the timeline. An iPXE script's
+// URL carries the machine's boot ticket, a credential: the timeline names the
+// script without it.
+func (h *Handler) boot(req *dhcpv4.DHCPv4, in Inbound) (choose func(ticket string) BootChoice, timeline string) {
 	kind := ClientKind(req)
 	host := h.HTTPHost
 	if host == "" {
@@ -128,15 +132,19 @@ func (h *Handler) boot(req *dhcpv4.DHCPv4, in Inbound) (BootChoice, func(ticket 
 	if loader == "" {
 		loader = "/ipxe/" + h.Files.withDefaults().UEFI
 	}
-	choose := func(ticket string) BootChoice {
+	choose = func(ticket string) BootChoice {
 		return ChooseBoot(kind, h.Files, base+"/boot/"+ticket+".ipxe", base+loader)
 	}
-	return choose("TICKET"), choose
+	if kind == KindIPXE {
+		return choose, "its iPXE script"
+	}
+	c := choose("")
+	return func(string) BootChoice { return c }, c.File
 }
 
 func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
-	preview, choose := h.boot(req, in)
-	r.BootFile = preview.File
+	choose, timeline := h.boot(req, in)
+	r.BootFile = timeline
 	a, err := h.Leases.Offer(ctx, r)
 	if err != nil {
 		return nil, refused(err)
@@ -167,8 +175,8 @@ func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	if !r.Requested.IsValid() {
 		return nil, drop("request without an address")
 	}
-	preview, choose := h.boot(req, in)
-	r.BootFile = preview.File
+	choose, timeline := h.boot(req, in)
+	r.BootFile = timeline
 	a, err := h.Leases.Ack(ctx, r)
 	if err != nil {
 		var ref *fleet.Refusal

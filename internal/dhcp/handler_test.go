@@ -142,6 +142,19 @@ func TestDORAThroughRelay(t *testing.T) {
 	if !ok || m.Name != "lab-compute-02" || m.State != "deploying" {
 		t.Fatalf("machine %+v", m)
 	}
+	// The timeline names the boot script without its ticket (a credential) and without a placeholder.
+	waitFor(t, func() bool {
+		tl, _ := st.Timeline(context.Background(), m.ID, 0, 0)
+		for _, e := range tl {
+			if e.Kind == machine.KindDHCPAck {
+				if !strings.Contains(e.Reason, "boot file its iPXE script") || strings.Contains(e.Reason, "TICKET") || strings.Contains(e.Reason, "/boot/") {
+					t.Fatalf("ack entry %q", e.Reason)
+				}
+				return true
+			}
+		}
+		return false
+	})
 	// Renewing: unicast from the client's address, through the relay.
 	renew, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), relayed(relay1, "swp2", ""))
 	renew.ClientIPAddr = net.IPv4(10, 77, 0, 12)

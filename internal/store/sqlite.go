@@ -382,10 +382,16 @@ func (s *SQLite) LatestRevisionID(ctx context.Context) (int64, error) {
 func (s *SQLite) Revisions(ctx context.Context) ([]Revision, error) { return s.revisions(ctx, false) }
 
 func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revision, error) {
-	q := `SELECT id, hash, git_commit, applied_by, applied_at, summary, '' FROM revisions ORDER BY id DESC`
+	q := `SELECT id, hash, git_commit, applied_by, applied_at, summary, '', '[]' FROM revisions ORDER BY id DESC`
 	if latestWithSources {
-		q = `SELECT id, hash, git_commit, applied_by, applied_at, summary, sources FROM revisions ORDER BY id DESC LIMIT 1`
+		q = `SELECT id, hash, git_commit, applied_by, applied_at, summary, sources, '[]' FROM revisions ORDER BY id DESC LIMIT 1`
 	}
+	return s.queryRevisions(ctx, q)
+}
+
+// queryRevisions runs a query for id, hash, git_commit, applied_by,
+// applied_at, summary, sources ('' to skip) and effects.
+func (s *SQLite) queryRevisions(ctx context.Context, q string) ([]Revision, error) {
 	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("list revisions: %w", err)
@@ -395,8 +401,8 @@ func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revis
 	for rows.Next() {
 		var r Revision
 		var at int64
-		var sources string
-		if err := rows.Scan(&r.ID, &r.Hash, &r.Commit, &r.AppliedBy, &at, &r.Summary, &sources); err != nil {
+		var sources, effects string
+		if err := rows.Scan(&r.ID, &r.Hash, &r.Commit, &r.AppliedBy, &at, &r.Summary, &sources, &effects); err != nil {
 			return nil, fmt.Errorf("list revisions: %w", err)
 		}
 		r.AppliedAt = time.Unix(0, at).UTC()
@@ -404,6 +410,9 @@ func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revis
 			if err := json.Unmarshal([]byte(sources), &r.Sources); err != nil {
 				return nil, fmt.Errorf("revision %d sources: %w", r.ID, err)
 			}
+		}
+		if err := json.Unmarshal([]byte(effects), &r.Effects); err != nil {
+			return nil, fmt.Errorf("revision %d effects: %w", r.ID, err)
 		}
 		out = append(out, r)
 	}
@@ -489,27 +498,8 @@ func putSlot(ctx context.Context, q querier, sl *zone.Slot) error {
 // PendingRevisions returns the revisions whose effects on machines the fleet
 // has not carried out yet, oldest first.
 func (s *SQLite) PendingRevisions(ctx context.Context) ([]Revision, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, hash, git_commit, applied_by, applied_at, summary, effects FROM revisions
+	return s.queryRevisions(ctx, `SELECT id, hash, git_commit, applied_by, applied_at, summary, '', effects FROM revisions
 		WHERE id > (SELECT revision FROM fleet_state WHERE id = 1) ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("pending revisions: %w", err)
-	}
-	defer rows.Close()
-	out := []Revision{}
-	for rows.Next() {
-		var r Revision
-		var at int64
-		var effects string
-		if err := rows.Scan(&r.ID, &r.Hash, &r.Commit, &r.AppliedBy, &at, &r.Summary, &effects); err != nil {
-			return nil, fmt.Errorf("pending revisions: %w", err)
-		}
-		r.AppliedAt = time.Unix(0, at).UTC()
-		if err := json.Unmarshal([]byte(effects), &r.Effects); err != nil {
-			return nil, fmt.Errorf("revision %d effects: %w", r.ID, err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }
 
 // MachinesRevision is the revision whose effects the machine rows reflect.

@@ -134,7 +134,7 @@ func (b *localBackend) Apply(ctx context.Context, path string, _ bool, actor str
 	if err != nil {
 		return nil, nil, "", err
 	}
-	release, err := b.st.LockWriter()
+	release, err := b.st.LockWriter("drover apply")
 	if errors.Is(err, store.ErrWriterBusy) {
 		if waitMachinesRevision(ctx, b.st, rev.ID, 10*time.Second) {
 			if len(rev.Effects) == 0 {

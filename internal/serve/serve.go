@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,19 +195,24 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	return nil
 }
 
-// LockWriter takes the store's writer lock, waiting a little for a short-lived
-// holder (a CLI apply carrying out its machine changes) but not for another server.
+// serverHolder is how a server names itself in the writer lock.
+const serverHolder = "drover serve"
+
+// LockWriter takes the store's writer lock for a server. It waits a little
+// for a short-lived holder (a CLI apply carrying out its machine changes) and
+// refuses at once when the holder is another server.
 func LockWriter(ctx context.Context, st store.Store, log *slog.Logger) (func(), error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		release, err := st.LockWriter()
-		if !errors.Is(err, store.ErrWriterBusy) || time.Now().After(deadline) {
-			if err != nil {
-				return nil, fmt.Errorf("%w (one drover serve per database: stop the other one first)", err)
-			}
+		release, err := st.LockWriter(serverHolder)
+		var busy *store.WriterBusyError
+		if err == nil {
 			return release, nil
 		}
-		log.Info("waiting for the database's writer lock", "err", err)
+		if !errors.As(err, &busy) || strings.HasPrefix(busy.Holder, serverHolder) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w (one drover serve per database: stop the other one first)", err)
+		}
+		log.Info("waiting for the database's writer lock", "holder", busy.Holder)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -390,7 +390,7 @@ func (s *SQLite) revisions(ctx context.Context, latestWithSources bool) ([]Revis
 }
 
 // queryRevisions runs a query for id, hash, git_commit, applied_by,
-// applied_at, summary, sources ('' to skip) and effects.
+// applied_at, summary, sources (” to skip) and effects.
 func (s *SQLite) queryRevisions(ctx context.Context, q string) ([]Revision, error) {
 	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
@@ -520,19 +520,23 @@ func (t *sqliteTx) SetMachinesRevision(ctx context.Context, id int64) error {
 
 // LockWriter takes the database's writer lock: a lock file next to it, held
 // with flock(2) so that the kernel releases it when the holder dies, kill -9
-// included.
-func (s *SQLite) LockWriter() (func(), error) {
-	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+// included. The file says who holds it, for the next one's error message.
+func (s *SQLite) LockWriter(holder string) (func(), error) {
+	path := s.path + ".lock"
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("writer lock %s.lock: %w", s.path, err)
+		return nil, fmt.Errorf("writer lock %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s.lock", ErrWriterBusy, s.path)
+			who, _ := os.ReadFile(path)
+			return nil, &WriterBusyError{Lock: path, Holder: strings.TrimSpace(string(who))}
 		}
-		return nil, fmt.Errorf("writer lock %s.lock: %w", s.path, err)
+		return nil, fmt.Errorf("writer lock %s: %w", path, err)
 	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%s (pid %d)\n", holder, os.Getpid())
 	return func() { f.Close() }, nil
 }
 

@@ -272,7 +272,7 @@ func TestLeases(t *testing.T) {
 
 func TestWriterLockIsExclusiveAndReleased(t *testing.T) {
 	s, path := openTemp(t)
-	release, err := s.LockWriter()
+	release, err := s.LockWriter("test one")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,11 +281,11 @@ func TestWriterLockIsExclusiveAndReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, err := other.LockWriter(); !errors.Is(err, ErrWriterBusy) {
-		t.Fatalf("second writer lock: %v, want ErrWriterBusy", err)
+	if _, err := other.LockWriter("test two"); !errors.Is(err, ErrWriterBusy) || !strings.Contains(err.Error(), "test one (pid ") {
+		t.Fatalf("second writer lock: %v, want ErrWriterBusy naming the holder", err)
 	}
 	release()
-	again, err := other.LockWriter()
+	again, err := other.LockWriter("test two")
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}

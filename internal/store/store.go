@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -54,8 +55,23 @@ func Effects(p *zone.Plan) []SlotEffect {
 	return out
 }
 
-// ErrWriterBusy is returned by LockWriter while another process holds the lock.
+// ErrWriterBusy is wrapped by LockWriter's error while another process holds the lock.
 var ErrWriterBusy = errors.New("another drover process is writing machines in this database")
+
+// WriterBusyError says who holds the writer lock.
+type WriterBusyError struct {
+	Lock   string // the lock file
+	Holder string // what the holder wrote: "drover serve (pid 1234)"
+}
+
+func (e *WriterBusyError) Error() string {
+	if e.Holder == "" {
+		return fmt.Sprintf("%v (lock %s)", ErrWriterBusy, e.Lock)
+	}
+	return fmt.Sprintf("%v: %s holds %s", ErrWriterBusy, e.Holder, e.Lock)
+}
+
+func (e *WriterBusyError) Unwrap() error { return ErrWriterBusy }
 
 // SlotFilter narrows a slot listing; empty fields match everything.
 type SlotFilter struct {
@@ -151,7 +167,8 @@ type Store interface {
 	// LockWriter takes the database's writer lock, held by the one fleet that
 	// writes machines; ErrWriterBusy when another process holds it. The
 	// returned function releases it; a dead holder's lock is released too.
-	LockWriter() (release func(), err error)
+	// holder says who takes it ("drover serve"), for others' error messages.
+	LockWriter(holder string) (release func(), err error)
 	Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error)
 	// Slot finds an applied slot by name, permanent name or key.
 	Slot(ctx context.Context, ref string) (*zone.Slot, error)

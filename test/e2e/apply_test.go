@@ -58,6 +58,14 @@ func TestApplyWhileServing(t *testing.T) {
 	start()
 	server := srv.api
 
+	// A second server on the same database refuses at once and names the first.
+	second := exec.Command(droverBin, "--db", db, "serve", "--dhcp-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0",
+		"--http-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")), "--api-listen", "127.0.0.1:0", "--artifacts", dir, "--ipxe-dir", dir)
+	began := time.Now()
+	if out, err := second.CombinedOutput(); err == nil || !strings.Contains(string(out), "drover serve (pid ") || time.Since(began) > 10*time.Second {
+		t.Fatalf("second server on the same database: %v after %s\n%s", err, time.Since(began).Round(time.Millisecond), out)
+	}
+
 	// swp1 gets a variant: lab-compute-01 becomes lab-compute-lvm-01 and needs a reinstall.
 	yaml := filepath.Join(design, "lab.yaml")
 	b, err := os.ReadFile(yaml)

@@ -85,7 +85,10 @@ func (b *localBackend) Show(ctx context.Context, ref string) (shown, error) {
 		if serr != nil {
 			return shown{}, notFound(ref, serr)
 		}
-		return shown{Slot: sl, Timeline: []machine.Entry{}}, nil
+		// A slot named by its key or permanent name may hold a machine.
+		if m, err = b.st.Machine(ctx, sl.Name); err != nil || m.SlotKey != sl.Key {
+			return shown{Slot: sl, Timeline: []machine.Entry{}}, nil
+		}
 	}
 	if err != nil {
 		return shown{}, err
@@ -201,7 +204,8 @@ func (b *remoteBackend) Show(ctx context.Context, ref string) (shown, error) {
 	var ee *exitError
 	if errors.As(err, &ee) && ee.code == exitNotFound {
 		var slot struct {
-			Slot *zone.Slot `json:"slot"`
+			Slot    *zone.Slot       `json:"slot"`
+			Machine *machine.Machine `json:"machine"`
 		}
 		if serr := b.c.call(ctx, "GET", "/api/v1/slots/"+url.PathEscape(ref), nil, &slot); serr != nil {
 			if errors.As(serr, &ee) && ee.code == exitNotFound {
@@ -209,7 +213,11 @@ func (b *remoteBackend) Show(ctx context.Context, ref string) (shown, error) {
 			}
 			return shown{}, serr
 		}
-		return shown{Slot: slot.Slot, Timeline: []machine.Entry{}}, nil
+		if slot.Machine == nil {
+			return shown{Slot: slot.Slot, Timeline: []machine.Entry{}}, nil
+		}
+		// A slot named by its key or permanent name holds this machine.
+		err = b.c.call(ctx, "GET", machinePath(slot.Machine.MAC, ""), nil, &s)
 	}
 	return s, err
 }

@@ -86,6 +86,10 @@ func TestCLIRoundTrip(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "the slot is empty") {
 		t.Fatalf("remote show of an empty slot: %d %q %q", r.code, r.stdout, r.stderr)
 	}
+	r = droverAs(t, viewer, "--server", url, "show", "p1-tor1/swp1")
+	if r.code != 0 || !strings.Contains(r.stdout, "lab-compute-01") || strings.Contains(r.stdout, "empty") {
+		t.Fatalf("remote show by slot key: %d %q %q", r.code, r.stdout, r.stderr)
+	}
 	r = droverAs(t, viewer, "--server", url, "show", "nothing-here")
 	if r.code != exitNotFound || !strings.Contains(r.stderr, `no machine or slot named "nothing-here"`) {
 		t.Fatalf("remote show of nothing: %d %q", r.code, r.stderr)

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/drover/drover/internal/zone"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/drover/drover/internal/zone"
 )
 
 type result struct {

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
@@ -31,7 +33,6 @@ import (
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 type fixture struct {

@@ -9,12 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/drover/drover/internal/counter"
 	"net"
 	"net/netip"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/zone"
 )

@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"context"
-	"github.com/drover/drover/internal/counter"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/fleet/fleettest"
 	"github.com/drover/drover/internal/machine"

@@ -43,7 +43,6 @@ type planned struct {
 	Hash    string    `json:"design_hash"`
 	Changes bool      `json:"changes"`
 	Plan    zone.Plan `json:"plan"`
-	Summary string    `json:"summary,omitempty"`
 	// Current says the design is the applied one already (known locally only).
 	Current int64 `json:"-"`
 }
@@ -60,12 +59,28 @@ func (g *globals) backend(ctx context.Context) (backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &localBackend{st: st, out: g}, nil
+	return &localBackend{st: st}, nil
 }
 
 type localBackend struct {
-	st  *store.SQLite
-	out *globals
+	st *store.SQLite
+	// planned is the design Plan read, so that Apply applies exactly what was
+	// shown (and reads and parses it once).
+	planned     *zone.Design
+	plannedPath string
+}
+
+// design reads the design at path, or returns the one Plan read from it.
+func (b *localBackend) design(path string) (*zone.Design, error) {
+	if b.planned != nil && b.plannedPath == path {
+		return b.planned, nil
+	}
+	d, err := loadDesign(path)
+	if err != nil {
+		return nil, err
+	}
+	b.planned, b.plannedPath = d, path
+	return d, nil
 }
 
 func (b *localBackend) Close() error { return b.st.Close() }
@@ -86,7 +101,7 @@ func (b *localBackend) Show(ctx context.Context, ref string) (shown, error) {
 			return shown{}, notFound(ref, serr)
 		}
 		// A slot named by its key or permanent name may hold a machine.
-		if m, err = b.st.Machine(ctx, sl.Name); err != nil || m.SlotKey != sl.Key {
+		if m, err = b.st.MachineInSlot(ctx, sl.Key); errors.Is(err, store.ErrNotFound) {
 			return shown{Slot: sl, Timeline: []machine.Entry{}}, nil
 		}
 	}
@@ -109,7 +124,7 @@ func notFound(ref string, err error) error {
 }
 
 func (b *localBackend) Plan(ctx context.Context, path string, _ bool) (planned, error) {
-	d, err := loadDesign(path)
+	d, err := b.design(path)
 	if err != nil {
 		return planned{}, err
 	}
@@ -118,7 +133,7 @@ func (b *localBackend) Plan(ctx context.Context, path string, _ bool) (planned, 
 		return planned{}, err
 	}
 	p := zone.Diff(current, d.Slots)
-	res := planned{Hash: d.Hash, Changes: !p.Empty(), Plan: *p, Summary: d.String()}
+	res := planned{Hash: d.Hash, Changes: !p.Empty(), Plan: *p}
 	if cur, err := b.st.CurrentRevision(ctx); err == nil && cur.Hash == d.Hash {
 		res.Current = cur.ID
 	}
@@ -129,7 +144,7 @@ func (b *localBackend) Plan(ctx context.Context, path string, _ bool) (planned, 
 // carried out by the one writer of machines: the running server when one
 // holds the database, otherwise a fleet started here for that alone.
 func (b *localBackend) Apply(ctx context.Context, path string, _ bool, actor string) (*store.Revision, *zone.Plan, string, error) {
-	d, err := loadDesign(path)
+	d, err := b.design(path)
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -149,24 +149,15 @@ Exit codes: 0 no changes, 2 changes, 1 error (such as an invalid design).`,
 	return cmd
 }
 
-// planJSON is the plan as scripts read it, the same from --db and --server.
-func planJSON(p planned) any {
-	nonNil := func(s []*zone.Slot) []*zone.Slot {
-		if s == nil {
-			return []*zone.Slot{}
-		}
-		return s
-	}
-	changed := p.Plan.Changed
-	if changed == nil {
-		changed = []zone.SlotChange{}
-	}
+// planJSON is the plan as scripts read it, the same from --db and --server
+// (writeJSON prints its empty lists as []).
+func planJSON(p planned) map[string]any {
 	return map[string]any{
 		"design_hash": p.Hash,
 		"changes":     p.Changes,
-		"added":       nonNil(p.Plan.Added),
-		"changed":     changed,
-		"removed":     nonNil(p.Plan.Removed),
+		"added":       p.Plan.Added,
+		"changed":     p.Plan.Changed,
+		"removed":     p.Plan.Removed,
 	}
 }
 

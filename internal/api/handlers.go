@@ -184,11 +184,12 @@ func (s *Server) slot(w http.ResponseWriter, r *http.Request, _ *call) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	var inSlot *machine.Machine
-	if m, err := s.cfg.Store.Machine(r.Context(), sl.Name); err == nil && m.SlotKey == sl.Key {
-		inSlot = m
+	m, err := s.cfg.Store.MachineInSlot(r.Context(), sl.Key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"slot": sl, "machine": inSlot})
+	writeJSON(w, http.StatusOK, map[string]any{"slot": sl, "machine": m})
 }
 
 func (s *Server) machines(w http.ResponseWriter, r *http.Request, _ *call) {
@@ -234,9 +235,6 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request, _ *call) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	if tl == nil {
-		tl = []machine.Entry{}
-	}
 	out := map[string]any{"machine": m, "timeline": tl}
 	if m.SlotKey != "" {
 		out["slot"] = s.cfg.Fleet.Index().Slot(m.SlotKey)
@@ -262,9 +260,6 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ *call) {
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "internal", err.Error())
 			return
-		}
-		if tl == nil {
-			tl = []machine.Entry{}
 		}
 		writeJSON(w, http.StatusOK, tl)
 		return
@@ -486,7 +481,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	// The answer comes once the fleet serves the revision and the machines carry its effects.
 	if err := s.cfg.Fleet.Sync(r.Context(), &fleet.Applied{Revision: rev, Index: zone.NewIndex(d)}); err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("revision %d is applied but not yet served: %v", rev.ID, err))
+		writeError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("revision %d is applied but this server does not serve it yet: %v (the server retries every 2 s and logs why; its machines change once it serves the revision)", rev.ID, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"revision": rev, "plan": p})
@@ -528,9 +523,6 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ *call) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	if es == nil {
-		es = []store.AuditEntry{}
-	}
 	writeJSON(w, http.StatusOK, es)
 }
 
@@ -539,9 +531,6 @@ func (s *Server) tokens(w http.ResponseWriter, r *http.Request, _ *call) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
-	}
-	if ts == nil {
-		ts = []store.Token{}
 	}
 	writeJSON(w, http.StatusOK, ts)
 }

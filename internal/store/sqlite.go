@@ -456,7 +456,7 @@ func (s *SQLite) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.S
 		if err != nil {
 			return err
 		}
-		rev.Effects = Effects(plan)
+		rev.Effects = effectsOf(plan)
 		effects, err := json.Marshal(rev.Effects)
 		if err != nil {
 			return err
@@ -571,18 +571,9 @@ func listSlots(ctx context.Context, q querier, f SlotFilter) ([]*zone.Slot, erro
 // Slot finds an applied slot by its name, permanent name or key.
 func (s *SQLite) Slot(ctx context.Context, ref string) (*zone.Slot, error) {
 	var data string
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM slots WHERE name = ? OR key = ? LIMIT 1`, ref, ref).Scan(&data)
+	// A variant's slot is also known by its permanent name, kept in the slot's data.
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM slots WHERE name = ? OR key = ? OR json_extract(data, '$.permanent_name') = ? LIMIT 1`, ref, ref, ref).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
-		// A variant's slot is also known by its permanent name.
-		slots, lerr := listSlots(ctx, s.db, SlotFilter{})
-		if lerr != nil {
-			return nil, lerr
-		}
-		for _, sl := range slots {
-			if sl.PermanentName == ref {
-				return sl, nil
-			}
-		}
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -666,6 +657,11 @@ func (s *SQLite) Machine(ctx context.Context, ref string) (*machine.Machine, err
 		}
 	}
 	return m, err
+}
+
+// MachineInSlot is the machine standing in a slot.
+func (s *SQLite) MachineInSlot(ctx context.Context, slotKey string) (*machine.Machine, error) {
+	return machineBy(ctx, s.db, "slot_key = ?", slotKey)
 }
 
 // Timeline returns a machine's entries after afterID, oldest first.

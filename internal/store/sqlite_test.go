@@ -317,3 +317,28 @@ func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
 		t.Fatalf("pending after upgrade: %+v %v", p, err)
 	}
 }
+
+func TestSlotAndMachineInSlotLookups(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	apply(t, s, labDesign(t))
+	for _, ref := range []string{"lab-compute-lvm-03", "p1-tor1/swp3", "lab-compute-03"} { // name, key, permanent name
+		sl, err := s.Slot(ctx, ref)
+		if err != nil || sl.Key != "p1-tor1/swp3" {
+			t.Errorf("Slot(%q) = %v, %v; want p1-tor1/swp3", ref, sl, err)
+		}
+	}
+	if _, err := s.Slot(ctx, "nothing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Slot(nothing): %v, want ErrNotFound", err)
+	}
+	if _, err := s.MachineInSlot(ctx, "p1-tor1/swp3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("empty slot: %v, want ErrNotFound", err)
+	}
+	m := &machine.Machine{MAC: "52:54:00:00:00:33", SlotKey: "p1-tor1/swp3", Name: "lab-compute-lvm-03", State: machine.Deployed, StateSince: time.Now()}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.MachineInSlot(ctx, "p1-tor1/swp3"); err != nil || got.MAC != m.MAC {
+		t.Errorf("MachineInSlot: %v %v", got, err)
+	}
+}

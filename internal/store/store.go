@@ -43,8 +43,8 @@ type SlotEffect struct {
 	Reinstall bool     `json:"reinstall,omitempty"`
 }
 
-// Effects lists what a plan does to the machines in its changed and removed slots.
-func Effects(p *zone.Plan) []SlotEffect {
+// effectsOf lists what a plan does to the machines in its changed and removed slots.
+func effectsOf(p *zone.Plan) []SlotEffect {
 	out := make([]SlotEffect, 0, len(p.Removed)+len(p.Changed))
 	for _, sl := range p.Removed {
 		out = append(out, SlotEffect{Slot: sl.Key, Name: sl.Name, Removed: true})
@@ -144,7 +144,8 @@ type Token struct {
 	Revoked bool      `json:"revoked"`
 }
 
-// Store is the persistence drover needs.
+// Store is the persistence drover needs. Listings are never nil: an empty
+// one is an empty slice, so that JSON answers say [] rather than null.
 type Store interface {
 	// Update runs fn in one transaction: all its writes land, or none do.
 	Update(ctx context.Context, fn func(Tx) error) error
@@ -176,6 +177,8 @@ type Store interface {
 	Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error)
 	// Machine finds a machine by name, MAC or numeric id.
 	Machine(ctx context.Context, ref string) (*machine.Machine, error)
+	// MachineInSlot is the machine standing in a slot, or ErrNotFound.
+	MachineInSlot(ctx context.Context, slotKey string) (*machine.Machine, error)
 	Timeline(ctx context.Context, machineID, afterID int64, limit int) ([]machine.Entry, error)
 	// AllMachines returns every machine, for a server to load its inventory.
 	AllMachines(ctx context.Context) ([]*machine.Machine, error)

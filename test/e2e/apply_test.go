@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,8 +183,12 @@ func serveLoopback(t *testing.T, db string, args ...string) *loopbackServer {
 			b, _ := os.ReadFile(db + ".serve.log")
 			t.Fatalf("drover serve exited:\n%s", b)
 		}
-		out, err := exec.Command("curl", "-sf", "http://"+s.http+"/healthz").Output()
-		return err == nil && strings.TrimSpace(string(out)) == "ok"
+		resp, err := http.Get("http://" + s.http + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
 	return s
 }

@@ -256,6 +256,9 @@ func echoRelayInfo(req, resp *dhcpv4.DHCPv4) {
 }
 
 func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a fleet.Assignment, boot BootChoice) (*Reply, error) {
+	if a.Identity.BMC {
+		boot = BootChoice{} // a BMC gets its address, never something to boot
+	}
 	resp, err := dhcpv4.NewReplyFromRequest(req)
 	if err != nil {
 		return nil, err

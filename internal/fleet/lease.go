@@ -62,7 +62,7 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		if r.IPXE {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
-		if !r.Renewing && !held {
+		if !r.Renewing && !held && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPOffer, Reason: describe(a, r)})
 		}
 	}
@@ -112,7 +112,7 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		if r.IPXE {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
-		if !r.Renewing {
+		if !r.Renewing && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPAck, Reason: describe(a, r)})
 		}
 	}
@@ -128,7 +128,11 @@ func (f *Fleet) Inform(r Request) (Assignment, error) {
 	id := ix.Resolve(r.Query)
 	a := Assignment{Identity: id, LeaseTime: 0}
 	z := id.Zone
-	if id.Known() {
+	if h := id.BMCOf; h != nil {
+		if net, ok := ix.BMCNetwork(h); ok {
+			a.Hostname, a.Domain, a.Prefix, a.Gateway = h.PermanentName+"-bmc", h.Domain, net.Prefix, net.Gateway
+		}
+	} else if id.Known() {
 		a.Hostname, a.Domain, a.Prefix, a.Gateway = id.Slot.PermanentName, id.Slot.Domain, id.Slot.Prefix, id.Slot.Gateway
 	}
 	if z != nil {
@@ -182,7 +186,13 @@ func (f *Fleet) Decline(mac string, addr netip.Addr) {
 	f.w.submit(b)
 }
 
+// bmcSlotPrefix marks a lease held by a slot's BMC rather than its host.
+const bmcSlotPrefix = "bmc:"
+
 func slotKey(a Assignment) string {
+	if a.Identity.BMCOf != nil {
+		return bmcSlotPrefix + a.Identity.BMCOf.Key
+	}
 	if a.Identity.Slot != nil {
 		return a.Identity.Slot.Key
 	}
@@ -207,6 +217,9 @@ func describe(a Assignment, r Request) string {
 func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine.Machine, error) {
 	ix := f.Index()
 	id := ix.Resolve(r.Query)
+	if id.BMC {
+		return f.assignBMC(ix, id, r, now, b)
+	}
 	m, err := f.observe(ix, id, r.MAC, now, b)
 	if err != nil {
 		return Assignment{}, nil, err
@@ -240,6 +253,37 @@ func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine
 		a.LeaseTime = time.Hour
 	}
 	return a, m, nil
+}
+
+// assignBMC gives a BMC on a lom port the BMC address of the host slot the
+// port serves. A BMC on a lom port the design does not map is recorded as a
+// discovered machine at that location and gets no address. Called with f.mu held.
+func (f *Fleet) assignBMC(ix *zone.Index, id zone.Identity, r Request, now time.Time, b *batch) (Assignment, *machine.Machine, error) {
+	host := id.BMCOf
+	if host == nil {
+		m, err := f.observe(ix, zone.Identity{Zone: id.Zone, Switch: id.Switch, Port: id.Port, Reason: "BMC: " + id.Reason}, r.MAC, now, b)
+		if err != nil {
+			return Assignment{}, nil, err
+		}
+		return Assignment{}, m, &Refusal{Reason: "BMC on an undefined lom port: " + id.Reason, Silent: true}
+	}
+	net, ok := ix.BMCNetwork(host)
+	if !ok {
+		return Assignment{}, nil, &Refusal{Reason: host.Name + " has no bmc network", Silent: true}
+	}
+	a := Assignment{Identity: id, Addr: host.BMCAddress, Prefix: net.Prefix, Gateway: net.Gateway,
+		Hostname: host.PermanentName + "-bmc", Domain: host.Domain, LeaseTime: time.Hour}
+	if z := id.Zone; z != nil {
+		a.DNS, a.LeaseTime = z.DNS(), z.Lease()
+	}
+	// The host's timeline notes a BMC it has not had at this address before.
+	if l := f.leases[a.Addr]; l == nil || l.MAC != r.MAC {
+		if m := f.bySlot[host.Key]; m != nil {
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindBMC,
+				Reason: fmt.Sprintf("BMC %s on %s/%s gets %s", r.MAC, id.Switch, id.Port, a.Addr)})
+		}
+	}
+	return a, nil, nil
 }
 
 // discoveryAddr gives an unknown machine the fixed address of its port, or an

@@ -183,6 +183,8 @@ const (
 	KindTemplateError    Kind = "template-error"
 	KindProgress         Kind = "progress"
 	KindPhoneHome        Kind = "phone-home"
+	KindBMC              Kind = "bmc"   // its BMC got its address (by the lom port it is on)
+	KindPower            Kind = "power" // a power action through its BMC, with the outcome
 )
 
 // Entry is one line of a machine's timeline.

@@ -47,6 +47,8 @@ type Slot struct {
 	Prefix        netip.Prefix  `json:"prefix"`
 	Gateway       netip.Addr    `json:"gateway"`
 	BMCAddress    netip.Addr    `json:"bmc_address,omitzero"`
+	BMCPort       string        `json:"bmc_port,omitempty"` // lom-switch/port the slot's BMC is plugged into
+	Power         PowerDriver   `json:"power,omitempty"`    // how drover drives the BMC; empty: it does not
 	Networks      []NetAddress  `json:"networks"`
 	Profile       string        `json:"profile,omitempty"`
 	Firmware      string        `json:"firmware,omitempty"`
@@ -269,6 +271,15 @@ func (sw *Switch) PortNames() []string { return append([]string(nil), sw.ports..
 
 // PortBlock is the block a per-port switch's port subnets are carved from.
 func (sw *Switch) PortBlock() netip.Prefix { return sw.portBlock }
+
+// PowerPos is where the driver of a role's slots is set: the role's `power:`
+// when it has one, else the zone's. For errors that concern that setting.
+func (z *Zone) PowerPos(role string) (Pos, string) {
+	if r := z.roles[role]; r != nil && r.Power != "" {
+		return r.Meta.PosOf("power"), r.Meta.PathOf("power")
+	}
+	return z.Meta.PosOf("power"), "power"
+}
 
 // Boot returns the pod's boot subnet and gateway.
 func (p *Pod) Boot() (netip.Prefix, netip.Addr) {

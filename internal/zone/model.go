@@ -21,6 +21,7 @@ type Zone struct {
 	Naming          Naming              `yaml:"naming"`
 	UnknownMachines UnknownPolicy       `yaml:"unknown_machines"`
 	OnReplace       ReplacePolicy       `yaml:"on_replace"`
+	Power           PowerDriver         `yaml:"power"`
 	Timeouts        Timeouts            `yaml:"timeouts"`
 	Addressing      Addressing          `yaml:"addressing"`
 	Profiles        []*Profile          `yaml:"profiles,keyed"`
@@ -58,6 +59,20 @@ const (
 	ReplaceHold      ReplacePolicy = "hold"      // wait for an operator
 )
 
+// PowerDriver is how drover talks to a slot's BMC.
+type PowerDriver string
+
+// Power drivers.
+const (
+	PowerNone    PowerDriver = "none"    // drover does not drive the BMC (the default)
+	PowerIPMI    PowerDriver = "ipmi"    // IPMI 2.0 over LAN (RMCP+), UDP port 623
+	PowerRedfish PowerDriver = "redfish" // reserved: refused by validation until a driver exists
+)
+
+// DefaultBMCSessions bounds BMC sessions at once per BMC network when the
+// design does not say.
+const DefaultBMCSessions = 8
+
 // Timeouts are the watchdogs for work states, as Go durations ("45m").
 type Timeouts struct {
 	Meta          Meta
@@ -81,6 +96,7 @@ type Role struct {
 	Name     string
 	Profile  string         `yaml:"profile"`
 	Firmware string         `yaml:"firmware"`
+	Power    PowerDriver    `yaml:"power"`
 	Classes  []string       `yaml:"classes"`
 	Params   map[string]any `yaml:"params"`
 	Variants []*Variant     `yaml:"variants,keyed"`
@@ -113,6 +129,8 @@ type Network struct {
 	Gateway string `yaml:"gateway"`
 	VLAN    int    `yaml:"vlan"`
 	Pool    string `yaml:"pool"` // boot network only: addresses for unknown machines, "first-last"
+	// Sessions bounds BMC sessions at once on a bmc network (default DefaultBMCSessions).
+	Sessions int `yaml:"sessions"`
 	prefix  netip.Prefix
 	gateway netip.Addr
 	pool    [2]netip.Addr
@@ -144,7 +162,8 @@ type Switch struct {
 	pod         *Pod
 }
 
-// Mapping puts a role on a range of ports with an explicit id range.
+// Mapping puts a role on a range of ports with an explicit id range. On a
+// `lom` switch it names, instead, the host slots whose BMCs the ports serve.
 type Mapping struct {
 	Meta      Meta
 	Ports     string        `yaml:"ports"`

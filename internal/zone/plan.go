@@ -77,6 +77,8 @@ func changedFields(a, b *Slot) []string {
 	add("name", a.Name != b.Name || a.PermanentName != b.PermanentName)
 	add("address", a.Address != b.Address || a.Prefix != b.Prefix || a.Gateway != b.Gateway)
 	add("bmc_address", a.BMCAddress != b.BMCAddress)
+	add("bmc_port", a.BMCPort != b.BMCPort)
+	add("power", a.Power != b.Power)
 	add("networks", !sameNetworks(a.Networks, b.Networks))
 	add("pod", a.Pod != b.Pod)
 	add("zone", a.Zone != b.Zone || a.Environment != b.Environment || a.Domain != b.Domain)
@@ -168,6 +170,10 @@ func fieldValue(s *Slot, field string) string {
 		v = addrOrDash(s.Address)
 	case "bmc_address":
 		v = addrOrDash(s.BMCAddress)
+	case "bmc_port":
+		v = s.BMCPort
+	case "power":
+		v = string(s.Power)
 	case "pod":
 		v = s.Pod
 	case "zone":

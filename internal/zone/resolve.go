@@ -29,6 +29,11 @@ type Identity struct {
 	Switch string // the location as reported, even when it has no slot
 	Port   string
 	Reason string // why the machine is unknown
+	// BMC is set when the request came through a lom switch: the client is a
+	// BMC, never a host, and BMCOf is the host slot whose BMC it is (nil on a
+	// lom port the design does not map).
+	BMC   bool
+	BMCOf *Slot
 }
 
 // Known reports whether the machine has a slot.
@@ -47,6 +52,7 @@ type Index struct {
 	remoteIDs map[string]*Switch
 	switches  map[string]*Switch
 	slots     map[string]*Slot // by key; a port slot's key is switch/port
+	bmcPorts  map[string]*Slot // lom switch/port -> the host slot whose BMC it serves
 	zones     map[string]*Zone
 	macs      map[string]*Slot
 	ignoreAll bool // every zone ignores unknown machines
@@ -61,6 +67,7 @@ func NewIndex(d *Design) *Index {
 		switches:  map[string]*Switch{},
 		slots:     make(map[string]*Slot, len(d.Slots)),
 		macs:      map[string]*Slot{},
+		bmcPorts:  map[string]*Slot{},
 		zones:     make(map[string]*Zone, len(d.Zones)),
 		ignoreAll: len(d.Zones) > 0,
 	}
@@ -93,6 +100,9 @@ func NewIndex(d *Design) *Index {
 		ix.slots[s.Key] = s
 		if s.MAC != "" {
 			ix.macs[s.MAC] = s
+		}
+		if s.BMCPort != "" {
+			ix.bmcPorts[s.BMCPort] = s
 		}
 	}
 	return ix
@@ -137,8 +147,8 @@ func (ix *Index) Resolve(q Query) Identity {
 				return Identity{Zone: sw.zone, Reason: fmt.Sprintf("remote-id %q names switch %s but relay %s belongs to %s", q.RemoteID, byRID.Name, q.Relay, sw.Name)}
 			case !trusted && byRID.relay.IsValid():
 				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is not the configured relay %s of switch %s", q.Relay, byRID.relay, byRID.Name)}
-			case !trusted && !podBootContains(byRID.pod, q.Relay):
-				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is outside the boot network of switch %s's pod", q.Relay, byRID.Name)}
+			case !trusted && !podContains(byRID.pod, byRID.relayNetwork(), q.Relay):
+				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is outside the %s network of switch %s's pod", q.Relay, byRID.relayNetwork(), byRID.Name)}
 			}
 			sw, trusted = byRID, true
 		}
@@ -155,7 +165,14 @@ func (ix *Index) Resolve(q Query) Identity {
 		port = entry.port
 	}
 	if port == "" {
-		return Identity{Zone: sw.zone, Switch: sw.Name, Reason: fmt.Sprintf("switch %s relayed no circuit-id", sw.Name)}
+		return Identity{Zone: sw.zone, Switch: sw.Name, BMC: sw.Kind == "lom", Reason: fmt.Sprintf("switch %s relayed no circuit-id", sw.Name)}
+	}
+	if sw.Kind == "lom" {
+		host := ix.bmcPorts[sw.Name+"/"+port]
+		if host == nil {
+			return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, Reason: fmt.Sprintf("port %s of lom switch %s serves no host in the design", port, sw.Name)}
+		}
+		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, BMCOf: host, Via: ViaLocation, Reason: "the BMC of " + host.Name}
 	}
 	s := ix.slots[sw.Name+"/"+port]
 	if s == nil {
@@ -164,13 +181,49 @@ func (ix *Index) Resolve(q Query) Identity {
 	return Identity{Slot: s, Via: ViaLocation, Zone: sw.zone, Switch: sw.Name, Port: port}
 }
 
-func podBootContains(p *Pod, a netip.Addr) bool {
-	for _, n := range p.Networks {
-		if n.Name == "boot" && n.prefix.Contains(a) {
-			return true
-		}
+// relayNetwork is the pod network a switch relays from: bmc for a lom switch.
+func (sw *Switch) relayNetwork() string {
+	if sw.Kind == "lom" {
+		return "bmc"
 	}
-	return false
+	return "boot"
+}
+
+func podContains(p *Pod, network string, a netip.Addr) bool {
+	n := podNetwork(p, network)
+	return n != nil && n.prefix.Contains(a)
+}
+
+// BMCNetwork is the bmc network of a slot's pod: its subnet, gateway and the
+// bound on BMC sessions at once on it.
+type BMCNetwork struct {
+	Key      string // zone/pod: what the session bound is counted by
+	Prefix   netip.Prefix
+	Gateway  netip.Addr
+	Sessions int
+}
+
+// BMCNetwork returns the bmc network of slot s's pod, or false when it has none.
+func (ix *Index) BMCNetwork(s *Slot) (BMCNetwork, bool) {
+	z := ix.zones[s.Zone]
+	if z == nil {
+		return BMCNetwork{}, false
+	}
+	for _, p := range z.Pods {
+		if p.Name != s.Pod {
+			continue
+		}
+		n := podNetwork(p, "bmc")
+		if n == nil || !n.prefix.IsValid() {
+			return BMCNetwork{}, false
+		}
+		sessions := n.Sessions
+		if sessions < 1 {
+			sessions = DefaultBMCSessions
+		}
+		return BMCNetwork{Key: z.Name + "/" + p.Name, Prefix: n.prefix, Gateway: n.gateway, Sessions: sessions}, true
+	}
+	return BMCNetwork{}, false
 }
 
 // UnknownPolicy is what to do with a machine that has no slot.

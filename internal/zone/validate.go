@@ -49,6 +49,17 @@ type compiler struct {
 	src       map[*Slot]*slotSource
 	missing   map[string]bool // pod/role without an addressing rule, reported once
 	pools     []poolOwner
+	loms      []lomMapping
+}
+
+// lomMapping is a lom switch mapping, resolved once every host slot exists.
+type lomMapping struct {
+	z     *Zone
+	p     *Pod
+	sw    *Switch
+	mp    *Mapping
+	ports []string
+	from  int
 }
 
 type poolOwner struct {
@@ -73,6 +84,8 @@ func compile(d *Design, errs *problems) {
 		c.zone(z)
 	}
 	c.checkOverlaps()
+	c.checkLoMs()
+	c.checkPower()
 	c.checkSlots()
 	sort.Slice(d.Slots, func(i, j int) bool { return SlotLess(d.Slots[i], d.Slots[j]) })
 }
@@ -138,6 +151,11 @@ func (c *compiler) zone(z *Zone) {
 		z.OnReplace = ReplaceReinstall
 	} else {
 		oneOf(c, m, "on_replace", z.OnReplace, ReplaceReinstall, ReplaceHold)
+	}
+	if z.Power == "" {
+		z.Power = PowerNone
+	} else {
+		c.powerDriver(m, z.Power)
 	}
 	naming := c.naming(z)
 
@@ -283,6 +301,9 @@ func (c *compiler) role(z *Zone, r *Role) {
 	if r.Firmware != "" {
 		oneOf(c, m, "firmware", r.Firmware, "bios", "uefi")
 	}
+	if r.Power != "" {
+		c.powerDriver(m, r.Power)
+	}
 	for _, v := range r.Variants {
 		if !labelRE.MatchString(v.Name) {
 			c.errs.add(v.Meta.At, v.Meta.Path, "use lower-case letters, digits and dashes", "%q is not a valid variant name", v.Name)
@@ -387,6 +408,14 @@ func (c *compiler) network(p *Pod, n *Network) {
 	case pfx.Bits() > 30:
 		c.errs.add(m.PosOf("subnet"), m.PathOf("subnet"), "use a /30 or larger", "%s has no room for hosts", n.Subnet)
 		return
+	}
+	if m.Has("sessions") {
+		switch {
+		case n.Name != "bmc":
+			c.errs.add(m.PosOf("sessions"), m.PathOf("sessions"), "move it to the pod's bmc network", "only the bmc network bounds BMC sessions")
+		case n.Sessions < 1:
+			c.errs.add(m.PosOf("sessions"), m.PathOf("sessions"), fmt.Sprintf("use a number from 1 (default %d)", DefaultBMCSessions), "sessions must be at least 1")
+		}
 	}
 	n.prefix = pfx
 	c.subnets = append(c.subnets, subnetOwner{pfx, owner{m.PosOf("subnet"), fmt.Sprintf("pod %s network %s", p.Name, n.Name)}})
@@ -513,6 +542,17 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 			sw.ports = append(sw.ports, n)
 		}
 	}
+	relayNet := boot
+	if sw.Kind == "lom" {
+		relayNet = podNetwork(p, "bmc")
+		if relayNet == nil {
+			c.errs.add(m.PosOf("kind"), m.PathOf("kind"), "add `bmc: {subnet: ..., gateway: ...}` to the pod's networks", "a lom switch needs the pod's bmc network: its BMCs get their addresses there")
+		}
+		if sw.BootNetwork == ShapePerPort {
+			c.errs.add(m.PosOf("boot_network"), m.PathOf("boot_network"), "remove it: a lom switch relays from its address on the pod's bmc network", "a lom switch cannot have per-port subnets")
+			sw.BootNetwork = ShapePod
+		}
+	}
 	switch sw.BootNetwork {
 	case ShapePod:
 		if sw.Relay == "" && sw.RemoteID == "" {
@@ -524,8 +564,8 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 				c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "write the IPv4 address the switch relays from", "%q is not an IPv4 address", sw.Relay)
 			} else {
 				sw.relay = a
-				if boot != nil && boot.prefix.IsValid() && !boot.prefix.Contains(a) {
-					c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "use the switch's address on the boot network", "relay %s is outside the pod's boot network %s", a, boot.prefix)
+				if relayNet != nil && relayNet.prefix.IsValid() && !relayNet.prefix.Contains(a) {
+					c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "use the switch's address on the "+relayNet.Name+" network", "relay %s is outside the pod's %s network %s", a, relayNet.Name, relayNet.prefix)
 				}
 				if claim(c, c.relays, a, m.PosOf("relay"), m.PathOf("relay"), "relay address "+a.String()+" of switch "+sw.Name, "give each switch its own relay address") {
 					c.addrs[a] = owner{m.PosOf("relay"), "relay address of switch " + sw.Name}
@@ -536,7 +576,147 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 		c.portSubnets(p, sw)
 	}
 	for i, mp := range sw.Slots {
+		if sw.Kind == "lom" {
+			c.lomMapping(z, p, sw, mp)
+			continue
+		}
 		c.mapping(z, p, boot, sw, mp, i, naming)
+	}
+}
+
+func podNetwork(p *Pod, name string) *Network {
+	for _, n := range p.Networks {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// powerDriver checks a `power:` setting.
+func (c *compiler) powerDriver(m *Meta, d PowerDriver) {
+	if d == PowerRedfish {
+		c.errs.add(m.PosOf("power"), m.PathOf("power"), "use ipmi (most BMCs speak both) or none",
+			"the redfish driver is not available yet")
+		return
+	}
+	oneOf(c, m, "power", d, PowerIPMI, PowerNone)
+}
+
+// lomMapping reads a lom switch's mapping: its ports serve the BMCs of the
+// host slots named by role, variant and ids, resolved in checkLoMs.
+func (c *compiler) lomMapping(z *Zone, p *Pod, sw *Switch, mp *Mapping) {
+	m := &mp.Meta
+	if c.checkRole(z, m, mp.Role, mp.Variant) == nil {
+		return
+	}
+	if m.Has("on_replace") {
+		c.errs.add(m.PosOf("on_replace"), m.PathOf("on_replace"), "set on_replace on the host's slot", "a lom port has no on_replace of its own")
+	}
+	if !m.Has("ports") {
+		c.errs.add(m.At, m.PathOf("ports"), "add `ports: swp1-swp20`", "missing ports")
+		return
+	}
+	ports, err := ParsePortRange(mp.Ports)
+	if err != nil {
+		c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "write a range like swp1-swp20 or a single port", "%v", err)
+		return
+	}
+	if !m.Has("ids") {
+		c.errs.add(m.At, m.PathOf("ids"), fmt.Sprintf("add `ids:` naming the hosts whose BMCs these ports serve, e.g. ids: 1-%d", len(ports)), "missing id range")
+		return
+	}
+	from, to, err := ParseIDRange(mp.IDs)
+	if err != nil {
+		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "write a range like 1-20 or a single id", "%v", err)
+		return
+	}
+	if n := to - from + 1; n != len(ports) {
+		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), fmt.Sprintf("make both ranges the same length, e.g. ids: %d-%d", from, from+len(ports)-1),
+			"%d ids for %d ports (%s)", n, len(ports), mp.Ports)
+		return
+	}
+	for _, port := range ports {
+		if len(sw.ports) > 0 {
+			if _, ok := sw.portIndex[port]; !ok {
+				c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "add it to the switch's `ports:` or fix the range", "port %s is not declared on switch %s", port, sw.Name)
+				return
+			}
+		}
+		if !claim(c, c.ports, sw.Name+"/"+port, m.PosOf("ports"), m.PathOf("ports"), "port "+port+" of "+sw.Name, "map each port once") {
+			return
+		}
+	}
+	c.loms = append(c.loms, lomMapping{z: z, p: p, sw: sw, mp: mp, ports: ports, from: from})
+}
+
+// checkLoMs ties each lom port to the host slot it names: a slot of the same
+// zone and pod, with that role, variant and id, and at most one BMC port.
+func (c *compiler) checkLoMs() {
+	type hostKey struct {
+		zone, role, variant string
+		id                  int
+	}
+	hosts := map[hostKey]*Slot{}
+	for _, s := range c.d.Slots {
+		hosts[hostKey{s.Zone, s.Role, s.Variant, s.ID}] = s
+	}
+	taken := map[*Slot]owner{}
+	for _, l := range c.loms {
+		m := &l.mp.Meta
+		for k, port := range l.ports {
+			id := l.from + k
+			s := hosts[hostKey{l.z.Name, l.mp.Role, l.mp.Variant, id}]
+			what := fmt.Sprintf("%s id %d", l.mp.Role, id)
+			if l.mp.Variant != "" {
+				what = fmt.Sprintf("%s/%s id %d", l.mp.Role, l.mp.Variant, id)
+			}
+			switch {
+			case s == nil:
+				c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "map the host on a tor switch or a pin first, or fix the role, variant or ids",
+					"port %s of lom switch %s names %s, which has no slot in zone %s", port, l.sw.Name, what, l.z.Name)
+				continue
+			case s.Pod != l.p.Name:
+				c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "a BMC plugs into a lom switch of its host's pod",
+					"%s is in pod %s, but lom switch %s is in pod %s", s.Name, s.Pod, l.sw.Name, l.p.Name)
+				continue
+			case !s.BMCAddress.IsValid():
+				c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "add a bmc network to pod "+l.p.Name, "%s has no BMC address", s.Name)
+				continue
+			}
+			if first, dup := taken[s]; dup {
+				c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "give each host one BMC port",
+					"%s's BMC is already on %s", s.Name, first.what)
+				continue
+			}
+			taken[s] = owner{pos: m.PosOf("ports"), what: l.sw.Name + "/" + port}
+			s.BMCPort = l.sw.Name + "/" + port
+		}
+	}
+}
+
+// checkPower gives every slot its power driver (the role's, else the zone's),
+// which needs a BMC address to talk to.
+func (c *compiler) checkPower() {
+	for _, s := range c.d.Slots {
+		z := c.d.Zone(s.Zone)
+		if z == nil || z.roles[s.Role] == nil {
+			continue
+		}
+		r := z.roles[s.Role]
+		d, m := z.Power, &z.Meta
+		if r.Power != "" {
+			d, m = r.Power, &r.Meta
+		}
+		if d == PowerNone || d == "" {
+			continue
+		}
+		if !s.BMCAddress.IsValid() {
+			c.errs.add(m.PosOf("power"), m.PathOf("power"), "add a bmc network to pod "+s.Pod+", or set `power: none` for the role",
+				"%s has no BMC address for the %s driver", s.Name, d)
+			continue
+		}
+		s.Power = d
 	}
 }
 

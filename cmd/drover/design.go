@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -46,7 +47,8 @@ into, installs it for its role and tracks its lifecycle.`,
 		newServeCommand(g),
 		newLabCommand(g),
 		newTimelineCommand(g),
-		newActionCommand(g, fleet.ActReinstall, "Reinstall a machine into its slot's identity"),
+		newReinstallCommand(g),
+		newPowerCommand(g),
 		newMaintenanceCommand(g),
 		newActionCommand(g, fleet.ActRetire, "Retire a machine: it leaves its slot and boots nothing"),
 		newActionCommand(g, fleet.ActRelease, "Release a machine from its slot (back to ready)"),
@@ -92,7 +94,8 @@ func loadDesign(path string) (*zone.Design, error) {
 }
 
 func newValidateCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var secretsPath string
+	cmd := &cobra.Command{
 		Use:   "validate PATH",
 		Short: "Check a design file or directory and print a summary",
 		Long: `validate reads a zone file, or a directory of zone files, checks all of it and
@@ -104,10 +107,21 @@ file:line:column: field: problem (fix) and exits 1.`,
 			if err != nil {
 				return err
 			}
+			if secretsPath != "" {
+				secrets, err := power.LoadSecrets(secretsPath)
+				if err != nil {
+					return err
+				}
+				if err := secrets.Check(d); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(g.env.stdout, "%s: valid: %s\n", a[0], d)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&secretsPath, "power-secrets", "", "also check that this BMC secrets file has credentials for every power driver the design names")
+	return cmd
 }
 
 func newPlanCommand(g *globals) *cobra.Command {

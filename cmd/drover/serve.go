@@ -23,6 +23,7 @@ import (
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/httpserve"
+	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/serve"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
@@ -57,6 +58,7 @@ type serveFlags struct {
 	adminTokenFile  string
 	designDir       string
 	pprofListen     string
+	powerSecrets    string
 }
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -108,6 +110,7 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: next to --db)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: next to --db)")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
+	fl.StringVar(&f.powerSecrets, "power-secrets", "", "YAML file of BMC credentials per zone and role, mode 0600 (see docs/power.md); without it power actions are refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -224,6 +227,12 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			return err
 		}
 	}
+	var secrets *power.Secrets
+	if f.powerSecrets != "" {
+		if secrets, err = power.LoadSecrets(f.powerSecrets); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	st, err := g.open(ctx)
 	if err != nil {
@@ -238,7 +247,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	}
 	defer release()
 	if f.design != "" {
-		if err := applyAtStart(cmd, g, st, f.design); err != nil {
+		if err := applyAtStart(cmd, g, st, f.design, secrets); err != nil {
 			return err
 		}
 	}
@@ -253,6 +262,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			Discovery: boot.Discovery{Kernel: f.discoveryKernel, Initrd: f.discoveryInitrd, Args: f.discoveryArgs}},
 		API:            api.Config{Listen: f.apiListen, TLSCert: f.apiCert, TLSKey: f.apiKey, DesignDir: f.designDir},
 		AdminTokenFile: f.adminTokenFile,
+		PowerSecrets:   secrets,
 		Log:            log,
 		Started: func(l serve.Listeners) {
 			log.Info("ready", "startup", time.Since(start).Round(time.Millisecond))
@@ -260,11 +270,16 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	})
 }
 
-func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string) error {
+func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string, secrets *power.Secrets) error {
 	ctx := cmd.Context()
 	d, err := loadDesign(path)
 	if err != nil {
 		return err
+	}
+	if secrets != nil {
+		if err := secrets.Check(d); err != nil {
+			return fmt.Errorf("%s needs BMC credentials that %s does not have:\n%w", path, secrets.Path, err)
+		}
 	}
 	if cur, err := st.CurrentRevision(ctx); err == nil && cur.Hash == d.Hash {
 		return nil

@@ -54,6 +54,7 @@ func roleRank(r string) int {
 // Fleet is what the API needs from the running inventory.
 type Fleet interface {
 	Operate(ctx context.Context, op fleet.Op) (machine.Machine, error)
+	PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.PowerResult, error)
 	Index() *zone.Index
 	// Sync serves the newest applied revision and carries out its effects on machines.
 	Sync(ctx context.Context, latest *fleet.Applied) error
@@ -67,6 +68,9 @@ type Config struct {
 	Store     store.Store
 	Fleet     Fleet
 	DesignDir string // where uploaded designs are kept (their templates are rendered from there)
+	// CheckDesign checks what a design needs of this server beyond its own
+	// validity (BMC credentials for its power drivers); nil: nothing.
+	CheckDesign func(*zone.Design) error
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
 	Log     *slog.Logger
@@ -153,7 +157,8 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/machines", RoleViewer, false, s.machines},
 		{"GET", "/api/v1/machines/{ref}", RoleViewer, false, s.machine},
 		{"GET", "/api/v1/machines/{ref}/timeline", RoleViewer, false, s.timeline},
-		{"POST", "/api/v1/machines/{ref}/reinstall", RoleOperator, true, s.act(fleet.ActReinstall)},
+		{"POST", "/api/v1/machines/{ref}/reinstall", RoleOperator, true, s.reinstall},
+		{"POST", "/api/v1/machines/{ref}/power", RoleOperator, true, s.power},
 		{"POST", "/api/v1/machines/{ref}/maintenance", RoleOperator, true, s.act(fleet.ActMaintenanceEnter)},
 		{"DELETE", "/api/v1/machines/{ref}/maintenance", RoleOperator, true, s.act(fleet.ActMaintenanceLeave)},
 		{"POST", "/api/v1/machines/{ref}/retire", RoleOperator, true, s.act(fleet.ActRetire)},

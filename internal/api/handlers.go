@@ -18,6 +18,7 @@ import (
 
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
@@ -297,9 +298,10 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ *call) {
 }
 
 type actBody struct {
-	Reason  string `json:"reason"`
-	Owner   string `json:"owner"`
-	Expires string `json:"expires"` // RFC 3339 time, or a duration from now ("4h")
+	Reason     string `json:"reason"`
+	Owner      string `json:"owner"`
+	Expires    string `json:"expires"`     // RFC 3339 time, or a duration from now ("4h")
+	PowerCycle bool   `json:"power_cycle"` // reinstall only: boot from the network once and power-cycle through the BMC
 }
 
 func decodeBody(r *http.Request, v any) error {
@@ -314,6 +316,69 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
+// reinstall marks a machine for reinstalling; with "power_cycle" it then sets
+// its next boot to the network and power-cycles it through its BMC.
+func (s *Server) reinstall(w http.ResponseWriter, r *http.Request, c *call) {
+	var body actBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if !body.PowerCycle {
+		s.operate(w, r, c, fleet.ActReinstall, body)
+		return
+	}
+	m, ok := s.operateOnly(w, r, c, fleet.ActReinstall, body)
+	if !ok {
+		return
+	}
+	res, err := s.cfg.Fleet.PowerAction(r.Context(), fleet.PowerOp{Ref: strconv.FormatInt(m.ID, 10), Actions: []power.Action{power.PXEOnce, power.Cycle},
+		Actor: c.actor(), Reason: "reinstall", Audit: store.AuditEntry{Actor: c.actor(), RequestID: c.requestID, Detail: body.Reason}})
+	if err != nil {
+		powerError(w, fmt.Errorf("%s is marked for reinstalling, but the power cycle failed: %w", m.Label(), err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"machine": m, "power": res})
+}
+
+type powerBody struct {
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+}
+
+func (s *Server) power(w http.ResponseWriter, r *http.Request, c *call) {
+	var body powerBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	a, err := power.ParseAction(body.Action)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", `"action": `+err.Error())
+		return
+	}
+	res, err := s.cfg.Fleet.PowerAction(r.Context(), fleet.PowerOp{Ref: r.PathValue("ref"), Actions: []power.Action{a}, Actor: c.actor(), Reason: body.Reason,
+		Audit: store.AuditEntry{Actor: c.actor(), RequestID: c.requestID, Detail: body.Reason}})
+	if err != nil {
+		powerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// powerError answers a failed power action: 404 for no such machine, 409
+// when drover cannot drive its BMC, 502 when the BMC failed.
+func powerError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, fleet.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, fleet.ErrNoPower):
+		writeError(w, http.StatusConflict, "no_power_control", err.Error())
+	default:
+		writeError(w, http.StatusBadGateway, "bmc_failed", err.Error())
+	}
+}
+
 func (s *Server) act(action string) func(w http.ResponseWriter, r *http.Request, c *call) {
 	return func(w http.ResponseWriter, r *http.Request, c *call) {
 		var body actBody
@@ -321,29 +386,45 @@ func (s *Server) act(action string) func(w http.ResponseWriter, r *http.Request,
 			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
-		op := fleet.Op{Ref: r.PathValue("ref"), Action: action, Actor: c.actor(), Reason: body.Reason,
-			Audit: store.AuditEntry{Actor: c.actor(), RequestID: c.requestID, Detail: body.Reason}}
-		if action == fleet.ActMaintenanceEnter {
-			mi, err := s.maintenance(body)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-				return
-			}
-			op.Maintenance = mi
-			op.Audit.Detail = fmt.Sprintf("%s (owner %s, until %s)", mi.Reason, mi.Owner, mi.Expires.Format(time.RFC3339))
+		if body.PowerCycle {
+			writeError(w, http.StatusBadRequest, "bad_request", `"power_cycle" belongs to reinstall only`)
+			return
 		}
-		m, err := s.cfg.Fleet.Operate(r.Context(), op)
-		switch {
-		case errors.Is(err, fleet.ErrNotFound):
-			writeError(w, http.StatusNotFound, "not_found", err.Error())
-		case errors.Is(err, machine.ErrIllegal):
-			writeError(w, http.StatusConflict, "illegal_transition", err.Error())
-		case err != nil:
-			writeError(w, http.StatusInternalServerError, "internal", err.Error())
-		default:
-			writeJSON(w, http.StatusOK, m)
-		}
+		s.operate(w, r, c, action, body)
 	}
+}
+
+func (s *Server) operate(w http.ResponseWriter, r *http.Request, c *call, action string, body actBody) {
+	if m, ok := s.operateOnly(w, r, c, action, body); ok {
+		writeJSON(w, http.StatusOK, m)
+	}
+}
+
+// operateOnly performs an operator action; on failure it answers and returns false.
+func (s *Server) operateOnly(w http.ResponseWriter, r *http.Request, c *call, action string, body actBody) (machine.Machine, bool) {
+	op := fleet.Op{Ref: r.PathValue("ref"), Action: action, Actor: c.actor(), Reason: body.Reason,
+		Audit: store.AuditEntry{Actor: c.actor(), RequestID: c.requestID, Detail: body.Reason}}
+	if action == fleet.ActMaintenanceEnter {
+		mi, err := s.maintenance(body)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return machine.Machine{}, false
+		}
+		op.Maintenance = mi
+		op.Audit.Detail = fmt.Sprintf("%s (owner %s, until %s)", mi.Reason, mi.Owner, mi.Expires.Format(time.RFC3339))
+	}
+	m, err := s.cfg.Fleet.Operate(r.Context(), op)
+	switch {
+	case errors.Is(err, fleet.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, machine.ErrIllegal):
+		writeError(w, http.StatusConflict, "illegal_transition", err.Error())
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	default:
+		return m, true
+	}
+	return machine.Machine{}, false
 }
 
 func (s *Server) maintenance(b actBody) (*machine.MaintenanceInfo, error) {
@@ -430,6 +511,11 @@ func (s *Server) loadDesign(r *http.Request) (*zone.Design, string, int, error) 
 	d, err := zone.Load(dir)
 	if err != nil {
 		return nil, dir, http.StatusUnprocessableEntity, err
+	}
+	if s.cfg.CheckDesign != nil {
+		if err := s.cfg.CheckDesign(d); err != nil {
+			return nil, dir, http.StatusUnprocessableEntity, err
+		}
 	}
 	return d, dir, http.StatusOK, nil
 }

@@ -39,12 +39,15 @@ type Config struct {
 	Store store.Store
 	Log   *slog.Logger
 	Now   func() time.Time // defaults to time.Now
+	// Power runs power actions through BMCs; nil: power actions are refused.
+	Power Power
 }
 
 // Fleet is the in-memory inventory. All methods are safe for concurrent use.
 type Fleet struct {
-	st  store.Store
-	log *slog.Logger
+	st    store.Store
+	log   *slog.Logger
+	power Power
 	now func() time.Time
 	w   *writer
 	ix  atomic.Pointer[zone.Index]
@@ -88,7 +91,7 @@ func New(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, err
 	}
 	f := &Fleet{
-		st: cfg.Store, log: cfg.Log, now: cfg.Now, w: newWriter(cfg.Store, cfg.Log),
+		st: cfg.Store, log: cfg.Log, now: cfg.Now, power: cfg.Power, w: newWriter(cfg.Store, cfg.Log),
 		byMAC: map[string]*machine.Machine{}, bySlot: map[string]*machine.Machine{}, byID: map[int64]*machine.Machine{},
 		leases: map[netip.Addr]*store.Lease{}, leaseOf: map[string]netip.Addr{},
 		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},

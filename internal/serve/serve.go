@@ -19,9 +19,11 @@ import (
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
+	"github.com/drover/drover/internal/zone"
 )
 
 // Config is everything `drover serve` runs with.
@@ -33,6 +35,8 @@ type Config struct {
 	Boot           boot.Config // Fleet is filled in by Run
 	API            api.Config  // Store, Fleet and counters are filled in by Run
 	AdminTokenFile string      // where the first admin token is written on first start
+	// PowerSecrets are the BMC credentials; nil: power actions are refused.
+	PowerSecrets *power.Secrets
 	ReloadInterval time.Duration
 	// LockHeld says the caller holds the store's writer lock (it applied a
 	// design at start under it); otherwise Run takes the lock itself.
@@ -40,6 +44,25 @@ type Config struct {
 	Log      *slog.Logger
 	// Started, if set, is called once every listener is ready.
 	Started func(Listeners)
+}
+
+// checkPower refuses to serve a design whose power drivers have no
+// credentials in the secrets file; with no secrets file it warns that power
+// actions will be refused.
+func checkPower(d *zone.Design, secrets *power.Secrets, log *slog.Logger) error {
+	if secrets != nil {
+		if err := secrets.Check(d); err != nil {
+			return fmt.Errorf("the applied design needs BMC credentials that %s does not have:\n%w", secrets.Path, err)
+		}
+		return nil
+	}
+	for _, s := range d.Slots {
+		if s.Power != "" {
+			log.Warn("the design names power drivers but the server has no --power-secrets: power actions will be refused", "example", s.Name, "driver", s.Power)
+			return nil
+		}
+	}
+	return nil
 }
 
 // Listeners are the addresses the services listen on.
@@ -64,8 +87,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer release()
 	}
-	fl, err := fleet.New(ctx, fleet.Config{Store: cfg.Store, Log: log})
+	var ctl *power.Controller
+	if cfg.PowerSecrets != nil {
+		ctl = power.NewController(power.Config{Secrets: cfg.PowerSecrets, Log: log.With("service", "power")})
+	}
+	fcfg := fleet.Config{Store: cfg.Store, Log: log}
+	if ctl != nil {
+		fcfg.Power = ctl
+	}
+	fl, err := fleet.New(ctx, fcfg)
 	if err != nil {
+		return err
+	}
+	if err := checkPower(fl.Index().Design(), cfg.PowerSecrets, log); err != nil {
 		return err
 	}
 	rev := fl.Revision()
@@ -111,6 +145,10 @@ func Run(ctx context.Context, cfg Config) error {
 	acfg := cfg.API
 	acfg.Store, acfg.Fleet, acfg.Log = cfg.Store, fl, log.With("service", "api")
 	acfg.Metrics = append(acfg.Metrics, dhcp.Collector(stats), tftpMetrics, boot.Collector(bootStats), fl.Collector())
+	if ctl != nil {
+		acfg.Metrics = append(acfg.Metrics, ctl.Collectors()...)
+		acfg.CheckDesign = cfg.PowerSecrets.Check
+	}
 	asrv := api.New(acfg)
 
 	// Listeners stop first; the inventory stops last so that every change they

@@ -53,7 +53,7 @@ func classify(err error) error {
 		return fmt.Errorf("%w (%v)", ErrAuth, firstLine(msg))
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, context.DeadlineExceeded), strings.Contains(msg, "timeout"), strings.Contains(msg, "connection refused"),
-		strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "no route to host"):
+		strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "no route to host"), strings.Contains(msg, "deadline"):
 		return fmt.Errorf("%w (%v)", ErrUnreachable, firstLine(msg))
 	}
 	return errors.New(firstLine(msg))

@@ -128,7 +128,23 @@ every port the design gives a slot.`,
 			return writeJSON(g.env.stdout, s)
 		},
 	}
-	cmd.AddCommand(up, down, replace, power, status, newLabSwitchCommand(g))
+	chassis := &cobra.Command{
+		Use:    "chassis NAME get|set ...",
+		Short:  "A lab machine's power rail, driven by its virtual BMC (ipmi_sim's chassis_control; used by lab up)",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			out, err := lab.Chassis(f.config(g), a[0], a[1:])
+			if err != nil {
+				// ipmi_sim reads the error from standard output.
+				fmt.Fprintln(g.env.stdout, err)
+				return err
+			}
+			fmt.Fprint(g.env.stdout, out)
+			return nil
+		},
+	}
+	cmd.AddCommand(up, down, replace, power, status, chassis, newLabSwitchCommand(g))
 	return cmd
 }
 

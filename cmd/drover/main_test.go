@@ -32,7 +32,7 @@ func drover(t *testing.T, stdin string, args ...string) result {
 
 func TestValidateExamples(t *testing.T) {
 	tests := []struct{ path, want string }{
-		{"../../examples/lab", "1 zones, 1 pods, 2 switches, 6 slots"},
+		{"../../examples/lab", "1 zones, 1 pods, 3 switches, 6 slots"},
 		{"../../examples/university", "4 zones, 16 pods, 48 switches, 1406 slots"},
 		{"../../examples/university/bgo.yaml", "1 zones, 10 pods, 30 switches, 981 slots"},
 	}
@@ -59,7 +59,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1", r.code)
 	}
-	for _, want := range []string{"has 3 problem(s)", path + ":4:14: environment:", path + ":61:52: pods.p1.switches.p1-tor1.slots[0].ids: 3 ids for 2 ports", path + ":70:52: pods.p1.switches.p1-tor2.slots[0].ids:"} {
+	for _, want := range []string{"has 4 problem(s)", path + ":4:14: environment:", path + ":62:52: pods.p1.switches.p1-tor1.slots[0].ids: 3 ids for 2 ports", path + ":71:52: pods.p1.switches.p1-tor2.slots[0].ids:", path + ":79:54: pods.p1.switches.p1-lom1.slots[1].ids:"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}

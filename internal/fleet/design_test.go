@@ -238,7 +238,9 @@ func TestApplyWithoutServerIsCarriedOutAtStart(t *testing.T) {
 	}
 	src := d2.Source
 	for name, b := range src {
-		src[name] = []byte(strings.Replace(string(b), "          - {ports: swp2, role: compute, ids: 2}\n", "", 1))
+		// swp2's host goes, and with it the lom port of its BMC.
+		b = []byte(strings.Replace(string(b), "          - {ports: swp2, role: compute, ids: 2}\n", "", 1))
+		src[name] = []byte(strings.Replace(string(b), "{ports: swp1-swp3, bmc_of: compute, ids: 1-3}", "{ports: swp1, bmc_of: compute, ids: 1}\n          - {ports: swp3, bmc_of: compute, ids: 3}", 1))
 	}
 	d3, err := zone.Parse(src)
 	if err != nil {

@@ -205,9 +205,16 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	if len(st.VMs) == 0 {
 		return errors.New("the design has no ToR ports with slots to boot")
 	}
+	if err := wireBMCs(cfg, n, st, d, ix, addNS); err != nil {
+		return err
+	}
 	st.HTTP = "http://" + serverIP.String() + ":8080"
+	st.API = "http://127.0.0.1:9090"
 	srv := []string{cfg.Drover, "--db", st.DB, "serve", "--design", cfg.Design, "--artifacts", artifacts,
-		"--http-listen", "0.0.0.0:8080", "--server-ip", serverIP.String()}
+		"--http-listen", "0.0.0.0:8080", "--server-ip", serverIP.String(), "--api-listen", "127.0.0.1:9090"}
+	if st.Secrets != "" {
+		srv = append(srv, "--power-secrets", st.Secrets)
+	}
 	st.Server = Proc{NS: bootNS, Args: srv, Log: filepath.Join(cfg.StateDir, "drover.log")}
 	if err := startServer(st); err != nil {
 		return err
@@ -433,6 +440,11 @@ func run(ctx context.Context, cfg *Config, st *State) error {
 		fmt.Fprintf(cfg.Progress, "drover lab: design %s, %d machines\n", cfg.Design, len(st.VMs))
 		fmt.Fprintf(cfg.Progress, "  machine HTTP: %s (namespace %s)\n", st.HTTP, st.Server.NS)
 		fmt.Fprintf(cfg.Progress, "  operator:     drover --db %s machines | show NAME\n", st.DB)
+		if st.Secrets != "" {
+			fmt.Fprintf(cfg.Progress, "  power:        ip netns exec %s drover --server %s --token-file %s power NAME on|off|cycle|status\n",
+				st.Server.NS, st.API, filepath.Join(filepath.Dir(st.DB), "drover-admin.token"))
+			fmt.Fprintf(cfg.Progress, "  BMCs:         ipmi_sim (IPMI 2.0, user %s, password in %s)\n", bmcUser, st.Secrets)
+		}
 		fmt.Fprintf(cfg.Progress, "  logs:         %s\n", cfg.StateDir)
 		fmt.Fprintf(cfg.Progress, "  stop:         Ctrl-C or drover lab down\n\n")
 	}
@@ -497,11 +509,12 @@ func powerOnNext(cfg *Config, s *State, view *progress) {
 
 // progress renders a line per machine: name, state, last timeline step, elapsed.
 type progress struct {
-	cfg   *Config
-	lines int
-	last  map[string]string
-	done  map[string]time.Duration // power-on to deployed, per machine
-	state map[string]machine.State
+	header bool
+	cfg    *Config
+	lines  int
+	last   map[string]string
+	done   map[string]time.Duration // power-on to deployed, per machine
+	state  map[string]machine.State
 }
 
 // booting reports whether a VM still counts against the parallel boot budget.
@@ -513,6 +526,10 @@ func (p *progress) booting(vm *VM) bool {
 }
 
 func (p *progress) show(ctx context.Context, db *store.SQLite, s *State) {
+	if p.lines == 0 && !p.header && p.cfg.Progress != nil {
+		p.header = true
+		fmt.Fprintf(p.cfg.Progress, "  %-22s %-5s %-15s %-14s %-18s %s\n", "MACHINE", "FW", "BMC", "STATE", "ELAPSED", "LAST STEP")
+	}
 	ms, err := db.Machines(ctx, store.MachineFilter{})
 	if err != nil {
 		return
@@ -553,7 +570,11 @@ func (p *progress) show(ctx context.Context, db *store.SQLite, s *State) {
 		if len(step) > 60 {
 			step = step[:57] + "..."
 		}
-		lines = append(lines, fmt.Sprintf("  %-22s %-5s %-14s %-18s %s", vm.Name, vm.Firmware, state, elapsed, step))
+		bmc := vm.BMC
+		if bmc == "" {
+			bmc = "-"
+		}
+		lines = append(lines, fmt.Sprintf("  %-22s %-5s %-15s %-14s %-18s %s", vm.Name, vm.Firmware, bmc, state, elapsed, step))
 		keys = append(keys, state+"|"+step)
 	}
 	w := p.cfg.Progress

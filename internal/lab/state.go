@@ -28,6 +28,10 @@ type State struct {
 	Helpers    []Proc    `json:"helpers"`
 	VMs        []*VM     `json:"vms"`
 	HTTP       string    `json:"http"` // drover's machine HTTP address inside the boot namespace
+	API        string    `json:"api"`  // drover's operator API inside the boot namespace
+	// Secrets is the power secrets file drover serve reads; the lab's BMCs
+	// take the credentials it holds.
+	Secrets string `json:"secrets,omitempty"`
 }
 
 // Proc is a process the lab started.
@@ -53,6 +57,8 @@ type VM struct {
 	PoweredOn time.Time `json:"powered_on,omitzero"`
 	Log       string    `json:"log"`
 	Off       bool      `json:"off"`
+	BMC       string    `json:"bmc,omitempty"`  // the address its virtual BMC (ipmi_sim) listens on
+	Boot      string    `json:"boot,omitempty"` // the boot device its BMC was last told
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }

@@ -57,16 +57,30 @@ func LoadSecrets(path string) (*Secrets, error) {
 		return nil, fmt.Errorf("power secrets %s: no zones: add `zones: {ZONE: {username: ..., password: ...}}`", path)
 	}
 	for name, z := range doc.Zones {
-		if z.Username == "" || z.Password == "" {
-			return nil, fmt.Errorf("power secrets %s: zone %s: add both username and password", path, name)
+		if err := z.Credentials.check(); err != nil {
+			return nil, fmt.Errorf("power secrets %s: zone %s: %w", path, name, err)
 		}
 		for role, c := range z.Roles {
-			if c.Username == "" || c.Password == "" {
-				return nil, fmt.Errorf("power secrets %s: zone %s role %s: add both username and password", path, name, role)
+			if err := c.check(); err != nil {
+				return nil, fmt.Errorf("power secrets %s: zone %s role %s: %w", path, name, role, err)
 			}
 		}
 	}
 	return &Secrets{Path: path, zones: doc.Zones}, nil
+}
+
+// check applies IPMI 2.0's limits: a user name of at most 16 bytes and a
+// password of at most 20.
+func (c Credentials) check() error {
+	switch {
+	case c.Username == "" || c.Password == "":
+		return fmt.Errorf("add both username and password")
+	case len(c.Username) > 16:
+		return fmt.Errorf("username %q is longer than IPMI's 16 bytes", c.Username)
+	case len(c.Password) > 20:
+		return fmt.Errorf("the password is longer than IPMI's 20 bytes")
+	}
+	return nil
 }
 
 // Lookup returns the credentials for a role's BMCs in a zone: the role's own,

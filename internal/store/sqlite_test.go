@@ -106,7 +106,8 @@ func TestApplyDesign(t *testing.T) {
 	m1 := put("52:54:00:00:00:11", "p1-tor1/swp1", "lab-compute-01")
 	m2 := put("52:54:00:00:00:12", "p1-tor1/swp2", "lab-compute-02")
 	next := labDesign(t,
-		"{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1, role: storage, ids: 9}")
+		"{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1, role: storage, ids: 9}",
+		"{ports: swp1-swp3, bmc_of: compute, ids: 1-3}", "{ports: swp3, bmc_of: compute, ids: 3}")
 	p := apply(t, s, next)
 	if len(p.Removed) != 1 || len(p.Changed) != 1 || !p.Changed[0].Reinstall {
 		t.Fatalf("plan %+v", p)
@@ -298,7 +299,8 @@ func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTemp(t)
 	apply(t, s, labDesign(t))
-	apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1-swp2, role: compute, ids: 5-6}"))
+	apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1-swp2, role: compute, ids: 5-6}",
+		"{ports: swp1-swp3, bmc_of: compute, ids: 1-3}", "{ports: swp3, bmc_of: compute, ids: 3}"))
 	for _, q := range []string{`DROP TABLE fleet_state`, `ALTER TABLE revisions DROP COLUMN effects`, `DELETE FROM schema_migrations WHERE version = 4`} {
 		if _, err := s.db.Exec(q); err != nil {
 			t.Fatal(err)

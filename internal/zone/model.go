@@ -162,12 +162,14 @@ type Switch struct {
 	pod         *Pod
 }
 
-// Mapping puts a role on a range of ports with an explicit id range. On a
-// `lom` switch it names, instead, the host slots whose BMCs the ports serve.
+// Mapping puts a role on a range of ports with an explicit id range. With
+// bmc_of instead of role (on a `lom` switch) the ports are the BMC ports of
+// the hosts with that role and those ids.
 type Mapping struct {
 	Meta      Meta
 	Ports     string        `yaml:"ports"`
 	Role      string        `yaml:"role"`
+	BMCOf     string        `yaml:"bmc_of"`
 	Variant   string        `yaml:"variant"`
 	IDs       string        `yaml:"ids"`
 	OnReplace ReplacePolicy `yaml:"on_replace"`

@@ -147,8 +147,8 @@ func (ix *Index) Resolve(q Query) Identity {
 				return Identity{Zone: sw.zone, Reason: fmt.Sprintf("remote-id %q names switch %s but relay %s belongs to %s", q.RemoteID, byRID.Name, q.Relay, sw.Name)}
 			case !trusted && byRID.relay.IsValid():
 				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is not the configured relay %s of switch %s", q.Relay, byRID.relay, byRID.Name)}
-			case !trusted && !podContains(byRID.pod, byRID.relayNetwork(), q.Relay):
-				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is outside the %s network of switch %s's pod", q.Relay, byRID.relayNetwork(), byRID.Name)}
+			case !trusted && !podContains(byRID.pod, "boot", q.Relay) && !(byRID.Kind == "lom" && podContains(byRID.pod, "bmc", q.Relay)):
+				return Identity{Zone: byRID.zone, Reason: fmt.Sprintf("relay %s is outside the networks switch %s relays from", q.Relay, byRID.Name)}
 			}
 			sw, trusted = byRID, true
 		}
@@ -167,26 +167,18 @@ func (ix *Index) Resolve(q Query) Identity {
 	if port == "" {
 		return Identity{Zone: sw.zone, Switch: sw.Name, BMC: sw.Kind == "lom", Reason: fmt.Sprintf("switch %s relayed no circuit-id", sw.Name)}
 	}
-	if sw.Kind == "lom" {
-		host := ix.bmcPorts[sw.Name+"/"+port]
-		if host == nil {
-			return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, Reason: fmt.Sprintf("port %s of lom switch %s serves no host in the design", port, sw.Name)}
-		}
+	if host := ix.bmcPorts[sw.Name+"/"+port]; host != nil {
 		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, BMCOf: host, Via: ViaLocation, Reason: "the BMC of " + host.Name}
 	}
 	s := ix.slots[sw.Name+"/"+port]
+	if s == nil && sw.Kind == "lom" {
+		// An unmapped lom port is presumed a BMC: recorded, never given an address.
+		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, Reason: fmt.Sprintf("port %s of lom switch %s serves no host in the design", port, sw.Name)}
+	}
 	if s == nil {
 		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, Reason: fmt.Sprintf("port %s of switch %s has no slot in the design", port, sw.Name)}
 	}
 	return Identity{Slot: s, Via: ViaLocation, Zone: sw.zone, Switch: sw.Name, Port: port}
-}
-
-// relayNetwork is the pod network a switch relays from: bmc for a lom switch.
-func (sw *Switch) relayNetwork() string {
-	if sw.Kind == "lom" {
-		return "bmc"
-	}
-	return "boot"
 }
 
 func podContains(p *Pod, network string, a netip.Addr) bool {

@@ -278,3 +278,58 @@ func TestNaturalLess(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveBMC: a request through a lom switch is a BMC: it resolves to the
+// host slot its port serves, never to a host identity of its own.
+func TestResolveBMC(t *testing.T) {
+	text := strings.Replace(readBase(t), "      p1-tor2:", `      p1-lom1:
+        kind: lom
+        relay: 10.11.0.2
+        remote_id: p1-lom1
+        ports: [swp1-swp48]
+        slots:
+          - {ports: swp1-swp2, bmc_of: compute, ids: 1-2}
+          - {ports: swp3, bmc_of: storage, ids: 6}
+      p1-tor2:`, 1)
+	d, ps := parseText(t, text)
+	if ps != nil {
+		t.Fatal(ps)
+	}
+	ix := NewIndex(d)
+	a := netip.MustParseAddr
+	tests := []struct {
+		name       string
+		q          Query
+		wantHost   string // "" for a BMC on a port that serves no host
+		wantReason string
+	}{
+		{"lom port names a host", Query{Relay: a("10.11.0.2"), HasOption82: true, CircuitID: "swp2"}, "bgo-compute-02", ""},
+		{"by remote-id", Query{Relay: a("10.11.0.2"), HasOption82: true, RemoteID: "p1-lom1", CircuitID: "swp3"}, "bgo-storage-06", ""},
+		{"undefined lom port", Query{Relay: a("10.11.0.2"), HasOption82: true, CircuitID: "swp9"}, "", "port swp9 of lom switch p1-lom1 serves no host"},
+		{"no circuit-id", Query{Relay: a("10.11.0.2"), HasOption82: true}, "", "relayed no circuit-id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := ix.Resolve(tt.q)
+			if id.Known() || !id.BMC {
+				t.Fatalf("identity %+v: want a BMC and no host slot", id)
+			}
+			if tt.wantHost == "" {
+				if id.BMCOf != nil || !strings.Contains(id.Reason, tt.wantReason) {
+					t.Fatalf("BMC of %v (%s), want none: %s", id.BMCOf, id.Reason, tt.wantReason)
+				}
+				return
+			}
+			if id.BMCOf == nil || id.BMCOf.Name != tt.wantHost || id.BMCOf.BMCPort == "" {
+				t.Fatalf("BMC of %+v, want %s", id.BMCOf, tt.wantHost)
+			}
+			n, ok := ix.BMCNetwork(id.BMCOf)
+			if !ok || n.Prefix.String() != "10.11.0.0/24" || n.Gateway.String() != "10.11.0.1" || n.Sessions != DefaultBMCSessions || n.Key != "bgo/p1" {
+				t.Fatalf("BMC network %+v", n)
+			}
+		})
+	}
+	if s := ix.Slot("p1-tor1/swp1"); s.BMCPort != "p1-lom1/swp1" {
+		t.Errorf("bgo-compute-01's BMC port %q", s.BMCPort)
+	}
+}

@@ -50,6 +50,9 @@ type compiler struct {
 	missing   map[string]bool // pod/role without an addressing rule, reported once
 	pools     []poolOwner
 	loms      []lomMapping
+	// brokenRoles are zone/role pairs with a host mapping in error: a BMC
+	// port naming one of their hosts is not reported again.
+	brokenRoles map[string]bool
 }
 
 // lomMapping is a lom switch mapping, resolved once every host slot exists.
@@ -78,7 +81,7 @@ func compile(d *Design, errs *problems) {
 		zones: map[string]owner{}, switches: map[string]owner{}, names: map[string]owner{},
 		addrs: map[netip.Addr]owner{}, relays: map[netip.Addr]owner{}, remoteIDs: map[string]owner{},
 		ports: map[string]owner{}, macs: map[string]owner{}, src: map[*Slot]*slotSource{},
-		missing: map[string]bool{},
+		missing: map[string]bool{}, brokenRoles: map[string]bool{},
 	}
 	for _, z := range d.Zones {
 		c.zone(z)
@@ -542,16 +545,10 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 			sw.ports = append(sw.ports, n)
 		}
 	}
-	relayNet := boot
+	relayNets := []*Network{boot}
 	if sw.Kind == "lom" {
-		relayNet = podNetwork(p, "bmc")
-		if relayNet == nil {
-			c.errs.add(m.PosOf("kind"), m.PathOf("kind"), "add `bmc: {subnet: ..., gateway: ...}` to the pod's networks", "a lom switch needs the pod's bmc network: its BMCs get their addresses there")
-		}
-		if sw.BootNetwork == ShapePerPort {
-			c.errs.add(m.PosOf("boot_network"), m.PathOf("boot_network"), "remove it: a lom switch relays from its address on the pod's bmc network", "a lom switch cannot have per-port subnets")
-			sw.BootNetwork = ShapePod
-		}
+		// A lom switch relays for BMCs (bmc network) and may serve hosts' management ports (boot network).
+		relayNets = append(relayNets, podNetwork(p, "bmc"))
 	}
 	switch sw.BootNetwork {
 	case ShapePod:
@@ -564,8 +561,8 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 				c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "write the IPv4 address the switch relays from", "%q is not an IPv4 address", sw.Relay)
 			} else {
 				sw.relay = a
-				if relayNet != nil && relayNet.prefix.IsValid() && !relayNet.prefix.Contains(a) {
-					c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "use the switch's address on the "+relayNet.Name+" network", "relay %s is outside the pod's %s network %s", a, relayNet.Name, relayNet.prefix)
+				if in, names, prefixes := inNetworks(relayNets, a); !in && len(names) > 0 {
+					c.errs.add(m.PosOf("relay"), m.PathOf("relay"), "use the switch's address on the "+strings.Join(names, " or ")+" network", "relay %s is outside the pod's %s network %s", a, strings.Join(names, " or "), strings.Join(prefixes, " or "))
 				}
 				if claim(c, c.relays, a, m.PosOf("relay"), m.PathOf("relay"), "relay address "+a.String()+" of switch "+sw.Name, "give each switch its own relay address") {
 					c.addrs[a] = owner{m.PosOf("relay"), "relay address of switch " + sw.Name}
@@ -576,12 +573,26 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 		c.portSubnets(p, sw)
 	}
 	for i, mp := range sw.Slots {
-		if sw.Kind == "lom" {
+		if mp.Meta.Has("bmc_of") {
 			c.lomMapping(z, p, sw, mp)
 			continue
 		}
 		c.mapping(z, p, boot, sw, mp, i, naming)
 	}
+}
+
+// inNetworks reports whether a is inside one of the (valid) networks, and their names and subnets.
+func inNetworks(nets []*Network, a netip.Addr) (in bool, names, prefixes []string) {
+	for _, n := range nets {
+		if n == nil || !n.prefix.IsValid() {
+			continue
+		}
+		names, prefixes = append(names, n.Name), append(prefixes, n.prefix.String())
+		if n.prefix.Contains(a) {
+			in = true
+		}
+	}
+	return in, names, prefixes
 }
 
 func podNetwork(p *Pod, name string) *Network {
@@ -603,12 +614,30 @@ func (c *compiler) powerDriver(m *Meta, d PowerDriver) {
 	oneOf(c, m, "power", d, PowerIPMI, PowerNone)
 }
 
-// lomMapping reads a lom switch's mapping: its ports serve the BMCs of the
-// host slots named by role, variant and ids, resolved in checkLoMs.
+// lomMapping reads a BMC mapping of a lom switch: its ports serve the BMCs
+// of the hosts named by role (bmc_of) and ids, resolved in checkLoMs.
 func (c *compiler) lomMapping(z *Zone, p *Pod, sw *Switch, mp *Mapping) {
 	m := &mp.Meta
-	if c.checkRole(z, m, mp.Role, mp.Variant) == nil {
+	switch {
+	case sw.Kind != "lom":
+		c.errs.add(m.PosOf("bmc_of"), m.PathOf("bmc_of"), "map BMC ports on the pod's `kind: lom` switch", "BMC ports belong on a lom switch")
 		return
+	case sw.BootNetwork == ShapePerPort:
+		c.errs.add(m.PosOf("bmc_of"), m.PathOf("bmc_of"), "use `boot_network: pod` on a lom switch with BMC ports", "BMCs get addresses on the pod's bmc network, not per-port subnets")
+		return
+	case podNetwork(p, "bmc") == nil:
+		c.errs.add(m.PosOf("bmc_of"), m.PathOf("bmc_of"), "add `bmc: {subnet: ..., gateway: ...}` to pod "+p.Name+"'s networks", "BMCs need the pod's bmc network")
+		return
+	case m.Has("role"):
+		c.errs.add(m.PosOf("role"), m.PathOf("role"), "use bmc_of for BMC ports and role for hosts, in separate entries", "a mapping has either role or bmc_of")
+		return
+	}
+	if z.roles[mp.BMCOf] == nil {
+		c.errs.add(m.PosOf("bmc_of"), m.PathOf("bmc_of"), "name one of: "+strings.Join(roleNames(z), ", "), "unknown role %q", mp.BMCOf)
+		return
+	}
+	if m.Has("variant") {
+		c.errs.add(m.PosOf("variant"), m.PathOf("variant"), "remove it: a role and an id name one host whatever its variant", "a BMC port names its host by role and id")
 	}
 	if m.Has("on_replace") {
 		c.errs.add(m.PosOf("on_replace"), m.PathOf("on_replace"), "set on_replace on the host's slot", "a lom port has no on_replace of its own")
@@ -653,27 +682,28 @@ func (c *compiler) lomMapping(z *Zone, p *Pod, sw *Switch, mp *Mapping) {
 // checkLoMs ties each lom port to the host slot it names: a slot of the same
 // zone and pod, with that role, variant and id, and at most one BMC port.
 func (c *compiler) checkLoMs() {
+	// A role and an id name one host (names are unique), whatever its variant,
+	// so giving a host a variant does not unplug its BMC.
 	type hostKey struct {
-		zone, role, variant string
-		id                  int
+		zone, role string
+		id         int
 	}
 	hosts := map[hostKey]*Slot{}
 	for _, s := range c.d.Slots {
-		hosts[hostKey{s.Zone, s.Role, s.Variant, s.ID}] = s
+		hosts[hostKey{s.Zone, s.Role, s.ID}] = s
 	}
 	taken := map[*Slot]owner{}
 	for _, l := range c.loms {
 		m := &l.mp.Meta
 		for k, port := range l.ports {
 			id := l.from + k
-			s := hosts[hostKey{l.z.Name, l.mp.Role, l.mp.Variant, id}]
-			what := fmt.Sprintf("%s id %d", l.mp.Role, id)
-			if l.mp.Variant != "" {
-				what = fmt.Sprintf("%s/%s id %d", l.mp.Role, l.mp.Variant, id)
-			}
+			s := hosts[hostKey{l.z.Name, l.mp.BMCOf, id}]
+			what := fmt.Sprintf("%s id %d", l.mp.BMCOf, id)
 			switch {
+			case s == nil && c.brokenRoles[l.z.Name+"/"+l.mp.BMCOf]:
+				continue
 			case s == nil:
-				c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "map the host on a tor switch or a pin first, or fix the role, variant or ids",
+				c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "map the host on a tor switch or a pin first, or fix the role or ids",
 					"port %s of lom switch %s names %s, which has no slot in zone %s", port, l.sw.Name, what, l.z.Name)
 				continue
 			case s.Pod != l.p.Name:
@@ -776,6 +806,12 @@ func (sw *Switch) PortSubnet(port string) (pfx netip.Prefix, gateway, host netip
 
 func (c *compiler) mapping(z *Zone, p *Pod, boot *Network, sw *Switch, mp *Mapping, i int, naming namer) {
 	m := &mp.Meta
+	before := len(c.errs.list)
+	defer func() {
+		if len(c.errs.list) > before {
+			c.brokenRoles[z.Name+"/"+mp.Role] = true
+		}
+	}()
 	role := c.checkRole(z, m, mp.Role, mp.Variant)
 	if !m.Has("ports") {
 		c.errs.add(m.At, m.PathOf("ports"), "add `ports: swp1-swp20`", "missing ports")

@@ -24,14 +24,18 @@ type labMachine struct {
 type labVM struct {
 	Name      string    `json:"name"`
 	MAC       string    `json:"mac"`
+	PID       int       `json:"pid"`
+	BMC       string    `json:"bmc"`
 	Firmware  string    `json:"firmware"`
 	PoweredOn time.Time `json:"powered_on"`
 }
 
 type labStatus struct {
 	Server struct {
-		PID int `json:"pid"`
+		PID int    `json:"pid"`
+		NS  string `json:"ns"`
 	} `json:"server"`
+	API string `json:"api"`
 	VMs []labVM `json:"vms"`
 }
 
@@ -93,7 +97,7 @@ func (l *labRun) waitDeployed(what string, timeout time.Duration, macs ...string
 
 func TestLab(t *testing.T) {
 	require(t, map[string]string{"ip": "iproute2", "qemu-system-x86_64": "qemu-system-x86", "dhcrelay": "isc-dhcp-relay",
-		"busybox": "busybox-static", "cpio": "cpio", "curl": "curl", "apt-get": "apt"})
+		"busybox": "busybox-static", "cpio": "cpio", "curl": "curl", "apt-get": "apt", "ipmi_sim": "openipmi"})
 	for _, f := range []string{"/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/efi-virtio.rom"} {
 		if _, err := os.Stat(f); err != nil {
 			require(t, map[string]string{f: "ovmf ipxe-qemu"})
@@ -194,6 +198,68 @@ func TestLab(t *testing.T) {
 		}
 		if s.Machine.State != "deployed" {
 			t.Errorf("state %s", s.Machine.State)
+		}
+	})
+
+	t.Run("reinstall --power-cycle through the machine's BMC, nobody touching it", func(t *testing.T) {
+		const name = "lab-compute-lvm-03"
+		vm := vms[name]
+		if vm.BMC != "10.77.8.13" {
+			t.Fatalf("%s's BMC is at %q, want its slot's BMC address 10.77.8.13", name, vm.BMC)
+		}
+		st := l.status()
+		operator := func(args ...string) (string, error) {
+			out, err := exec.Command("ip", append([]string{"netns", "exec", st.Server.NS, droverBin, "--server", st.API,
+				"--token-file", filepath.Join(l.state, "drover-admin.token")}, args...)...).CombinedOutput()
+			return string(out), err
+		}
+		if out, err := operator("power", name, "status"); err != nil || !strings.Contains(out, "power on") {
+			t.Fatalf("power status: %v %s", err, out)
+		}
+		since := time.Now()
+		out, err := operator("reinstall", name, "--power-cycle", "--reason", "new kernel")
+		if err != nil || !strings.Contains(out, "power cycle via BMC 10.77.8.13:623") {
+			t.Fatalf("reinstall --power-cycle: %v %s", err, out)
+		}
+		waitFor(t, name+" reinstalled", 3*time.Minute, func() bool {
+			s := showJSON(t, l.db, vm.MAC)
+			return s.Machine.State == "deployed" && s.Machine.StateSince.After(since)
+		})
+		// The timeline reads: power action, then DHCP, then the install, then deployed.
+		want := []struct{ kind, text string }{
+			{"power", "power pxe-once, then cycle via ipmi BMC 10.77.8.13:623: ok"},
+			{"dhcp-ack", "10.77.0.13"},
+			{"ipxe-script", "install " + name},
+			{"phone-home", "installed"},
+			{"transition", "deploying -> deployed"},
+		}
+		var got []string
+		i := 0
+		for _, e := range showJSON(t, l.db, vm.MAC).Timeline {
+			if e.At.Before(since.Add(-time.Second)) {
+				continue
+			}
+			line := e.Kind + ": " + e.Reason
+			if e.Kind == "transition" {
+				line = e.Kind + ": " + e.From + " -> " + e.To
+			}
+			got = append(got, line)
+			if i < len(want) && e.Kind == want[i].kind && strings.Contains(line, want[i].text) {
+				i++
+			}
+		}
+		if i < len(want) {
+			t.Fatalf("timeline after the reinstall lacks %s %q in order:\n%s", want[i].kind, want[i].text, strings.Join(got, "\n"))
+		}
+		t.Logf("timeline after reinstall --power-cycle:\n%s", strings.Join(got, "\n"))
+		// The BMC restarted the machine: its QEMU is a new process.
+		for _, v := range l.status().VMs {
+			if v.Name == name && (v.PID == vm.PID || v.PID == 0) {
+				t.Errorf("%s's QEMU was not restarted by its BMC (pid %d before, %d after)", name, vm.PID, v.PID)
+			}
+		}
+		if out, err := operator("audit", "--action", "power pxe-once,cycle"); err != nil || !strings.Contains(out, name) {
+			t.Errorf("audit: %v %s", err, out)
 		}
 	})
 

@@ -48,9 +48,9 @@ type Fleet struct {
 	st    store.Store
 	log   *slog.Logger
 	power Power
-	now func() time.Time
-	w   *writer
-	ix  atomic.Pointer[zone.Index]
+	now   func() time.Time
+	w     *writer
+	ix    atomic.Pointer[zone.Index]
 	// served is the revision ix comes from; syncMu orders switches to new ones.
 	served atomic.Int64
 	syncMu sync.Mutex

@@ -36,7 +36,7 @@ type Config struct {
 	API            api.Config  // Store, Fleet and counters are filled in by Run
 	AdminTokenFile string      // where the first admin token is written on first start
 	// PowerSecrets are the BMC credentials; nil: power actions are refused.
-	PowerSecrets *power.Secrets
+	PowerSecrets   *power.Secrets
 	ReloadInterval time.Duration
 	// LockHeld says the caller holds the store's writer lock (it applied a
 	// design at start under it); otherwise Run takes the lock itself.

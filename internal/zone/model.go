@@ -131,9 +131,9 @@ type Network struct {
 	Pool    string `yaml:"pool"` // boot network only: addresses for unknown machines, "first-last"
 	// Sessions bounds BMC sessions at once on a bmc network (default DefaultBMCSessions).
 	Sessions int `yaml:"sessions"`
-	prefix  netip.Prefix
-	gateway netip.Addr
-	pool    [2]netip.Addr
+	prefix   netip.Prefix
+	gateway  netip.Addr
+	pool     [2]netip.Addr
 }
 
 // Boot network shapes of a switch.

@@ -35,7 +35,7 @@ type labStatus struct {
 		PID int    `json:"pid"`
 		NS  string `json:"ns"`
 	} `json:"server"`
-	API string `json:"api"`
+	API string  `json:"api"`
 	VMs []labVM `json:"vms"`
 }
 

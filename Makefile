@@ -26,9 +26,9 @@ vet:
 test: setup vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx) in namespaces; writes
+# Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx, ipmitool) in namespaces; writes
 # BENCHMARKS.md, bench/results/latest.json and plots. Needs root. PARTS=storm runs one part.
-PARTS ?= dhcp,storm,tftp,http,control
+PARTS ?= dhcp,storm,tftp,http,control,power
 bench:
 	@./scripts/setup.sh bench
 	@test "$$(id -u)" = 0 || { echo "make bench needs root: it creates network namespaces"; exit 1; }

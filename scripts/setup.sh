@@ -9,7 +9,7 @@ PACKAGES="ca-certificates curl unzip git make iproute2 tcpdump isc-dhcp-client i
 
 # `setup.sh bench` also installs the peers the benchmarks compare drover with.
 if [ "${1:-}" = bench ]; then
-	PACKAGES="$PACKAGES kea-dhcp4-server dnsmasq-base tftpd-hpa nginx-light gnuplot-nox"
+	PACKAGES="$PACKAGES kea-dhcp4-server dnsmasq-base tftpd-hpa nginx-light gnuplot-nox ipmitool"
 fi
 
 missing=""

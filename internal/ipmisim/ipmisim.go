@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -154,13 +155,14 @@ func guid(name string) uint64 {
 // machine behind them: it keeps each BMC's power and boot device in files
 // under dir, and appends "start|end UNIX-NANOS BMC OP" to dir/calls.log around
 // every call, taking delay per call, so the calls in progress at once can be
-// counted (MaxInFlight). It returns the command for Config.Chassis, without
+// counted (Calls). It returns the command for Config.Chassis, without
 // the BMC name, which is the command's last argument.
 func Hook(dir string, delay time.Duration) (string, error) {
 	script := `#!/bin/sh
 # chassis control for a simulated BMC: $1 = BMC name, then get|set ...
 dir=$(dirname "$0"); bmc=$1; shift
-echo "start $(date +%s%N) $bmc $*" >> "$dir/calls.log"
+call="$*"
+echo "start $(date +%s%N) $bmc $call" >> "$dir/calls.log"
 sleep ` + strconv.FormatFloat(delay.Seconds(), 'f', 3, 64) + `
 op=$1; shift
 case $op in
@@ -173,7 +175,7 @@ set) while [ $# -gt 1 ]; do case $1 in
 	boot) echo "$2" > "$dir/$bmc.boot";;
 	esac; shift 2; done;;
 esac
-echo "end $(date +%s%N) $bmc" >> "$dir/calls.log"
+echo "end $(date +%s%N) $bmc $call" >> "$dir/calls.log"
 `
 	path := filepath.Join(dir, "chassis.sh")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
@@ -198,8 +200,11 @@ func BootDevice(dir, bmc string) string {
 }
 
 // Calls is what dir/calls.log says: calls made, and the largest number of
-// BMCs that were in a call at the same moment.
-func Calls(dir string) (calls, maxInFlight int, err error) {
+// BMCs that were in a call at the same moment. Given operations (such as
+// "set power 0"), only those count: ipmi_sim also makes calls of its own
+// outside any session (it polls "get power" after a power-off, and powers a
+// cycled machine back on a second later).
+func Calls(dir string, only ...string) (calls, maxInFlight int, err error) {
 	f, err := os.Open(filepath.Join(dir, "calls.log"))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, 0, nil
@@ -216,7 +221,7 @@ func Calls(dir string) (calls, maxInFlight int, err error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) < 3 {
+		if len(fs) < 3 || len(only) > 0 && !slices.Contains(only, strings.Join(fs[3:], " ")) {
 			continue
 		}
 		at, err := strconv.ParseInt(fs[1], 10, 64)

@@ -189,7 +189,7 @@ func TestPowerSessionBound(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
-			calls, most, err := ipmisim.Calls(dir)
+			calls, most, err := ipmisim.Calls(dir, "set power 1")
 			if err != nil {
 				t.Fatal(err)
 			}

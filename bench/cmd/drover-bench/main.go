@@ -29,6 +29,7 @@ type Report struct {
 	TFTP     *TFTPReport       `json:"tftp,omitempty"`
 	HTTP     *HTTPReport       `json:"http,omitempty"`
 	Control  *ControlReport    `json:"control,omitempty"`
+	Power    *PowerReport      `json:"power,omitempty"`
 }
 
 type env struct {
@@ -52,7 +53,7 @@ func main() {
 			os.Exit(httpClient(os.Args[2:]))
 		}
 	}
-	parts := flag.String("parts", "dhcp,storm,tftp,http,control", "comma-separated parts to run")
+	parts := flag.String("parts", "dhcp,storm,tftp,http,control,power", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
@@ -115,6 +116,8 @@ func main() {
 				}
 				rep.Control = c
 			}
+		case "power":
+			rep.Power, err = benchPower(ctx, e)
 		default:
 			err = fmt.Errorf("unknown part %q", p)
 		}
@@ -154,7 +157,7 @@ func machineInfo() string {
 
 func versions() map[string]string {
 	v := map[string]string{"go": runtime.Version()}
-	for _, pkg := range []string{"kea-dhcp4-server", "kea-admin", "dnsmasq-base", "tftpd-hpa", "atftp", "nginx-light", "nginx"} {
+	for _, pkg := range []string{"kea-dhcp4-server", "kea-admin", "dnsmasq-base", "tftpd-hpa", "atftp", "nginx-light", "nginx", "openipmi", "ipmitool"} {
 		if out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output(); err == nil && len(out) > 0 {
 			v[pkg] = string(out)
 		}

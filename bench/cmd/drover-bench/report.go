@@ -72,6 +72,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 	if rep.Control != nil {
 		rep.Control.markdown(&md)
 	}
+	if rep.Power != nil {
+		rep.Power.markdown(&md)
+	}
 	return os.WriteFile(docPath, []byte(md.String()), 0o644)
 }
 

@@ -110,7 +110,7 @@ func TestBMCGetsItsAddressByLoMPort(t *testing.T) {
 	if err != nil || !strings.Contains(out, "52:54:00:b3:00:09") {
 		t.Fatalf("the BMC on swp9 is not recorded as discovered: %v\n%s", err, out)
 	}
-	if shown, _ := exec.Command(droverBin, "--db", tp.db, "show", "52:54:00:b3:00:09").CombinedOutput(); !strings.Contains(string(shown), "p1-lom1/swp9") ||
+	if shown, _ := exec.Command(droverBin, "--db", tp.db, "show", "52:54:00:b3:00:09").CombinedOutput(); !strings.Contains(string(shown), "port swp9 of lom switch p1-lom1") ||
 		!strings.Contains(string(shown), "serves no host") {
 		t.Fatalf("the discovered BMC does not say where it is:\n%s", shown)
 	}

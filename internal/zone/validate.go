@@ -642,27 +642,8 @@ func (c *compiler) lomMapping(z *Zone, p *Pod, sw *Switch, mp *Mapping) {
 	if m.Has("on_replace") {
 		c.errs.add(m.PosOf("on_replace"), m.PathOf("on_replace"), "set on_replace on the host's slot", "a lom port has no on_replace of its own")
 	}
-	if !m.Has("ports") {
-		c.errs.add(m.At, m.PathOf("ports"), "add `ports: swp1-swp20`", "missing ports")
-		return
-	}
-	ports, err := ParsePortRange(mp.Ports)
-	if err != nil {
-		c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "write a range like swp1-swp20 or a single port", "%v", err)
-		return
-	}
-	if !m.Has("ids") {
-		c.errs.add(m.At, m.PathOf("ids"), fmt.Sprintf("add `ids:` naming the hosts whose BMCs these ports serve, e.g. ids: 1-%d", len(ports)), "missing id range")
-		return
-	}
-	from, to, err := ParseIDRange(mp.IDs)
-	if err != nil {
-		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "write a range like 1-20 or a single id", "%v", err)
-		return
-	}
-	if n := to - from + 1; n != len(ports) {
-		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), fmt.Sprintf("make both ranges the same length, e.g. ids: %d-%d", from, from+len(ports)-1),
-			"%d ids for %d ports (%s)", n, len(ports), mp.Ports)
+	ports, from, ok := c.portsAndIDs(mp, "add `ids:` naming the hosts whose BMCs these ports serve, e.g. ids: 1-%d")
+	if !ok {
 		return
 	}
 	for _, port := range ports {
@@ -804,6 +785,36 @@ func (sw *Switch) PortSubnet(port string) (pfx netip.Prefix, gateway, host netip
 	return netip.PrefixFrom(uintToAddr(base), sw.PortPrefix), uintToAddr(base + 1), uintToAddr(base + 2)
 }
 
+// portsAndIDs reads a mapping's port range and id range, which must be as
+// long; missingIDs is the fix for a missing id range (%d: the port count).
+func (c *compiler) portsAndIDs(mp *Mapping, missingIDs string) (ports []string, from int, ok bool) {
+	m := &mp.Meta
+	if !m.Has("ports") {
+		c.errs.add(m.At, m.PathOf("ports"), "add `ports: swp1-swp20`", "missing ports")
+		return nil, 0, false
+	}
+	ports, err := ParsePortRange(mp.Ports)
+	if err != nil {
+		c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "write a range like swp1-swp20 or a single port", "%v", err)
+		return nil, 0, false
+	}
+	if !m.Has("ids") {
+		c.errs.add(m.At, m.PathOf("ids"), fmt.Sprintf(missingIDs, len(ports)), "missing id range")
+		return nil, 0, false
+	}
+	from, to, err := ParseIDRange(mp.IDs)
+	if err != nil {
+		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "write a range like 1-20 or a single id", "%v", err)
+		return nil, 0, false
+	}
+	if n := to - from + 1; n != len(ports) {
+		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), fmt.Sprintf("make both ranges the same length, e.g. ids: %d-%d", from, from+len(ports)-1),
+			"%d ids for %d ports (%s)", n, len(ports), mp.Ports)
+		return nil, 0, false
+	}
+	return ports, from, true
+}
+
 func (c *compiler) mapping(z *Zone, p *Pod, boot *Network, sw *Switch, mp *Mapping, i int, naming namer) {
 	m := &mp.Meta
 	before := len(c.errs.list)
@@ -813,27 +824,8 @@ func (c *compiler) mapping(z *Zone, p *Pod, boot *Network, sw *Switch, mp *Mappi
 		}
 	}()
 	role := c.checkRole(z, m, mp.Role, mp.Variant)
-	if !m.Has("ports") {
-		c.errs.add(m.At, m.PathOf("ports"), "add `ports: swp1-swp20`", "missing ports")
-		return
-	}
-	ports, err := ParsePortRange(mp.Ports)
-	if err != nil {
-		c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "write a range like swp1-swp20 or a single port", "%v", err)
-		return
-	}
-	if !m.Has("ids") {
-		c.errs.add(m.At, m.PathOf("ids"), fmt.Sprintf("add `ids: 1-%d` so adding switches never renumbers hosts", len(ports)), "missing id range")
-		return
-	}
-	from, to, err := ParseIDRange(mp.IDs)
-	if err != nil {
-		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), "write a range like 1-20 or a single id", "%v", err)
-		return
-	}
-	if n := to - from + 1; n != len(ports) {
-		c.errs.add(m.PosOf("ids"), m.PathOf("ids"), fmt.Sprintf("make both ranges the same length, e.g. ids: %d-%d", from, from+len(ports)-1),
-			"%d ids for %d ports (%s)", n, len(ports), mp.Ports)
+	ports, from, ok := c.portsAndIDs(mp, "add `ids: 1-%d` so adding switches never renumbers hosts")
+	if !ok {
 		return
 	}
 	onReplace := z.OnReplace

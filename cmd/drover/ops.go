@@ -28,24 +28,29 @@ enough, 5 no such machine, 6 the machine's state does not allow it, 1 other erro
 			if err := out.check(); err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			var m machine.Machine
-			if err := c.call(cmd.Context(), "POST", machinePath(a[0], "/"+action), map[string]string{"reason": reason}, &m); err != nil {
-				return err
-			}
-			if out.format == "json" {
-				return writeJSON(g.env.stdout, m)
-			}
-			fmt.Fprintf(g.env.stdout, "%s: %s\n", m.Label(), m.State)
-			return nil
+			return postMachineAction(cmd, g, out, a[0], action, map[string]any{"reason": reason})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded on the timeline and in the audit log)")
 	out.register(cmd)
 	return cmd
+}
+
+// postMachineAction posts an action to a machine and prints the machine after it.
+func postMachineAction(cmd *cobra.Command, g *globals, out outputFlag, ref, action string, body any) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	var m machine.Machine
+	if err := c.call(cmd.Context(), "POST", machinePath(ref, "/"+action), body, &m); err != nil {
+		return err
+	}
+	if out.format == "json" {
+		return writeJSON(g.env.stdout, m)
+	}
+	fmt.Fprintf(g.env.stdout, "%s: %s\n", m.Label(), m.State)
+	return nil
 }
 
 func newMaintenanceCommand(g *globals) *cobra.Command {

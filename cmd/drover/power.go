@@ -73,21 +73,13 @@ operator). ` + apiExitCodes,
 			if err := out.check(); err != nil {
 				return err
 			}
+			body := map[string]any{"reason": reason}
+			if !cycle {
+				return postMachineAction(cmd, g, out, a[0], fleet.ActReinstall, body)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
-			}
-			body := map[string]any{"reason": reason}
-			if !cycle {
-				var m machine.Machine
-				if err := c.call(cmd.Context(), "POST", machinePath(a[0], "/reinstall"), body, &m); err != nil {
-					return err
-				}
-				if out.format == "json" {
-					return writeJSON(g.env.stdout, m)
-				}
-				fmt.Fprintf(g.env.stdout, "%s: %s\n", m.Label(), m.State)
-				return nil
 			}
 			body["power_cycle"] = true
 			var res struct {

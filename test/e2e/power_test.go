@@ -40,7 +40,6 @@ func startSims(t *testing.T, netByte, n int, user, pass string, delay time.Durat
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 1; i <= n; i++ {
@@ -56,9 +55,7 @@ func startSims(t *testing.T, netByte, n int, user, pass string, delay time.Durat
 				errs <- err
 				return
 			}
-			mu.Lock()
-			t.Cleanup(sim.Stop)
-			mu.Unlock()
+			t.Cleanup(sim.Stop) // safe from several goroutines
 		}(i, addr)
 	}
 	wg.Wait()

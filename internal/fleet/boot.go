@@ -220,3 +220,31 @@ func (f *Fleet) NoteMachine(id int64, kind machine.Kind, reason string) {
 	b.add(machine.Entry{MachineID: id, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
 	f.w.submit(b)
 }
+
+// Record adds a timeline entry to a machine by id and waits until it is durable.
+func (f *Fleet) Record(ctx context.Context, e machine.Entry) error {
+	f.mu.Lock()
+	if f.byID[e.MachineID] == nil {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: machine %d", ErrNotFound, e.MachineID)
+	}
+	if e.At.IsZero() {
+		e.At = f.now()
+	}
+	b := newBatch()
+	b.add(e)
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	return wait(ctx, done)
+}
+
+// InSlot returns a copy of the machine standing in a slot.
+func (f *Fleet) InSlot(key string) (machine.Machine, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.bySlot[key]
+	if !ok {
+		return machine.Machine{}, false
+	}
+	return *m, true
+}

@@ -183,8 +183,9 @@ const (
 	KindTemplateError    Kind = "template-error"
 	KindProgress         Kind = "progress"
 	KindPhoneHome        Kind = "phone-home"
-	KindBMC              Kind = "bmc"   // its BMC got its address (by the lom port it is on)
-	KindPower            Kind = "power" // a power action through its BMC, with the outcome
+	KindBMC              Kind = "bmc"     // its BMC got its address (by the lom port it is on)
+	KindPower            Kind = "power"   // a power action through its BMC, with the outcome
+	KindRollout          Kind = "rollout" // a rollout step: drain, power cycle, install, health gate, undrain
 )
 
 // Entry is one line of a machine's timeline.

@@ -116,6 +116,30 @@ CREATE TABLE fleet_state (
 );
 INSERT INTO fleet_state (id, revision) SELECT 1, COALESCE(MAX(id), 0) FROM revisions;
 `,
+	// Rollouts (written by the rollout runner) and the commits a git follower saw.
+	5: `
+CREATE TABLE rollouts (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	created INTEGER NOT NULL,
+	state   TEXT NOT NULL,
+	data    TEXT NOT NULL
+);
+CREATE INDEX rollouts_state ON rollouts(state);
+CREATE TABLE rollout_machines (
+	rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+	slot_key   TEXT NOT NULL,
+	seq        INTEGER NOT NULL,
+	phase      TEXT NOT NULL,
+	data       TEXT NOT NULL,
+	PRIMARY KEY (rollout_id, slot_key)
+);
+CREATE TABLE commits (
+	hash   TEXT PRIMARY KEY,
+	seen   INTEGER NOT NULL,
+	status TEXT NOT NULL,
+	data   TEXT NOT NULL
+);
+`,
 }
 
 // SQLite is the embedded store.

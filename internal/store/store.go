@@ -197,5 +197,15 @@ type Store interface {
 	AddAudit(ctx context.Context, e *AuditEntry) error
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 
+	// Rollouts: created with their machines and audit entry in one
+	// transaction; afterwards only the rollout runner updates them.
+	CreateRollout(ctx context.Context, r *Rollout, ms []RolloutMachine, audit *AuditEntry) error
+	UpdateRollout(ctx context.Context, r *Rollout, ms []RolloutMachine, audits ...*AuditEntry) error
+	Rollouts(ctx context.Context) ([]Rollout, error)
+	Rollout(ctx context.Context, id int64) (*Rollout, []RolloutMachine, error)
+	// Commits a git follower saw, newest first.
+	PutCommit(ctx context.Context, c *PendingCommit) error
+	Commits(ctx context.Context) ([]PendingCommit, error)
+
 	Close() error
 }

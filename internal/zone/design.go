@@ -30,27 +30,30 @@ type Design struct {
 
 // Slot is a place a machine can stand in and everything derived from it.
 type Slot struct {
-	Key           string        `json:"key"`
-	Zone          string        `json:"zone"`
-	Environment   string        `json:"environment"`
-	Pod           string        `json:"pod"`
-	Switch        string        `json:"switch,omitempty"`
-	Port          string        `json:"port,omitempty"`
-	MAC           string        `json:"mac,omitempty"`
-	Role          string        `json:"role"`
-	Variant       string        `json:"variant,omitempty"`
-	ID            int           `json:"id"`
-	Name          string        `json:"name"`
-	PermanentName string        `json:"permanent_name"`
-	Domain        string        `json:"domain"`
-	Address       netip.Addr    `json:"address"`
-	Prefix        netip.Prefix  `json:"prefix"`
-	Gateway       netip.Addr    `json:"gateway"`
-	BMCAddress    netip.Addr    `json:"bmc_address,omitzero"`
-	BMCPort       string        `json:"bmc_port,omitempty"` // lom-switch/port the slot's BMC is plugged into
-	Power         PowerDriver   `json:"power,omitempty"`    // how drover drives the BMC; empty: it does not
-	Networks      []NetAddress  `json:"networks"`
-	Profile       string        `json:"profile,omitempty"`
+	Key           string       `json:"key"`
+	Zone          string       `json:"zone"`
+	Environment   string       `json:"environment"`
+	Pod           string       `json:"pod"`
+	Switch        string       `json:"switch,omitempty"`
+	Port          string       `json:"port,omitempty"`
+	MAC           string       `json:"mac,omitempty"`
+	Role          string       `json:"role"`
+	Variant       string       `json:"variant,omitempty"`
+	ID            int          `json:"id"`
+	Name          string       `json:"name"`
+	PermanentName string       `json:"permanent_name"`
+	Domain        string       `json:"domain"`
+	Address       netip.Addr   `json:"address"`
+	Prefix        netip.Prefix `json:"prefix"`
+	Gateway       netip.Addr   `json:"gateway"`
+	BMCAddress    netip.Addr   `json:"bmc_address,omitzero"`
+	BMCPort       string       `json:"bmc_port,omitempty"` // lom-switch/port the slot's BMC is plugged into
+	Power         PowerDriver  `json:"power,omitempty"`    // how drover drives the BMC; empty: it does not
+	Networks      []NetAddress `json:"networks"`
+	Profile       string       `json:"profile,omitempty"`
+	// ProfileDigest changes with what the profile installs (kernel, initrds,
+	// arguments, templates), so a plan marks its machines for reinstall.
+	ProfileDigest string        `json:"profile_digest,omitempty"`
 	Firmware      string        `json:"firmware,omitempty"`
 	OnReplace     ReplacePolicy `json:"on_replace"`
 }

@@ -23,6 +23,7 @@ type Zone struct {
 	OnReplace       ReplacePolicy       `yaml:"on_replace"`
 	Power           PowerDriver         `yaml:"power"`
 	Timeouts        Timeouts            `yaml:"timeouts"`
+	Rollout         Rollout             `yaml:"rollout"`
 	Addressing      Addressing          `yaml:"addressing"`
 	Profiles        []*Profile          `yaml:"profiles,keyed"`
 	Roles           []*Role             `yaml:"roles,keyed"`
@@ -88,6 +89,7 @@ type Profile struct {
 	Initrds   []string          `yaml:"initrd"`
 	Args      string            `yaml:"args"`
 	Templates map[string]string `yaml:"templates"`
+	digest    string            // what the profile installs, for plans to see a change
 }
 
 // Role is what a slot runs.

@@ -73,7 +73,8 @@ func changedFields(a, b *Slot) []string {
 	}
 	add("role", a.Role != b.Role)
 	add("variant", a.Variant != b.Variant)
-	add("profile", a.Profile != b.Profile)
+	// Slots stored before digests existed have none: unknown is not a change.
+	add("profile", a.Profile != b.Profile || a.ProfileDigest != "" && b.ProfileDigest != "" && a.ProfileDigest != b.ProfileDigest)
 	add("name", a.Name != b.Name || a.PermanentName != b.PermanentName)
 	add("address", a.Address != b.Address || a.Prefix != b.Prefix || a.Gateway != b.Gateway)
 	add("bmc_address", a.BMCAddress != b.BMCAddress)
@@ -164,6 +165,9 @@ func fieldValue(s *Slot, field string) string {
 		v = s.Variant
 	case "profile":
 		v = s.Profile
+		if s.ProfileDigest != "" {
+			v += "@" + s.ProfileDigest[:8]
+		}
 	case "name":
 		v = s.Name
 	case "address":

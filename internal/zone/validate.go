@@ -1,7 +1,9 @@
 package zone
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -53,6 +55,8 @@ type compiler struct {
 	// brokenRoles are zone/role pairs with a host mapping in error: a BMC
 	// port naming one of their hosts is not reported again.
 	brokenRoles map[string]bool
+	order       []string // the environment order the first zone setting one gave
+	orderAt     Pos
 }
 
 // lomMapping is a lom switch mapping, resolved once every host slot exists.
@@ -173,6 +177,7 @@ func (c *compiler) zone(z *Zone) {
 		z.roles[r.Name] = r
 	}
 	c.addressing(z, &z.Addressing)
+	c.rollout(z)
 
 	pods := map[string]*Pod{}
 	for _, p := range z.Pods {
@@ -267,6 +272,18 @@ func (c *compiler) profile(p *Profile) {
 	if p.Kernel == "" {
 		c.errs.add(m.At, m.PathOf("kernel"), "add `kernel:` with the kernel's artifact path", "the profile has no kernel")
 	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%q\x00%s\x00", p.Kernel, p.Initrds, p.Args)
+	names := make([]string, 0, len(p.Templates))
+	for name := range p.Templates {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b, _ := os.ReadFile(p.templatePath(p.Templates[name]))
+		fmt.Fprintf(h, "%s\x00%d\x00%s", name, len(b), b)
+	}
+	p.digest = hex.EncodeToString(h.Sum(nil))[:16]
 	for name, path := range p.Templates {
 		if !labelRE.MatchString(name) {
 			c.errs.add(m.PosOf("templates."+name), m.PathOf("templates."+name), "use lower-case letters, digits and dashes", "%q is not a valid template name", name)
@@ -287,10 +304,14 @@ func (p *Profile) TemplatePath(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	return p.templatePath(path), true
+}
+
+func (p *Profile) templatePath(path string) string {
 	if filepath.IsAbs(path) {
-		return path, true
+		return path
 	}
-	return filepath.Join(filepath.Dir(p.Meta.At.File), path), true
+	return filepath.Join(filepath.Dir(p.Meta.At.File), path)
 }
 
 func (c *compiler) role(z *Zone, r *Role) {
@@ -893,6 +914,9 @@ func (c *compiler) fillSlot(z *Zone, p *Pod, boot *Network, s *Slot, role *Role,
 	s.Domain, s.OnReplace, s.Firmware, s.Profile = z.Domain, onReplace, role.Firmware, role.Profile
 	if v := role.Variant(variant); v != nil && v.Profile != "" {
 		s.Profile = v.Profile
+	}
+	if pr := z.profiles[s.Profile]; pr != nil {
+		s.ProfileDigest = pr.digest
 	}
 	f := nameFields{Zone: z.Name, Role: role.Name, Variant: variant, Pod: p.Name, Num: id, Switch: s.Switch, Port: s.Port}
 	name, err := naming.name(f)

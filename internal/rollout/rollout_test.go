@@ -225,7 +225,9 @@ func (c *fakeChecks) check(ctx context.Context, f Facts) error {
 	return nil
 }
 
-func (c *fakeChecks) Hook(ctx context.Context, _ zone.HookSpec, f Facts) error { return c.check(ctx, f) }
+func (c *fakeChecks) Hook(ctx context.Context, _ zone.HookSpec, f Facts) error {
+	return c.check(ctx, f)
+}
 func (c *fakeChecks) Health(ctx context.Context, _ zone.HealthSpec, f Facts) error {
 	return c.check(ctx, f)
 }

@@ -80,8 +80,8 @@ type RolloutMachine struct {
 	// Acknowledged: an operator resumed the rollout after this machine
 	// failed; it no longer counts against the budget or max_unavailable.
 	Acknowledged bool      `json:"acknowledged,omitempty"`
-	Started    time.Time `json:"started,omitzero"`
-	Finished   time.Time `json:"finished,omitzero"`
+	Started      time.Time `json:"started,omitzero"`
+	Finished     time.Time `json:"finished,omitzero"`
 }
 
 // Final reports whether the machine's part in the rollout is over.

@@ -22,6 +22,7 @@ import (
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/gitops"
 	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/serve"
@@ -59,6 +60,10 @@ type serveFlags struct {
 	designDir       string
 	pprofListen     string
 	powerSecrets    string
+	follow          string
+	branch          string
+	followPath      string
+	followInterval  time.Duration
 }
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -86,6 +91,10 @@ environment, which wins over the file.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML file of settings (keys are flag names)")
 	fl.StringVar(&f.design, "design", "", "apply this design file or directory at start")
+	fl.StringVar(&f.follow, "follow", "", "follow the design in this git repository (a local path or a URL): apply new commits to auto_apply zones, the rest after `drover approve`")
+	fl.StringVar(&f.branch, "branch", "main", "the branch --follow follows")
+	fl.StringVar(&f.followPath, "follow-path", "", "the design's directory inside the followed repository (default: its root)")
+	fl.DurationVar(&f.followInterval, "follow-interval", 30*time.Second, "how often the followed repository is fetched")
 	fl.StringVar(&f.dhcpListen, "dhcp-listen", "0.0.0.0:67", "DHCP UDP address")
 	fl.StringSliceVar(&f.dhcpInterfaces, "dhcp-interface", nil, "serve DHCP only on these interfaces (repeatable; default all)")
 	fl.StringVar(&f.serverIP, "server-ip", "", "server identifier and next-server (default: the address each request reached)")
@@ -246,6 +255,9 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer release()
+	if f.design != "" && f.follow != "" {
+		return &usageError{errors.New("--design and --follow exclude each other: the design comes from one place")}
+	}
 	if f.design != "" {
 		if err := applyAtStart(cmd, g, st, f.design, secrets); err != nil {
 			return err
@@ -263,7 +275,9 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		API:            api.Config{Listen: f.apiListen, TLSCert: f.apiCert, TLSKey: f.apiKey, DesignDir: f.designDir},
 		AdminTokenFile: f.adminTokenFile,
 		PowerSecrets:   secrets,
-		Log:            log,
+		Follow: gitops.Config{Repo: f.follow, Branch: f.branch, Path: f.followPath, Interval: f.followInterval,
+			Dir: filepath.Join(dbDir, "gitops")},
+		Log: log,
 		Started: func(l serve.Listeners) {
 			log.Info("ready", "startup", time.Since(start).Round(time.Millisecond))
 		},

@@ -71,6 +71,10 @@ type Config struct {
 	// CheckDesign checks what a design needs of this server beyond its own
 	// validity (BMC credentials for its power drivers); nil: nothing.
 	CheckDesign func(*zone.Design) error
+	// Rollouts is the rollout runner; nil: rollout actions answer 503.
+	Rollouts Rollouts
+	// GitOps is the design repository follower; nil: approvals answer 409.
+	GitOps GitOps
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
 	Log     *slog.Logger
@@ -167,6 +171,15 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/design/revisions", RoleViewer, false, s.revisions},
 		{"POST", "/api/v1/design/plan", RoleAdmin, false, s.plan},
 		{"POST", "/api/v1/design/apply", RoleAdmin, true, s.apply},
+		{"GET", "/api/v1/design/pending", RoleViewer, false, s.pending},
+		{"POST", "/api/v1/design/pending/{commit}/approve", RoleAdmin, true, s.approve},
+		{"GET", "/api/v1/rollouts", RoleViewer, false, s.rolloutList},
+		{"POST", "/api/v1/rollouts/plan", RoleViewer, false, s.rolloutPlan},
+		{"POST", "/api/v1/rollouts", RoleAdmin, true, s.rolloutStart},
+		{"GET", "/api/v1/rollouts/{id}", RoleViewer, false, s.rolloutGet},
+		{"POST", "/api/v1/rollouts/{id}/pause", RoleOperator, true, s.rolloutAct("pause")},
+		{"POST", "/api/v1/rollouts/{id}/resume", RoleOperator, true, s.rolloutAct("resume")},
+		{"POST", "/api/v1/rollouts/{id}/abort", RoleAdmin, true, s.rolloutAct("abort")},
 		{"GET", "/api/v1/leases", RoleViewer, false, s.leases},
 		{"GET", "/api/v1/audit", RoleViewer, false, s.audit},
 		{"GET", "/api/v1/tokens", RoleAdmin, false, s.tokens},

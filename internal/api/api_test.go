@@ -30,6 +30,7 @@ import (
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/fleet/fleettest"
+	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
@@ -78,7 +79,7 @@ func newFixture(t *testing.T) *fixture {
 	bootStats := &counter.Set{}
 	bootStats.Add("script|200")
 	metrics := []prometheus.Collector{dhcp.Collector(stats), &tftp.Metrics{}, boot.Collector(bootStats), fl.Collector()}
-	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), Metrics: metrics})
+	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), Metrics: metrics, Rollouts: rollout.New(rollout.Config{Store: st, Fleet: fl})})
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)
 	return f

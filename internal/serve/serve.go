@@ -18,8 +18,10 @@ import (
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/gitops"
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/power"
+	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
@@ -35,6 +37,9 @@ type Config struct {
 	Boot           boot.Config // Fleet is filled in by Run
 	API            api.Config  // Store, Fleet and counters are filled in by Run
 	AdminTokenFile string      // where the first admin token is written on first start
+	// Follow, when its Repo is set, follows a git repository holding the
+	// design (Commits, Applied, Apply, Check and Rollouts are filled in by Run).
+	Follow gitops.Config
 	// PowerSecrets are the BMC credentials; nil: power actions are refused.
 	PowerSecrets   *power.Secrets
 	ReloadInterval time.Duration
@@ -91,6 +96,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PowerSecrets != nil {
 		ctl = power.NewController(power.Config{Secrets: cfg.PowerSecrets, Log: log.With("service", "power")})
 	}
+	if cfg.Follow.Repo != "" {
+		if err := bootstrap(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
 	fcfg := fleet.Config{Store: cfg.Store, Log: log}
 	if ctl != nil {
 		fcfg.Power = ctl
@@ -142,8 +152,29 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	runner := rollout.New(rollout.Config{Store: cfg.Store, Fleet: fl, Log: log.With("service", "rollout")})
 	acfg := cfg.API
-	acfg.Store, acfg.Fleet, acfg.Log = cfg.Store, fl, log.With("service", "api")
+	acfg.Store, acfg.Fleet, acfg.Log, acfg.Rollouts = cfg.Store, fl, log.With("service", "api"), runner
+	acfg.Metrics = append(acfg.Metrics, runner.Collectors()...)
+	services := []func(context.Context) error{runner.Run}
+	if cfg.Follow.Repo != "" {
+		gc := cfg.Follow
+		gc.Commits, gc.Rollouts, gc.Log = cfg.Store, runner, log.With("service", "gitops")
+		gc.Applied = func() *zone.Design { return fl.Index().Design() }
+		gc.Apply = func(ctx context.Context, d *zone.Design, commit string, audit *store.AuditEntry) (*store.Revision, *zone.Plan, error) {
+			rev, p, err := store.Apply(ctx, cfg.Store, store.ApplyRequest{Design: d, Commit: commit, Actor: audit.Actor, At: audit.At, Audit: audit})
+			if err != nil {
+				return nil, nil, err
+			}
+			return rev, p, fl.Sync(ctx, &fleet.Applied{Revision: rev, Index: zone.NewIndex(d)})
+		}
+		if cfg.PowerSecrets != nil {
+			gc.Check = cfg.PowerSecrets.Check
+		}
+		follower := gitops.New(gc)
+		acfg.GitOps = follower
+		services = append(services, follower.Run)
+	}
 	acfg.Metrics = append(acfg.Metrics, dhcp.Collector(stats), tftpMetrics, boot.Collector(bootStats), fl.Collector())
 	if ctl != nil {
 		acfg.Metrics = append(acfg.Metrics, ctl.Collectors()...)
@@ -160,10 +191,11 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { fleetDone <- fl.Run(fleetCtx) }()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 5)
-	for _, run := range []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, asrv.Run, func(ctx context.Context) error {
+	services = append(services, dsrv.Run, tsrv.Run, bsrv.Run, asrv.Run, func(ctx context.Context) error {
 		return follow(ctx, fl, cfg.ReloadInterval, log)
-	}} {
+	})
+	errc := make(chan error, len(services))
+	for _, run := range services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -279,4 +311,32 @@ func follow(ctx context.Context, fl *fleet.Fleet, every time.Duration, log *slog
 		}
 		lastErr = ""
 	}
+}
+
+// bootstrap applies the followed repository's head commit whole when the
+// database has no design yet: nothing runs that a test zone could protect.
+func bootstrap(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if _, err := cfg.Store.CurrentRevision(ctx); !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	gc := cfg.Follow
+	gc.Commits, gc.Log = cfg.Store, log.With("service", "gitops")
+	gc.Applied = func() *zone.Design { return nil }
+	gc.Apply = func(ctx context.Context, d *zone.Design, commit string, audit *store.AuditEntry) (*store.Revision, *zone.Plan, error) {
+		return store.Apply(ctx, cfg.Store, store.ApplyRequest{Design: d, Commit: commit, Actor: audit.Actor, At: audit.At, Audit: audit})
+	}
+	if cfg.PowerSecrets != nil {
+		gc.Check = cfg.PowerSecrets.Check
+	}
+	if err := gitops.New(gc).Sync(ctx); err != nil {
+		return err
+	}
+	if _, err := cfg.Store.CurrentRevision(ctx); errors.Is(err, store.ErrNotFound) {
+		cs, _ := cfg.Store.Commits(ctx)
+		if len(cs) > 0 && len(cs[0].Problems) > 0 {
+			return fmt.Errorf("the head commit %s of %s is not a valid design, and nothing is applied yet:\n%s", cs[0].Commit, cfg.Follow.Repo, strings.Join(cs[0].Problems, "\n"))
+		}
+		return fmt.Errorf("nothing was applied from %s", cfg.Follow.Repo)
+	}
+	return nil
 }

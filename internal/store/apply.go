@@ -12,6 +12,7 @@ import (
 type ApplyRequest struct {
 	Design *zone.Design
 	Dir    string // where the design was read, for its git commit
+	Commit string // the git commit, when the caller knows it (the git follower)
 	Actor  string
 	At     time.Time   // defaults to now
 	Audit  *AuditEntry // when set, recorded with the revision (its Revision is filled in)
@@ -34,8 +35,8 @@ func Apply(ctx context.Context, st Store, r ApplyRequest) (*Revision, *zone.Plan
 	if at.IsZero() {
 		at = time.Now()
 	}
-	var commit string
-	if r.Dir != "" {
+	commit := r.Commit
+	if commit == "" && r.Dir != "" {
 		commit = zone.GitCommit(ctx, r.Dir)
 	}
 	rev := &Revision{

@@ -54,6 +54,9 @@ into, installs it for its role and tracks its lifecycle.`,
 		newActionCommand(g, fleet.ActRelease, "Release a machine from its slot (back to ready)"),
 		newAuditCommand(g),
 		newTokensCommand(g),
+		newRolloutCommand(g),
+		newPendingCommand(g),
+		newApproveCommand(g),
 	)
 	return root
 }

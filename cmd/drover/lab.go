@@ -45,7 +45,7 @@ every port the design gives a slot.`,
 	f.register(cmd)
 	var extra, only []string
 	var parallel int
-	var quiet, untilDeployed bool
+	var quiet, untilDeployed, follow bool
 	up := &cobra.Command{
 		Use:   "up [DESIGN]",
 		Short: "Build the lab and show its progress until Ctrl-C or `drover lab down`",
@@ -61,7 +61,7 @@ every port the design gives a slot.`,
 			if len(a) == 1 {
 				cfg.Design = a[0]
 			}
-			cfg.Extra, cfg.Only, cfg.Parallel = extra, only, parallel
+			cfg.Extra, cfg.Only, cfg.Parallel, cfg.Follow = extra, only, parallel, follow
 			cfg.UntilDeployed, cfg.Summary = untilDeployed, g.env.stdout
 			if !quiet {
 				cfg.Progress = g.env.stdout
@@ -78,6 +78,7 @@ every port the design gives a slot.`,
 	up.Flags().StringSliceVar(&only, "only", nil, "boot only these slot names (repeatable)")
 	up.Flags().IntVar(&parallel, "parallel", 4, "machines booting at once")
 	up.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress display")
+	up.Flags().BoolVar(&follow, "follow", false, "drover follows the git repository DESIGN is in (its checked-out branch) instead of reading the files: commit to change the lab")
 	up.Flags().BoolVar(&untilDeployed, "until-deployed", false, "stop once every machine in a slot is deployed, printing how long each took")
 	down := &cobra.Command{
 		Use:   "down",

@@ -27,14 +27,17 @@ import (
 
 // Config configures the lab commands.
 type Config struct {
-	Design   string    // design file or directory
-	StateDir string    // where the lab keeps its state, database, logs and artifacts
-	CacheDir string    // where the install image is cached
-	Prefix   string    // namespace name prefix
-	Drover   string    // the drover binary to run inside the lab
-	Extra    []string  // "switch/port": machines on ports the design does not define
-	Only     []string  // boot only these slot names (default: every slot on a ToR port)
-	Parallel int       // machines booting at once (default 4)
+	Design   string   // design file or directory
+	StateDir string   // where the lab keeps its state, database, logs and artifacts
+	CacheDir string   // where the install image is cached
+	Prefix   string   // namespace name prefix
+	Drover   string   // the drover binary to run inside the lab
+	Extra    []string // "switch/port": machines on ports the design does not define
+	Only     []string // boot only these slot names (default: every slot on a ToR port)
+	Parallel int      // machines booting at once (default 4)
+	// Follow: drover follows the git repository the design is in (serve
+	// --follow, its current branch) instead of reading the design files.
+	Follow   bool
 	Progress io.Writer // live progress, or nil
 	Terminal bool      // Progress is a terminal: redraw in place
 	// UntilDeployed ends the lab once every machine in a slot is deployed,
@@ -210,12 +213,22 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	}
 	st.HTTP = "http://" + serverIP.String() + ":8080"
 	st.API = "http://127.0.0.1:9090"
-	srv := []string{cfg.Drover, "--db", st.DB, "serve", "--design", cfg.Design, "--artifacts", artifacts,
+	srv := []string{cfg.Drover, "--db", st.DB, "serve", "--artifacts", artifacts,
 		"--http-listen", "0.0.0.0:8080", "--server-ip", serverIP.String(), "--api-listen", "127.0.0.1:9090"}
+	if cfg.Follow {
+		follow, err := followArgs(ctx, cfg.Design)
+		if err != nil {
+			return err
+		}
+		srv = append(srv, follow...)
+	} else {
+		srv = append(srv, "--design", cfg.Design)
+	}
 	if st.Secrets != "" {
 		srv = append(srv, "--power-secrets", st.Secrets)
 	}
-	st.Server = Proc{NS: bootNS, Args: srv, Log: filepath.Join(cfg.StateDir, "drover.log")}
+	// Hooks and health checks of the lab's designs may read the lab's directory.
+	st.Server = Proc{NS: bootNS, Args: srv, Env: []string{"DROVER_LAB_DIR=" + cfg.StateDir}, Log: filepath.Join(cfg.StateDir, "drover.log")}
 	if err := startServer(st); err != nil {
 		return err
 	}
@@ -373,7 +386,7 @@ func macFor(prefix, key string, gen int) string {
 
 // startDetached starts a command in a namespace in its own process group, with
 // output to a log file, and reaps it in the background.
-func startDetached(ns, logPath string, args []string) (int, error) {
+func startDetached(ns, logPath string, args []string, env ...string) (int, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
@@ -381,6 +394,9 @@ func startDetached(ns, logPath string, args []string) (int, error) {
 	defer f.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s in %s: %w", args[0], ns, err)
@@ -399,7 +415,7 @@ func startHelper(st *State, ns, logPath string, args []string) error {
 }
 
 func startServer(st *State) error {
-	pid, err := startDetached(st.Server.NS, st.Server.Log, st.Server.Args)
+	pid, err := startDetached(st.Server.NS, st.Server.Log, st.Server.Args, st.Server.Env...)
 	if err != nil {
 		return err
 	}
@@ -707,4 +723,36 @@ func Power(cfg Config, name, action string) error {
 func Status(cfg Config) (*State, error) {
 	cfg.defaults()
 	return readState(cfg.StateDir)
+}
+
+// followArgs are serve's flags to follow the git repository a design
+// directory is in, on the branch checked out there.
+func followArgs(ctx context.Context, design string) ([]string, error) {
+	dir, err := filepath.Abs(design)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("--follow needs the design as a directory in a git repository, not the file %s", design)
+	}
+	git := func(args ...string) (string, error) {
+		out, err := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).Output()
+		if err != nil {
+			return "", fmt.Errorf("--follow: %s is not in a git repository with a commit (git %s: %w)", design, strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	top, err := git("rev-parse", "--show-toplevel")
+	if err != nil {
+		return nil, err
+	}
+	branch, err := git("rev-parse", "--abbrev-ref", "HEAD")
+	if err != nil {
+		return nil, err
+	}
+	rel, err := filepath.Rel(top, dir)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"--follow", top, "--branch", branch, "--follow-path", filepath.ToSlash(rel), "--follow-interval", "1s"}, nil
 }

@@ -39,6 +39,7 @@ type Proc struct {
 	PID  int      `json:"pid"`
 	NS   string   `json:"ns"`
 	Args []string `json:"args"`
+	Env  []string `json:"env,omitempty"` // added to the lab's own environment
 	Log  string   `json:"log"`
 }
 

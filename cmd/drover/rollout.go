@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -134,8 +135,8 @@ and read, operator to pause and resume, admin to start and abort). ` + rolloutEx
 				return err
 			}
 			if len(a) == 0 {
-				var ros []store.Rollout
-				if err := c.call(cmd.Context(), "GET", "/api/v1/rollouts?per_page=1000", nil, &ros); err != nil {
+				ros, err := all[store.Rollout](cmd.Context(), c, "/api/v1/rollouts", url.Values{})
+				if err != nil {
 					return err
 				}
 				if out.format == "json" {
@@ -332,8 +333,8 @@ Needs a token with role viewer.`,
 			if err != nil {
 				return err
 			}
-			var cs []store.PendingCommit
-			if err := c.call(cmd.Context(), "GET", "/api/v1/design/pending?per_page=50", nil, &cs); err != nil {
+			cs, err := all[store.PendingCommit](cmd.Context(), c, "/api/v1/design/pending", url.Values{})
+			if err != nil {
 				return err
 			}
 			if out.format == "json" {

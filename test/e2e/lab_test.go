@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,38 @@ type labRun struct {
 	state  string
 	prefix string
 	db     string
+	repo   repo
+}
+
+// api runs the CLI against the lab's drover with its admin token.
+func (l *labRun) api(args ...string) (string, error) {
+	st := l.status()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", st.Server.NS, droverBin, "--server", st.API,
+		"--token-file", filepath.Join(l.state, "drover-admin.token")}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// repo is a git work tree a test commits designs to.
+type repo struct {
+	t   *testing.T
+	dir string
+}
+
+func (r repo) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", r.dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada Lovelace", "GIT_AUTHOR_EMAIL=ada@example.org", "GIT_COMMITTER_NAME=Ada Lovelace", "GIT_COMMITTER_EMAIL=ada@example.org")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (r repo) commit(msg string) string {
+	r.git("add", "-A")
+	r.git("commit", "-qm", msg)
+	return r.git("rev-parse", "HEAD")
 }
 
 func (l *labRun) drover(args ...string) ([]byte, error) {
@@ -103,9 +136,18 @@ func TestLab(t *testing.T) {
 			require(t, map[string]string{f: "ovmf ipxe-qemu"})
 		}
 	}
+	require(t, map[string]string{"git": "git"})
 	l := &labRun{t: t, state: t.TempDir(), prefix: "dl" + randomID() + "-"}
 	l.db = filepath.Join(l.state, "drover.db")
-	up := exec.Command(droverBin, "lab", "up", "../../examples/lab", "--state-dir", l.state, "--prefix", l.prefix,
+	// The lab zone (test) and a prod zone, in a git repository drover follows.
+	l.repo = repo{t: t, dir: t.TempDir()}
+	l.repo.git("init", "-q", "-b", "main")
+	copyDir(t, "../../examples/lab", filepath.Join(l.repo.dir, "zone"))
+	b, err := os.ReadFile("../../examples/rollout/prod.yaml")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(l.repo.dir, "zone", "prod.yaml"), b, 0o644))
+	l.repo.commit("the lab and prod zones")
+	up := exec.Command(droverBin, "lab", "up", filepath.Join(l.repo.dir, "zone"), "--follow", "--state-dir", l.state, "--prefix", l.prefix,
 		"--extra", "p1-tor2/swp5", "--quiet")
 	logf, _ := os.Create(filepath.Join(l.state, "lab-up.log"))
 	up.Stdout, up.Stderr = logf, logf
@@ -131,7 +173,7 @@ func TestLab(t *testing.T) {
 	})
 	waitFor(t, "the lab to start", 120*time.Second, func() bool {
 		_, err := os.Stat(l.db)
-		return err == nil && len(l.status().VMs) == 6
+		return err == nil && len(l.status().VMs) == 9
 	})
 	vms := map[string]labVM{}
 	for _, vm := range l.status().VMs {
@@ -341,6 +383,10 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	t.Run("a commit rolls through the test zone, waits for approval, then prod one machine at a time", func(t *testing.T) {
+		testRollout(t, l)
+	})
+
 	t.Run("lab down leaves nothing behind", func(t *testing.T) {
 		if out, err := l.drover("lab", "down"); err != nil {
 			t.Fatalf("lab down: %v %s", err, out)
@@ -394,4 +440,182 @@ func hasEntry(s shownMachine, kind, reason string) bool {
 		}
 	}
 	return false
+}
+
+type rolloutView struct {
+	ID       int64  `json:"id"`
+	State    string `json:"state"`
+	Detail   string `json:"detail"`
+	Source   string `json:"source"`
+	Machines []struct {
+		Name     string    `json:"name"`
+		Zone     string    `json:"zone"`
+		Batch    int       `json:"batch"`
+		Phase    string    `json:"phase"`
+		Detail   string    `json:"detail"`
+		Started  time.Time `json:"started"`
+		Finished time.Time `json:"finished"`
+	} `json:"machines"`
+}
+
+func (l *labRun) rollout(id int64) rolloutView {
+	l.t.Helper()
+	out, err := l.api("rollout", "status", fmt.Sprint(id), "-o", "json")
+	if err != nil {
+		l.t.Fatalf("rollout status: %v %s", err, out)
+	}
+	var v rolloutView
+	must(l.t, json.Unmarshal([]byte(out), &v))
+	return v
+}
+
+// powerEntries counts a machine's power actions since a time.
+func (l *labRun) powerEntries(name string, since time.Time) int {
+	n := 0
+	for _, e := range showJSON(l.t, l.db, name).Timeline {
+		if e.Kind == "power" && e.At.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
+func testRollout(t *testing.T, l *labRun) {
+	labMachines := []string{"lab-compute-01", "lab-compute-02", "lab-compute-lvm-03", "lab-storage-01", "lab-storage-02"}
+	prod := []string{"prod-compute-01", "prod-compute-02", "prod-compute-03"}
+	waitFor(t, "every machine deployed", 5*time.Minute, func() bool {
+		for _, n := range append(append([]string{}, labMachines...), prod...) {
+			if showJSON(t, l.db, n).Machine.State != "deployed" {
+				return false
+			}
+		}
+		return true
+	})
+	// prod-compute-01, the prod canary, will fail its health gate.
+	must(t, os.WriteFile(filepath.Join(l.state, "unhealthy-prod-compute-01"), nil, 0o644))
+	since := time.Now()
+	for _, f := range []string{"lab.yaml", "prod.yaml"} {
+		path := filepath.Join(l.repo.dir, "zone", f)
+		b, err := os.ReadFile(path)
+		must(t, err)
+		must(t, os.WriteFile(path, []byte(strings.Replace(string(b), "args: console=ttyS0 quiet", "args: console=ttyS0 quiet image=2", 1)), 0o644))
+	}
+	commit := l.repo.commit("new image")
+
+	// The test zone (auto_apply) takes it at once, as a rollout.
+	var test rolloutView
+	waitFor(t, "the test zone's rollout", time.Minute, func() bool {
+		out, _ := l.api("rollout", "status", "-o", "json")
+		var ros []rolloutView
+		json.Unmarshal([]byte(out), &ros)
+		if len(ros) == 0 {
+			return false
+		}
+		test = ros[0]
+		return true
+	})
+	if !strings.Contains(test.Source, commit[:12]) {
+		t.Errorf("rollout source %q does not name the commit", test.Source)
+	}
+	waitFor(t, "the test zone's rollout done", 5*time.Minute, func() bool { return l.rollout(test.ID).State == "done" })
+	test = l.rollout(test.ID)
+	testDone := time.Time{}
+	for _, m := range test.Machines {
+		if m.Zone != "lab" || m.Phase != "done" {
+			t.Errorf("test rollout machine %+v", m)
+		}
+		if m.Finished.After(testDone) {
+			testDone = m.Finished
+		}
+	}
+	if len(test.Machines) != len(labMachines) {
+		t.Errorf("the test rollout reinstalled %d machines, want %d", len(test.Machines), len(labMachines))
+	}
+	for _, n := range prod {
+		if l.powerEntries(n, since) != 0 {
+			t.Errorf("%s was touched before the prod zone was approved", n)
+		}
+	}
+	out, err := l.api("pending")
+	if err != nil || !strings.Contains(out, "waiting for `drover approve "+commit[:12]+"`: zones prod") {
+		t.Fatalf("pending: %v\n%s", err, out)
+	}
+
+	// Approved, prod rolls out one machine at a time; its canary fails the gate.
+	approved := time.Now()
+	if out, err := l.api("approve", commit[:12]); err != nil || !strings.Contains(out, "approved by admin") {
+		t.Fatalf("approve: %v %s", err, out)
+	}
+	prodID := test.ID + 1
+	waitFor(t, "the prod rollout paused by the failed health gate", 4*time.Minute, func() bool {
+		out, err := l.api("rollout", "status", fmt.Sprint(prodID), "-o", "json")
+		return err == nil && strings.Contains(out, `"state": "paused"`)
+	})
+	pr := l.rollout(prodID)
+	if !strings.Contains(pr.Detail, "prod-compute-01") || !strings.Contains(pr.Detail, "health") {
+		t.Errorf("paused: %s", pr.Detail)
+	}
+	for _, n := range prod[1:] {
+		if c := l.powerEntries(n, since); c != 0 {
+			t.Errorf("%s was power-cycled while the canary failed", n)
+		}
+	}
+
+	// Healthy again, resumed; drover is killed while the next machine installs.
+	must(t, os.Remove(filepath.Join(l.state, "unhealthy-prod-compute-01")))
+	if out, err := l.api("rollout", "resume", fmt.Sprint(prodID)); err != nil {
+		t.Fatalf("resume: %v %s", err, out)
+	}
+	waitFor(t, "prod-compute-02 installing", 3*time.Minute, func() bool {
+		for _, m := range l.rollout(prodID).Machines {
+			if m.Name == "prod-compute-02" && m.Phase == "installing" {
+				return true
+			}
+		}
+		return false
+	})
+	pid := l.status().Server.PID
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "the lab to restart drover", 30*time.Second, func() bool { return l.status().Server.PID != pid })
+	waitFor(t, "the prod rollout done after the restart", 5*time.Minute, func() bool {
+		out, err := l.api("rollout", "status", fmt.Sprint(prodID), "-o", "json")
+		return err == nil && strings.Contains(out, `"state": "done"`)
+	})
+	pr = l.rollout(prodID)
+	for _, m := range pr.Machines {
+		want := "done"
+		if m.Name == "prod-compute-01" {
+			want = "failed"
+		}
+		if m.Phase != want {
+			t.Errorf("%s: %s (%s), want %s", m.Name, m.Phase, m.Detail, want)
+		}
+		if c := l.powerEntries(m.Name, approved); c != 1 {
+			t.Errorf("%s was power-cycled %d times by the rollout, want once", m.Name, c)
+		}
+		if m.Started.Before(testDone) {
+			t.Errorf("%s started before the test zone was done", m.Name)
+		}
+	}
+	for i, a := range pr.Machines {
+		for _, b := range pr.Machines[i+1:] {
+			if a.Started.Before(b.Finished) && b.Started.Before(a.Finished) {
+				t.Errorf("%s and %s of pod p2 were down together", a.Name, b.Name)
+			}
+		}
+	}
+	hooks, _ := os.ReadFile(filepath.Join(l.state, "hooks.log"))
+	if !strings.Contains(string(hooks), "drain prod-compute-02 10.78.0.12") || !strings.Contains(string(hooks), "undrain prod-compute-02") {
+		t.Errorf("hooks.log:\n%s", hooks)
+	}
+	if out, err := l.api("audit", "--action", "design-apply"); err != nil || !strings.Contains(out, "approved by admin") || !strings.Contains(out, "Ada Lovelace") {
+		t.Errorf("audit: %v %s", err, out)
+	}
+	// The timeline per wave, for the record.
+	for _, ro := range []rolloutView{test, pr} {
+		for _, m := range ro.Machines {
+			t.Logf("rollout %d %-18s batch %d %-7s %s -> %s (%.1fs) %s", ro.ID, m.Name, m.Batch, m.Phase, m.Started.Sub(since).Round(100*time.Millisecond),
+				m.Finished.Sub(since).Round(100*time.Millisecond), m.Finished.Sub(m.Started).Seconds(), m.Detail)
+		}
+	}
 }

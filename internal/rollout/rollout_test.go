@@ -478,3 +478,14 @@ func TestRequestNeedsAFilter(t *testing.T) {
 	}
 	_ = power.Cycle
 }
+
+func BenchmarkPlan10000(b *testing.B) {
+	items := make([]Item, 10_000)
+	for i := range items {
+		items[i] = Item{Slot: fmt.Sprintf("s%d", i), Zone: "big", Env: "prod", Pod: fmt.Sprintf("p%d", i/96), Role: "compute"}
+	}
+	pols := map[string]zone.Policy{"big": {Canary: 1, PodMax: zone.Limit{N: 1}}}
+	for b.Loop() {
+		Plan(items, pols, zone.DefaultOrder, Sizes{})
+	}
+}

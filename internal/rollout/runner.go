@@ -728,15 +728,19 @@ func (r *Runner) health(ctx context.Context, h *zone.HealthSpec, slot *zone.Slot
 	defer cancel()
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
+	var last error // the check's own answer, not the deadline that cut its last attempt
 	for {
 		err := r.cfg.Checks.Health(ctx, *h, facts(slot, m, 0, "health"))
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			if parent := context.Cause(ctx); errors.Is(parent, context.DeadlineExceeded) {
-				return fmt.Errorf("health gate did not pass within %s: %w", h.Timeout, err)
+			if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				return fmt.Errorf("health gate did not pass within %s: %w", h.Timeout, last)
 			}
 			return ctx.Err()
 		case <-t.C:

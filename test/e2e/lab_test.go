@@ -608,7 +608,7 @@ func testRollout(t *testing.T, l *labRun) {
 	if !strings.Contains(string(hooks), "drain prod-compute-02 10.78.0.12") || !strings.Contains(string(hooks), "undrain prod-compute-02") {
 		t.Errorf("hooks.log:\n%s", hooks)
 	}
-	if out, err := l.api("audit", "--action", "design-apply"); err != nil || !strings.Contains(out, "approved by admin") || !strings.Contains(out, "Ada Lovelace") {
+	if out, err := l.api("audit", "--action", "design-apply", "-o", "json"); err != nil || !strings.Contains(out, "approved by admin") || !strings.Contains(out, "Ada Lovelace") {
 		t.Errorf("audit: %v %s", err, out)
 	}
 	// The timeline per wave, for the record.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/bench"
+	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/zone"
 )
 
@@ -25,6 +26,9 @@ type ControlReport struct {
 	ServeStartSec    float64 `json:"serve_start_seconds"`
 	ListMachinesSec  float64 `json:"api_list_all_machines_seconds"`
 	ListedMachines   int     `json:"api_listed_machines"`
+	RolloutPlanMs    float64 `json:"rollout_plan_ms"`
+	RolloutMachines  int     `json:"rollout_plan_machines"`
+	RolloutBatches   int     `json:"rollout_plan_batches"`
 }
 
 func benchControl(ctx context.Context, e *env) (*ControlReport, error) {
@@ -64,6 +68,7 @@ func benchControl(ctx context.Context, e *env) (*ControlReport, error) {
 	runtime.ReadMemStats(&ms1)
 	r.ParsePlanAllocMB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / 1e6
 	r.Slots = len(d.Slots)
+	r.RolloutPlanMs, r.RolloutMachines, r.RolloutBatches = planRollout(d)
 	p, err := newPair(fmt.Sprintf("dvc%d-", os.Getpid()%10000))
 	if err != nil {
 		return nil, err
@@ -86,8 +91,32 @@ func (c *ControlReport) markdown(md *strings.Builder) {
 	fmt.Fprintf(md, "| `drover apply --yes` (wall) | %.2f s | |\n", c.ApplySec)
 	fmt.Fprintf(md, "| validate + plan in process | %.0f ms, %.0f MB allocated | 1 s, 100 MB |\n", c.ParsePlanMs, c.ParsePlanAllocMB)
 	fmt.Fprintf(md, "| `drover serve` start until it answers | %.2f s | well under 1 s |\n", c.ServeStartSec)
+	fmt.Fprintf(md, "| rollout plan of %d machines (waves, canary, batches of max_unavailable 1 per pod: %d batches), in process | %.0f ms | 1 s |\n", c.RolloutMachines, c.RolloutBatches, c.RolloutPlanMs)
 	if c.ListedMachines > 0 {
 		fmt.Fprintf(md, "| list all %d machines through the API (pages of 1,000) | %.2f s | |\n", c.ListedMachines, c.ListMachinesSec)
 	}
 	md.WriteString("\n")
+}
+
+// planRollout times the scheduler over every slot of the design, as a
+// rollout of the whole zone would plan it (default policy: a canary, then at
+// most one machine per pod down).
+func planRollout(d *zone.Design) (ms float64, machines, batches int) {
+	items := make([]rollout.Item, len(d.Slots))
+	for i, s := range d.Slots {
+		items[i] = rollout.Item{Slot: s.Key, Name: s.Name, Zone: s.Zone, Env: s.Environment, Pod: s.Pod, Role: s.Role}
+	}
+	pols := map[string]zone.Policy{}
+	for _, z := range d.Zones {
+		pols[z.Name] = z.Policy()
+	}
+	t0 := time.Now()
+	sched := rollout.Plan(items, pols, d.Order(), rollout.SizesOf(d.Slots))
+	ms = float64(time.Since(t0).Microseconds()) / 1000
+	for _, w := range sched.Waves {
+		for _, z := range w.Zones {
+			batches += len(z.Batches)
+		}
+	}
+	return ms, sched.Total, batches
 }

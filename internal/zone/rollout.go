@@ -265,6 +265,19 @@ func (c *compiler) rollout(z *Zone) {
 	}
 }
 
+// checkOrder: a rollout order set in one zone must name every zone's environment.
+func (c *compiler) checkOrder() {
+	if c.order == nil {
+		return
+	}
+	for _, z := range c.d.Zones {
+		if len(z.Rollout.Order) == 0 && z.Environment != "" && !slices.Contains(c.order, z.Environment) {
+			c.errs.add(z.Meta.PosOf("environment"), "environment", "add "+z.Environment+" to the rollout order at "+c.orderAt.String(),
+				"environment %s is not in the design's rollout order %v", z.Environment, c.order)
+		}
+	}
+}
+
 func (c *compiler) checkURL(m *Meta, field, s string) {
 	if s == "" {
 		return

@@ -90,6 +90,7 @@ func compile(d *Design, errs *problems) {
 	for _, z := range d.Zones {
 		c.zone(z)
 	}
+	c.checkOrder()
 	c.checkOverlaps()
 	c.checkLoMs()
 	c.checkPower()

@@ -29,10 +29,8 @@ type Checks interface {
 type Facts map[string]string
 
 func facts(s *zone.Slot, m store.RolloutMachine, id int64, step string) Facts {
-	f := Facts{"name": m.Name, "slot": m.Slot, "zone": m.Zone, "environment": m.Env, "pod": m.Pod, "role": m.Role, "step": step}
-	if id > 0 {
-		f["rollout"] = strconv.FormatInt(id, 10)
-	}
+	f := Facts{"name": m.Name, "slot": m.Slot, "zone": m.Zone, "environment": m.Env, "pod": m.Pod, "role": m.Role, "step": step,
+		"rollout": strconv.FormatInt(id, 10)}
 	if s != nil {
 		f["address"], f["fqdn"], f["variant"] = s.Address.String(), s.FQDN(), s.Variant
 		if s.BMCAddress.IsValid() {

@@ -625,7 +625,7 @@ func (r *Runner) work(ctx context.Context, id int64, pol zone.Policy, m store.Ro
 		case store.PhaseInstalling:
 			err = r.installed(ctx, m)
 		case store.PhaseChecking:
-			err = r.health(ctx, pol.Health, slot, m)
+			err = r.health(ctx, pol.Health, slot, m, id)
 		case store.PhaseUndraining:
 			err = r.hook(ctx, "undrain", pol.Undrain, slot, m, id)
 		}
@@ -720,7 +720,7 @@ func (r *Runner) installed(ctx context.Context, m store.RolloutMachine) error {
 }
 
 // health polls the gate until it passes or its timeout ends.
-func (r *Runner) health(ctx context.Context, h *zone.HealthSpec, slot *zone.Slot, m store.RolloutMachine) error {
+func (r *Runner) health(ctx context.Context, h *zone.HealthSpec, slot *zone.Slot, m store.RolloutMachine, id int64) error {
 	if h == nil {
 		return nil
 	}
@@ -730,7 +730,7 @@ func (r *Runner) health(ctx context.Context, h *zone.HealthSpec, slot *zone.Slot
 	defer t.Stop()
 	var last error // the check's own answer, not the deadline that cut its last attempt
 	for {
-		err := r.cfg.Checks.Health(ctx, *h, facts(slot, m, 0, "health"))
+		err := r.cfg.Checks.Health(ctx, *h, facts(slot, m, id, "health"))
 		if err == nil {
 			return nil
 		}

@@ -255,8 +255,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ *call) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	follow := r.URL.Query().Get("follow") == "true" || strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-	if !follow {
+	if !wantsStream(r) {
 		tl, err := s.cfg.Store.Timeline(r.Context(), m.ID, after, 0)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "internal", err.Error())

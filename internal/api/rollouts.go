@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover/drover/internal/rollout"
@@ -283,6 +284,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 }
 
+// wantsStream: a listing asked for as server-sent events.
 func wantsStream(r *http.Request) bool {
-	return r.URL.Query().Get("follow") == "true" || r.Header.Get("Accept") == "text/event-stream"
+	return r.URL.Query().Get("follow") == "true" || strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }

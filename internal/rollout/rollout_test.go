@@ -13,7 +13,6 @@ import (
 
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
-	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -476,7 +475,6 @@ func TestRequestNeedsAFilter(t *testing.T) {
 	if _, _, err := h.r.Start(context.Background(), Request{FromPlan: true}, "alice", store.AuditEntry{}); !errors.Is(err, ErrNothing) {
 		t.Errorf("nothing needs a reinstall: %v", err)
 	}
-	_ = power.Cycle
 }
 
 func BenchmarkPlan10000(b *testing.B) {

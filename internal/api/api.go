@@ -39,6 +39,9 @@ const (
 	RoleAdmin    = "admin"    // designs and tokens
 )
 
+// RoleRank orders roles: viewer 1, operator 2, admin 3, anything else 0.
+func RoleRank(r string) int { return roleRank(r) }
+
 func roleRank(r string) int {
 	switch r {
 	case RoleViewer:
@@ -75,6 +78,8 @@ type Config struct {
 	Rollouts Rollouts
 	// GitOps is the design repository follower; nil: approvals answer 409.
 	GitOps GitOps
+	// UI, when set, serves every path outside /api/, /healthz and /metrics (the web UI).
+	UI http.Handler
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
 	Log     *slog.Logger
@@ -136,9 +141,15 @@ func New(cfg Config) *Server {
 	for _, rt := range s.routes {
 		mux.Handle(rt.Method+" "+rt.Path, s.wrap(rt))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: see /api/v1/openapi.json")
-	})
+	}
+	mux.HandleFunc("/api/", notFound)
+	if cfg.UI != nil {
+		mux.Handle("/", cfg.UI)
+	} else {
+		mux.HandleFunc("/", notFound)
+	}
 	s.handler = mux
 	return s
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
+	"github.com/drover/drover/internal/ui"
 	"github.com/drover/drover/internal/zone"
 )
 
@@ -180,6 +181,11 @@ func Run(ctx context.Context, cfg Config) error {
 		acfg.Metrics = append(acfg.Metrics, ctl.Collectors()...)
 		acfg.CheckDesign = cfg.PowerSecrets.Check
 	}
+	web, err := ui.New(ui.Config{Store: cfg.Store, Fleet: fl, RoleRank: api.RoleRank, Secure: acfg.TLSCert != "", Log: log.With("service", "ui")})
+	if err != nil {
+		return err
+	}
+	acfg.UI = web
 	asrv := api.New(acfg)
 
 	// Listeners stop first; the inventory stops last so that every change they

@@ -55,3 +55,48 @@ pods:
 	}
 	return []byte(b.String())
 }
+
+// GeneratePods writes one zone of pods pods with perPod slots each (at most
+// 1,000), on two pod-shaped ToR switches per pod: compute on the first,
+// storage on the second.
+func GeneratePods(pods, perPod int) []byte {
+	half := perPod / 2
+	var b strings.Builder
+	b.WriteString(`zone: wide
+environment: prod
+domain: wide.example.org
+profiles:
+  debian: {kernel: debian/linux}
+roles:
+  compute: {profile: debian}
+  storage: {profile: debian}
+pods:
+`)
+	for p := 0; p < pods; p++ {
+		hi, lo := 64+p/64, (p%64)*4
+		first := p*perPod + 1
+		fmt.Fprintf(&b, `  p%d:
+    networks:
+      boot: {subnet: 10.%d.%d.0/22, gateway: 10.%d.%d.1}
+    addressing:
+      compute: {offset: 10, first_id: %d}
+      storage: {offset: %d, first_id: %d}
+    switches:
+      p%d-tor1:
+        kind: tor
+        relay: 10.%d.%d.2
+        ports: [swp1-swp%d]
+        slots:
+          - {ports: swp1-swp%d, role: compute, ids: %d-%d}
+      p%d-tor2:
+        kind: tor
+        relay: 10.%d.%d.3
+        ports: [swp1-swp%d]
+        slots:
+          - {ports: swp1-swp%d, role: storage, ids: %d-%d}
+`, p, hi, lo, hi, lo, first, 10+half, first+half,
+			p, hi, lo, half, half, first, first+half-1,
+			p, hi, lo, perPod-half, perPod-half, first+half, p*perPod+perPod)
+	}
+	return []byte(b.String())
+}

@@ -85,7 +85,7 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]), chromedp.ExecPath("chromium"), chromedp.NoSandbox,
-		chromedp.WindowSize(1280, 900), chromedp.UserDataDir(t.TempDir()))
+		chromedp.WindowSize(1280, 900))
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	// cdproto lags Chromium's newest enum values; those events are not needed here.
 	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithErrorf(func(string, ...any) {}))
@@ -115,13 +115,13 @@ func (b *browser) run(what string, actions ...chromedp.Action) {
 func (b *browser) login(base, token string) {
 	b.t.Helper()
 	b.run("log in", chromedp.Navigate(base+"/login"), chromedp.WaitVisible("#token", chromedp.ByID),
-		chromedp.SendKeys("#token", token, chromedp.ByID), chromedp.Click("#login", chromedp.ByID), chromedp.WaitVisible("h1", chromedp.ByQuery))
+		chromedp.SendKeys("#token", token, chromedp.ByID), chromedp.Click("#login", chromedp.ByID), chromedp.WaitVisible("#logout", chromedp.ByID))
 }
 
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
 	var png []byte
-	b.run("screenshot "+name, chromedp.FullScreenshot(&png, 80))
+	b.run("screenshot "+name, chromedp.FullScreenshot(&png, 100))
 	dir := filepath.Join("..", "..", "docs", "ui")
 	must(b.t, os.MkdirAll(dir, 0o755))
 	must(b.t, os.WriteFile(filepath.Join(dir, name), png, 0o644))

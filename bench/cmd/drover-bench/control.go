@@ -3,15 +3,23 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/drover/drover/bench"
+	"github.com/drover/drover/internal/api"
+	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/rollout"
+	"github.com/drover/drover/internal/secret"
+	"github.com/drover/drover/internal/store"
+	"github.com/drover/drover/internal/ui"
 	"github.com/drover/drover/internal/zone"
 )
 
@@ -27,6 +35,8 @@ type ControlReport struct {
 	ListMachinesSec  float64 `json:"api_list_all_machines_seconds"`
 	ListedMachines   int     `json:"api_listed_machines"`
 	RolloutPlanMs    float64 `json:"rollout_plan_ms"`
+	PodPageMs        float64 `json:"ui_pod_page_ms"`
+	PodPageSlots     int     `json:"ui_pod_page_slots"`
 	RolloutMachines  int     `json:"rollout_plan_machines"`
 	RolloutBatches   int     `json:"rollout_plan_batches"`
 }
@@ -69,6 +79,9 @@ func benchControl(ctx context.Context, e *env) (*ControlReport, error) {
 	r.ParsePlanAllocMB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / 1e6
 	r.Slots = len(d.Slots)
 	r.RolloutPlanMs, r.RolloutMachines, r.RolloutBatches = planRollout(d)
+	if r.PodPageMs, r.PodPageSlots, err = podPage(ctx, dir); err != nil {
+		return nil, err
+	}
 	p, err := newPair(fmt.Sprintf("dvc%d-", os.Getpid()%10000))
 	if err != nil {
 		return nil, err
@@ -92,6 +105,9 @@ func (c *ControlReport) markdown(md *strings.Builder) {
 	fmt.Fprintf(md, "| validate + plan in process | %.0f ms, %.0f MB allocated | 1 s, 100 MB |\n", c.ParsePlanMs, c.ParsePlanAllocMB)
 	fmt.Fprintf(md, "| `drover serve` start until it answers | %.2f s | well under 1 s |\n", c.ServeStartSec)
 	fmt.Fprintf(md, "| rollout plan of %d machines (waves, canary, batches of max_unavailable 1 per pod: %d batches), in process | %.0f ms | 1 s |\n", c.RolloutMachines, c.RolloutBatches, c.RolloutPlanMs)
+	if c.PodPageMs > 0 {
+		fmt.Fprintf(md, "| web UI: a %d-slot pod's rack elevation, logged-in GET rendered server-side (median of 20) | %.1f ms | 100 ms |\n", c.PodPageSlots, c.PodPageMs)
+	}
 	if c.ListedMachines > 0 {
 		fmt.Fprintf(md, "| list all %d machines through the API (pages of 1,000) | %.2f s | |\n", c.ListedMachines, c.ListMachinesSec)
 	}
@@ -119,4 +135,59 @@ func planRollout(d *zone.Design) (ms float64, machines, batches int) {
 		}
 	}
 	return ms, sched.Total, batches
+}
+
+// deployedFleet has a deployed machine in every slot of a design.
+type deployedFleet struct{ ix *zone.Index }
+
+func (f deployedFleet) Index() *zone.Index { return f.ix }
+func (f deployedFleet) InSlot(key string) (machine.Machine, bool) {
+	return machine.Machine{ID: 1, SlotKey: key, Name: f.ix.Slot(key).Name, State: machine.Deployed, StateSince: time.Now()}, true
+}
+func (deployedFleet) Operate(context.Context, fleet.Op) (machine.Machine, error) {
+	return machine.Machine{}, nil
+}
+func (deployedFleet) PowerAction(context.Context, fleet.PowerOp) (fleet.PowerResult, error) {
+	return fleet.PowerResult{}, nil
+}
+
+// podPage times the web UI's rack elevation of one 500-slot pod of a
+// 10,000-slot design, through login, session check and rendering.
+func podPage(ctx context.Context, dir string) (float64, int, error) {
+	d, err := zone.Parse(map[string][]byte{"wide.yaml": bench.GeneratePods(20, 500)})
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "ui.db"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer st.Close()
+	tok := "drv_" + secret.Hex(32)
+	if err := st.CreateToken(ctx, &store.Token{Name: "bench", Role: "viewer", Hash: secret.Hash(tok), Created: time.Now()}, nil); err != nil {
+		return 0, 0, err
+	}
+	web, err := ui.New(ui.Config{Store: st, Fleet: deployedFleet{zone.NewIndex(d)}, RoleRank: api.RoleRank})
+	if err != nil {
+		return 0, 0, err
+	}
+	login := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/login", strings.NewReader("token="+tok)).WithContext(ctx)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	web.ServeHTTP(login, req)
+	cookie := login.Header().Get("Set-Cookie")
+	var times []float64
+	for i := 0; i < 20; i++ {
+		req := httptest.NewRequest("GET", "/zones/wide/pods/p7", nil)
+		req.Header.Set("Cookie", cookie)
+		w := httptest.NewRecorder()
+		t0 := time.Now()
+		web.ServeHTTP(w, req)
+		times = append(times, float64(time.Since(t0).Microseconds())/1000)
+		if w.Code != 200 {
+			return 0, 0, fmt.Errorf("pod page answered %d", w.Code)
+		}
+	}
+	sort.Float64s(times)
+	return times[len(times)/2], 500, nil
 }

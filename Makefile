@@ -28,7 +28,7 @@ test: setup vet
 
 # Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx, ipmitool) in namespaces; writes
 # BENCHMARKS.md, bench/results/latest.json and plots. Needs root. PARTS=storm runs one part.
-PARTS ?= dhcp,storm,tftp,http,control,power
+PARTS ?= dhcp,storm,tftp,http,control,power,ui
 bench:
 	@./scripts/setup.sh bench
 	@test "$$(id -u)" = 0 || { echo "make bench needs root: it creates network namespaces"; exit 1; }

@@ -30,6 +30,7 @@ type Report struct {
 	HTTP     *HTTPReport       `json:"http,omitempty"`
 	Control  *ControlReport    `json:"control,omitempty"`
 	Power    *PowerReport      `json:"power,omitempty"`
+	UI       *UIReport         `json:"ui,omitempty"`
 }
 
 type env struct {
@@ -53,7 +54,7 @@ func main() {
 			os.Exit(httpClient(os.Args[2:]))
 		}
 	}
-	parts := flag.String("parts", "dhcp,storm,tftp,http,control,power", "comma-separated parts to run")
+	parts := flag.String("parts", "dhcp,storm,tftp,http,control,power,ui", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
@@ -118,6 +119,8 @@ func main() {
 			}
 		case "power":
 			rep.Power, err = benchPower(ctx, e)
+		case "ui":
+			rep.UI, err = benchUI(ctx, e)
 		default:
 			err = fmt.Errorf("unknown part %q", p)
 		}

@@ -69,6 +69,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 	if rep.HTTP != nil {
 		rep.HTTP.markdown(&md)
 	}
+	if rep.UI != nil {
+		rep.UI.markdown(&md)
+	}
 	if rep.Control != nil {
 		rep.Control.markdown(&md)
 	}

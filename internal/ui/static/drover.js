@@ -38,6 +38,8 @@ if (timeline) {
       tr.appendChild(td);
     }
     body.insertBefore(tr, body.firstChild);
+    // A page left open on a busy machine stays light: the newest rows are kept.
+    while (body.rows.length > 500) body.deleteRow(-1);
   });
   es.addEventListener("state", (e) => {
     const st = document.getElementById("state");

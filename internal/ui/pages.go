@@ -72,6 +72,11 @@ func problemOf(m machine.Machine, now time.Time) string {
 func (u *UI) zones(w http.ResponseWriter, r *http.Request, _ *session, v *view) {
 	d := u.cfg.Fleet.Index().Design()
 	now := u.cfg.Now()
+	byPod := map[[2]string][]*zone.Slot{}
+	for _, s := range d.Slots {
+		k := [2]string{s.Zone, s.Pod}
+		byPod[k] = append(byPod[k], s)
+	}
 	var out []zoneSummary
 	for _, z := range d.Zones {
 		zs := zoneSummary{Name: z.Name, Environment: z.Environment}
@@ -79,10 +84,7 @@ func (u *UI) zones(w http.ResponseWriter, r *http.Request, _ *session, v *view) 
 		for _, p := range z.Pods {
 			pc := map[string]int{}
 			ps := podSummary{Zone: z.Name, Name: p.Name}
-			for _, s := range d.Slots {
-				if s.Zone != z.Name || s.Pod != p.Name {
-					continue
-				}
+			for _, s := range byPod[[2]string{z.Name, p.Name}] {
 				ps.Slots++
 				m, ok := u.cfg.Fleet.InSlot(s.Key)
 				if !ok {

@@ -225,7 +225,8 @@ func (u *UI) loginPage(w http.ResponseWriter, r *http.Request) {
 func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimSpace(r.PostFormValue("token"))
 	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+	// Only a path on this site: "//host" and "/\host" would leave it.
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
 		next = "/"
 	}
 	now := u.cfg.Now()

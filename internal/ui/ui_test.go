@@ -169,3 +169,23 @@ func TestPodPageShowsEveryPortInOrder(t *testing.T) {
 		t.Errorf("states:\n%s", page)
 	}
 }
+
+func TestLoginRedirectsOnlyWithinTheSite(t *testing.T) {
+	f := newFixture(t)
+	for next, want := range map[string]string{"/zones/lab/pods/p1": "/zones/lab/pods/p1", "//evil.example": "/", `/\evil.example`: "/", "https://evil.example/": "/"} {
+		c := f.browser(t)
+		resp, err := c.PostForm(f.srv.URL+"/login", url.Values{"token": {f.tokens["viewer"]}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Location"); got != want {
+			t.Errorf("next %q: redirected to %q, want %q", next, got, want)
+		}
+		for _, ck := range resp.Cookies() {
+			if ck.Name == cookieName && (!ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode) {
+				t.Errorf("session cookie %+v is not HttpOnly and SameSite=Strict", ck)
+			}
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/store"
 )
@@ -156,7 +155,7 @@ and read, operator to pause and resume, admin to start and abort). ` + rolloutEx
 			if watch {
 				return watchRollout(cmd, g, c, id, out.format == "json")
 			}
-			var v api.RolloutView
+			var v rollout.View
 			if err := c.call(cmd.Context(), "GET", fmt.Sprintf("/api/v1/rollouts/%d", id), nil, &v); err != nil {
 				return err
 			}
@@ -236,7 +235,7 @@ func bar(done, total, width int) string {
 	return strings.Repeat("█", n) + strings.Repeat("░", width-n)
 }
 
-func printRollout(w io.Writer, v api.RolloutView, live bool) {
+func printRollout(w io.Writer, v rollout.View, live bool) {
 	fmt.Fprintf(w, "rollout %d: %s — %s\n", v.ID, v.State, v.Source)
 	if v.Detail != "" {
 		fmt.Fprintf(w, "  %s\n", v.Detail)
@@ -285,7 +284,7 @@ func watchRollout(cmd *cobra.Command, g *globals, c *apiClient, id int64, asJSON
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	var last api.RolloutView
+	var last rollout.View
 	for sc.Scan() {
 		data, ok := strings.CutPrefix(sc.Text(), "data: ")
 		if !ok {

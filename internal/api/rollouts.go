@@ -32,70 +32,6 @@ type GitOps interface {
 // ErrNotPending is wrapped by GitOps.Approve for a commit that is not waiting.
 var ErrNotPending = errors.New("not waiting for approval")
 
-// RolloutView is a rollout with its machines and a summary per wave, zone and batch.
-type RolloutView struct {
-	store.Rollout
-	Progress Progress               `json:"progress"`
-	Machines []store.RolloutMachine `json:"machines"`
-}
-
-// Progress counts a rollout's machines, overall and per wave and zone.
-type Progress struct {
-	Total  int            `json:"total"`
-	Phases map[string]int `json:"phases"`
-	Waves  []WaveProgress `json:"waves"`
-}
-
-// WaveProgress is one environment's part of a rollout.
-type WaveProgress struct {
-	Env   string         `json:"environment"`
-	Zones []ZoneProgress `json:"zones"`
-}
-
-// ZoneProgress is one zone's part: machines per phase and its batches so far.
-type ZoneProgress struct {
-	Zone    string         `json:"zone"`
-	Total   int            `json:"total"`
-	Done    int            `json:"done"` // final: done, failed, skipped or cancelled
-	Phases  map[string]int `json:"phases"`
-	Batches int            `json:"batches"` // started so far
-}
-
-// View summarises a rollout's machines.
-func View(ro store.Rollout, ms []store.RolloutMachine) RolloutView {
-	v := RolloutView{Rollout: ro, Machines: ms, Progress: Progress{Total: len(ms), Phases: map[string]int{}, Waves: []WaveProgress{}}}
-	for _, m := range ms {
-		v.Progress.Phases[m.Phase]++
-		var w *WaveProgress
-		for i := range v.Progress.Waves {
-			if v.Progress.Waves[i].Env == m.Env {
-				w = &v.Progress.Waves[i]
-			}
-		}
-		if w == nil {
-			v.Progress.Waves = append(v.Progress.Waves, WaveProgress{Env: m.Env})
-			w = &v.Progress.Waves[len(v.Progress.Waves)-1]
-		}
-		var z *ZoneProgress
-		for i := range w.Zones {
-			if w.Zones[i].Zone == m.Zone {
-				z = &w.Zones[i]
-			}
-		}
-		if z == nil {
-			w.Zones = append(w.Zones, ZoneProgress{Zone: m.Zone, Phases: map[string]int{}})
-			z = &w.Zones[len(w.Zones)-1]
-		}
-		z.Total++
-		z.Phases[m.Phase]++
-		if m.Final() {
-			z.Done++
-		}
-		z.Batches = max(z.Batches, m.Batch+1)
-	}
-	return v
-}
-
 func (s *Server) runner(w http.ResponseWriter) bool {
 	if s.cfg.Rollouts == nil {
 		writeError(w, http.StatusServiceUnavailable, "no_rollouts", "this server runs no rollouts")
@@ -160,16 +96,16 @@ func (s *Server) rolloutList(w http.ResponseWriter, r *http.Request, _ *call) {
 	writePage(w, r, ros)
 }
 
-func (s *Server) rolloutView(r *http.Request) (RolloutView, error) {
+func (s *Server) rolloutView(r *http.Request) (rollout.View, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		return RolloutView{}, fmt.Errorf("%w: rollout id %q is not a number", store.ErrNotFound, r.PathValue("id"))
+		return rollout.View{}, fmt.Errorf("%w: rollout id %q is not a number", store.ErrNotFound, r.PathValue("id"))
 	}
 	ro, ms, err := s.cfg.Store.Rollout(r.Context(), id)
 	if err != nil {
-		return RolloutView{}, err
+		return rollout.View{}, err
 	}
-	return View(*ro, ms), nil
+	return rollout.ViewOf(*ro, ms), nil
 }
 
 // rolloutGet answers a rollout, or with ?follow=true (or Accept:

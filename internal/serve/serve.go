@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 		acfg.Metrics = append(acfg.Metrics, ctl.Collectors()...)
 		acfg.CheckDesign = cfg.PowerSecrets.Check
 	}
-	web, err := ui.New(ui.Config{Store: cfg.Store, Fleet: fl, RoleRank: api.RoleRank, Secure: acfg.TLSCert != "", Log: log.With("service", "ui")})
+	web, err := ui.New(ui.Config{Store: cfg.Store, Fleet: fl, Rollouts: runner, RoleRank: api.RoleRank, Secure: acfg.TLSCert != "", Log: log.With("service", "ui")})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,8 @@ type Fleet interface {
 type Config struct {
 	Store store.Store
 	Fleet Fleet
+	// Rollouts is the rollout runner; nil: rollout pages have no actions.
+	Rollouts Rollouts
 	// RoleRank orders roles (viewer < operator < admin), as the API does.
 	RoleRank func(role string) int
 	// Secure marks the session cookie Secure (the listener serves TLS).
@@ -89,8 +92,14 @@ func New(cfg Config) (*UI, error) {
 		"since": func(t time.Time) string { return cfg.Now().Sub(t).Round(time.Second).String() },
 		"lower": strings.ToLower,
 		"join":  strings.Join,
+		"pct": func(done, total int) int {
+			if total == 0 {
+				return 0
+			}
+			return 100 * done / total
+		},
 	}
-	for _, page := range []string{"login", "zones", "pod", "machine", "design", "audit", "search", "error"} {
+	for _, page := range []string{"login", "zones", "pod", "machine", "design", "audit", "search", "error", "rollouts", "rollout"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("ui template %s: %w", page, err)
@@ -110,6 +119,9 @@ func New(cfg Config) (*UI, error) {
 	m.HandleFunc("GET /machines/{ref}/events", u.with(roleViewer, u.machineEvents))
 	m.HandleFunc("POST /machines/{ref}/{action}", u.with(roleOperator, u.act))
 	m.HandleFunc("GET /design", u.with(roleViewer, u.design))
+	m.HandleFunc("GET /rollouts", u.with(roleViewer, u.rollouts))
+	m.HandleFunc("GET /rollouts/{id}", u.with(roleViewer, u.rollout))
+	m.HandleFunc("POST /rollouts/{id}/{action}", u.with(roleOperator, u.rolloutAct))
 	m.HandleFunc("GET /audit", u.with(roleViewer, u.audit))
 	m.HandleFunc("GET /search", u.with(roleViewer, u.search))
 	u.mux = m
@@ -298,3 +310,5 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, status int, m
 	v.Title, v.Error = "Error", msg
 	u.render(w, r, "error", v)
 }
+
+func urlQuery(s string) string { return url.QueryEscape(s) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drover/drover/internal/fleet/fleettest"
+	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 )
@@ -24,6 +25,7 @@ func rank(r string) int {
 type fixture struct {
 	srv    *httptest.Server
 	st     *store.SQLite
+	runner *rollout.Runner
 	tokens map[string]string
 }
 
@@ -48,7 +50,8 @@ func newFixture(t *testing.T) *fixture {
 		}
 		f.tokens[tk.name] = tok
 	}
-	u, err := New(Config{Store: st, Fleet: fl, RoleRank: rank})
+	f.runner = rollout.New(rollout.Config{Store: st, Fleet: fl}) // not run: rollouts stay queued
+	u, err := New(Config{Store: st, Fleet: fl, Rollouts: f.runner, RoleRank: rank})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +190,36 @@ func TestLoginRedirectsOnlyWithinTheSite(t *testing.T) {
 				t.Errorf("session cookie %+v is not HttpOnly and SameSite=Strict", ck)
 			}
 		}
+	}
+}
+
+func TestRolloutPages(t *testing.T) {
+	f := newFixture(t)
+	ro, _, err := f.runner.Start(context.Background(), rollout.Request{Role: "compute"}, "admin", store.AuditEntry{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := f.browser(t)
+	f.login(t, op, "operator")
+	if code, page := get(t, op, f.srv.URL+"/rollouts"); code != 200 || !strings.Contains(page, `href="/rollouts/1"`) || !strings.Contains(page, "queued") {
+		t.Fatalf("rollouts %d:\n%s", code, page)
+	}
+	code, page := get(t, op, f.srv.URL+"/rollouts/1")
+	if code != 200 || !strings.Contains(page, "lab-compute-01") || !strings.Contains(page, `<progress max="2" value="0">`) ||
+		!strings.Contains(page, `id="act-pause"`) || strings.Contains(page, `id="act-abort"`) || !strings.Contains(page, `http-equiv="refresh"`) {
+		t.Fatalf("rollout page %d:\n%s", code, page)
+	}
+	csrf := csrfRE.FindStringSubmatch(page)[1]
+	resp, _ := op.PostForm(f.srv.URL+"/rollouts/1/abort", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("operator abort: %d", resp.StatusCode)
+	}
+	resp, _ = op.PostForm(f.srv.URL+"/rollouts/1/pause", url.Values{"csrf": {csrf}, "reason": {"change freeze"}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "done=") {
+		t.Fatalf("pause: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	got, _, _ := f.st.Rollout(context.Background(), ro.ID)
+	if got.State != store.RolloutPaused || !strings.Contains(got.Detail, "change freeze") {
+		t.Errorf("rollout %+v", got)
 	}
 }

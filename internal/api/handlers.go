@@ -404,7 +404,7 @@ func (s *Server) operateOnly(w http.ResponseWriter, r *http.Request, c *call, ac
 	op := fleet.Op{Ref: r.PathValue("ref"), Action: action, Actor: c.actor(), Reason: body.Reason,
 		Audit: store.AuditEntry{Actor: c.actor(), RequestID: c.requestID, Detail: body.Reason}}
 	if action == fleet.ActMaintenanceEnter {
-		mi, err := s.maintenance(body)
+		mi, err := machine.ParseMaintenance(body.Reason, body.Owner, body.Expires, s.cfg.Now())
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return machine.Machine{}, false
@@ -424,21 +424,6 @@ func (s *Server) operateOnly(w http.ResponseWriter, r *http.Request, c *call, ac
 		return m, true
 	}
 	return machine.Machine{}, false
-}
-
-func (s *Server) maintenance(b actBody) (*machine.MaintenanceInfo, error) {
-	if strings.TrimSpace(b.Reason) == "" || strings.TrimSpace(b.Owner) == "" || b.Expires == "" {
-		return nil, errors.New(`maintenance needs "reason", "owner" and "expires" (RFC 3339 time or a duration like "4h")`)
-	}
-	exp, err := time.Parse(time.RFC3339, b.Expires)
-	if err != nil {
-		d, derr := time.ParseDuration(b.Expires)
-		if derr != nil || d <= 0 {
-			return nil, fmt.Errorf("expires %q: write an RFC 3339 time or a positive duration like 4h", b.Expires)
-		}
-		exp = s.cfg.Now().Add(d)
-	}
-	return &machine.MaintenanceInfo{Reason: b.Reason, Owner: b.Owner, Expires: exp}, nil
 }
 
 func (s *Server) design(w http.ResponseWriter, r *http.Request, _ *call) {

@@ -209,33 +209,34 @@ func (f *Fleet) Note(addr netip.Addr, kind machine.Kind, reason string) {
 	f.w.submit(b)
 }
 
-// NoteMachine adds a timeline entry to a machine by id.
+// NoteMachine adds a timeline entry to a machine by id, without waiting.
 func (f *Fleet) NoteMachine(id int64, kind machine.Kind, reason string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.byID[id] == nil {
-		return
-	}
-	b := newBatch()
-	b.add(machine.Entry{MachineID: id, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
-	f.w.submit(b)
+	f.submitEntry(machine.Entry{MachineID: id, Actor: actorBoot, Kind: kind, Reason: reason})
 }
 
 // Record adds a timeline entry to a machine by id and waits until it is durable.
 func (f *Fleet) Record(ctx context.Context, e machine.Entry) error {
-	f.mu.Lock()
-	if f.byID[e.MachineID] == nil {
-		f.mu.Unlock()
+	done, ok := f.submitEntry(e)
+	if !ok {
 		return fmt.Errorf("%w: machine %d", ErrNotFound, e.MachineID)
+	}
+	return wait(ctx, done)
+}
+
+// submitEntry queues a timeline entry of a known machine (stamped now when
+// it has no time) and returns when it will be durable.
+func (f *Fleet) submitEntry(e machine.Entry) (<-chan error, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byID[e.MachineID] == nil {
+		return nil, false
 	}
 	if e.At.IsZero() {
 		e.At = f.now()
 	}
 	b := newBatch()
 	b.add(e)
-	done := f.w.submit(b)
-	f.mu.Unlock()
-	return wait(ctx, done)
+	return f.w.submit(b), true
 }
 
 // InSlot returns a copy of the machine standing in a slot.

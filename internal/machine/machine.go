@@ -5,6 +5,7 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -213,6 +214,30 @@ type Change struct {
 // ErrIllegal is wrapped by every refused transition.
 var ErrIllegal = errors.New("illegal transition")
 
+// Allows reports whether the table allows the event from state s.
+func (s State) Allows(ev Event) bool {
+	r, ok := transitions[ev]
+	return ok && slices.Contains(r.from, s)
+}
+
+// ParseMaintenance reads an operator's maintenance request: reason, owner and
+// an expiry written as an RFC 3339 time or a duration from now ("4h").
+func ParseMaintenance(reason, owner, expires string, now time.Time) (*MaintenanceInfo, error) {
+	reason, owner, expires = strings.TrimSpace(reason), strings.TrimSpace(owner), strings.TrimSpace(expires)
+	if reason == "" || owner == "" || expires == "" {
+		return nil, errors.New("maintenance needs a reason, an owner and an expiry (an RFC 3339 time or a duration like 4h)")
+	}
+	exp, err := time.Parse(time.RFC3339, expires)
+	if err != nil {
+		d, derr := time.ParseDuration(expires)
+		if derr != nil || d <= 0 {
+			return nil, fmt.Errorf("expiry %q: write an RFC 3339 time or a positive duration like 4h", expires)
+		}
+		exp = now.Add(d)
+	}
+	return &MaintenanceInfo{Reason: reason, Owner: owner, Expires: exp}, nil
+}
+
 // Apply performs a transition and returns the timeline entry it writes.
 // An illegal transition changes nothing and returns an error wrapping ErrIllegal.
 func (m *Machine) Apply(ch Change) (Entry, error) {
@@ -220,14 +245,7 @@ func (m *Machine) Apply(ch Change) (Entry, error) {
 	if !ok {
 		return Entry{}, fmt.Errorf("%w: unknown event %q", ErrIllegal, ch.Event)
 	}
-	allowed := false
-	for _, s := range r.from {
-		if s == m.State {
-			allowed = true
-			break
-		}
-	}
-	if !allowed {
+	if !m.State.Allows(ch.Event) {
 		return Entry{}, fmt.Errorf("%w: cannot %s %s while it is %s (allowed from: %s)", ErrIllegal, ch.Event, m.Label(), m.State, joinStates(r.from))
 	}
 	to := r.to

@@ -191,3 +191,29 @@ func TestReplace(t *testing.T) {
 		})
 	}
 }
+
+func TestParseMaintenance(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		reason, owner, expires string
+		want                   time.Time
+		err                    string
+	}{
+		{"disk", "ops", "4h", now.Add(4 * time.Hour), ""},
+		{"disk", "ops", "2026-11-22T08:00:00Z", time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC), ""},
+		{" ", "ops", "4h", time.Time{}, "needs a reason, an owner and an expiry"},
+		{"disk", "ops", "-1h", time.Time{}, `expiry "-1h"`},
+		{"disk", "ops", "soon", time.Time{}, `expiry "soon"`},
+	} {
+		mi, err := ParseMaintenance(tc.reason, tc.owner, tc.expires, now)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.expires, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !mi.Expires.Equal(tc.want) || mi.Owner != "ops" {
+			t.Errorf("%q: %+v %v", tc.expires, mi, err)
+		}
+	}
+}

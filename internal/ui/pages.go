@@ -306,25 +306,15 @@ func (u *UI) machine(w http.ResponseWriter, r *http.Request, _ *session, v *view
 // allowed lists the actions the lifecycle table allows the machine now.
 func allowed(m *machine.Machine) []string {
 	var out []string
-	can := func(ev machine.Event) bool {
-		c := *m
-		_, err := c.Apply(machine.Change{Event: ev, At: time.Now(), Maintenance: &machine.MaintenanceInfo{Reason: "x", Owner: "x", Expires: time.Now().Add(time.Hour)}})
-		return err == nil
-	}
-	if m.SlotKey != "" && can(machine.Reinstall) {
-		out = append(out, fleet.ActReinstall)
-	}
-	if can(machine.EnterMaintenance) {
-		out = append(out, fleet.ActMaintenanceEnter)
-	}
-	if can(machine.LeaveMaintenance) {
-		out = append(out, fleet.ActMaintenanceLeave)
-	}
-	if m.SlotKey != "" && can(machine.Release) {
-		out = append(out, fleet.ActRelease)
-	}
-	if can(machine.Retire) {
-		out = append(out, fleet.ActRetire)
+	for _, a := range []struct {
+		action string
+		ev     machine.Event
+		inSlot bool
+	}{{fleet.ActReinstall, machine.Reinstall, true}, {fleet.ActMaintenanceEnter, machine.EnterMaintenance, false},
+		{fleet.ActMaintenanceLeave, machine.LeaveMaintenance, false}, {fleet.ActRelease, machine.Release, true}, {fleet.ActRetire, machine.Retire, false}} {
+		if m.State.Allows(a.ev) && (!a.inSlot || m.SlotKey != "") {
+			out = append(out, a.action)
+		}
 	}
 	return out
 }
@@ -380,7 +370,7 @@ func (u *UI) act(w http.ResponseWriter, r *http.Request, s *session, v *view) {
 	case fleet.ActReinstall, fleet.ActMaintenanceEnter, fleet.ActMaintenanceLeave, fleet.ActRetire, fleet.ActRelease:
 		op := fleet.Op{Ref: ref, Action: action, Actor: s.name, Reason: reason, Audit: audit}
 		if action == fleet.ActMaintenanceEnter {
-			info, merr := maintenance(r, u.cfg.Now())
+			info, merr := machine.ParseMaintenance(r.PostFormValue("reason"), r.PostFormValue("owner"), r.PostFormValue("expires"), u.cfg.Now())
 			if merr != nil {
 				err = merr
 				break
@@ -402,22 +392,6 @@ func (u *UI) act(w http.ResponseWriter, r *http.Request, s *session, v *view) {
 		return
 	}
 	http.Redirect(w, r, back+"?done="+url.QueryEscape(done), http.StatusSeeOther)
-}
-
-func maintenance(r *http.Request, now time.Time) (*machine.MaintenanceInfo, error) {
-	info := &machine.MaintenanceInfo{Reason: strings.TrimSpace(r.PostFormValue("reason")), Owner: strings.TrimSpace(r.PostFormValue("owner"))}
-	exp := strings.TrimSpace(r.PostFormValue("expires"))
-	if info.Reason == "" || info.Owner == "" || exp == "" {
-		return nil, errors.New("maintenance needs a reason, an owner and an expiry")
-	}
-	if d, err := time.ParseDuration(exp); err == nil && d > 0 {
-		info.Expires = now.Add(d)
-	} else if t, err := time.Parse(time.RFC3339, exp); err == nil && t.After(now) {
-		info.Expires = t
-	} else {
-		return nil, fmt.Errorf("expiry %q: write a duration like 4h or an RFC 3339 time in the future", exp)
-	}
-	return info, nil
 }
 
 type designPage struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -80,8 +81,8 @@ func (u *UI) rolloutAct(w http.ResponseWriter, r *http.Request, s *session, v *v
 	}
 	back := fmt.Sprintf("/rollouts/%d", id)
 	if err != nil {
-		http.Redirect(w, r, back+"?error="+urlQuery(err.Error()), http.StatusSeeOther)
+		http.Redirect(w, r, back+"?error="+url.QueryEscape(err.Error()), http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, back+"?done="+urlQuery(r.PathValue("action")+" done"), http.StatusSeeOther)
+	http.Redirect(w, r, back+"?done="+url.QueryEscape(r.PathValue("action")+" done"), http.StatusSeeOther)
 }

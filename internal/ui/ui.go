@@ -164,7 +164,7 @@ func (u *UI) with(role string, h handler) http.HandlerFunc {
 		s := u.session(r)
 		if s == nil {
 			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/events") {
-				http.Redirect(w, r, "/login?next="+templateEscapePath(r.URL.RequestURI()), http.StatusSeeOther)
+				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			http.Error(w, "log in first", http.StatusUnauthorized)
@@ -184,10 +184,6 @@ func (u *UI) with(role string, h handler) http.HandlerFunc {
 		}
 		h(w, r, s, v)
 	}
-}
-
-func templateEscapePath(p string) string {
-	return strings.NewReplacer("%", "%25", "&", "%26", "?", "%3F", "#", "%23").Replace(p)
 }
 
 // deny refuses with 403 and writes the refusal to the audit log.
@@ -310,5 +306,3 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, v *view, status int, m
 	v.Title, v.Error = "Error", msg
 	u.render(w, r, "error", v)
 }
-
-func urlQuery(s string) string { return url.QueryEscape(s) }

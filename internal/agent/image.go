@@ -145,7 +145,14 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 		}
 		if r.body == nil {
 			if err := r.open(); err != nil {
-				return 0, err
+				var perm permanent
+				if errors.As(err, &perm) {
+					return 0, err
+				}
+				if err := r.backoff(err); err != nil {
+					return 0, err
+				}
+				continue
 			}
 		}
 		if max := r.total - r.off; int64(len(p)) > max {
@@ -162,20 +169,31 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 			continue
 		}
 		r.close()
-		if r.ctx.Err() != nil {
-			return 0, r.ctx.Err()
-		}
-		r.failures++
-		if r.failures > r.retries {
-			return 0, fmt.Errorf("download broke at byte %d of %d %d times in a row: %w", r.off, r.total, r.failures, err)
-		}
-		select {
-		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
-		case <-time.After(time.Duration(r.failures) * 500 * time.Millisecond):
+		if err := r.backoff(err); err != nil {
+			return 0, err
 		}
 	}
 }
+
+// backoff counts a failure in a row and waits before the next attempt.
+func (r *rangeReader) backoff(cause error) error {
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
+	r.failures++
+	if r.failures > r.retries {
+		return fmt.Errorf("download broke at byte %d of %d %d times in a row: %w", r.off, r.total, r.failures, cause)
+	}
+	select {
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	case <-time.After(time.Duration(r.failures) * 500 * time.Millisecond):
+	}
+	return nil
+}
+
+// permanent is a download error retrying cannot mend.
+type permanent struct{ error }
 
 func (r *rangeReader) open() error {
 	req, err := http.NewRequestWithContext(r.ctx, http.MethodGet, r.url, nil)
@@ -187,23 +205,21 @@ func (r *rangeReader) open() error {
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		r.failures++
-		if r.failures > r.retries {
-			return fmt.Errorf("download %s: %w", r.url, err)
-		}
-		time.Sleep(time.Duration(r.failures) * 500 * time.Millisecond)
-		return r.open()
+		return fmt.Errorf("download %s: %w", r.url, err)
 	}
 	switch {
 	case r.off > 0 && resp.StatusCode == http.StatusPartialContent:
 	case r.off == 0 && resp.StatusCode == http.StatusOK:
-	default:
+	case resp.StatusCode >= 500:
 		resp.Body.Close()
 		return fmt.Errorf("download %s from byte %d: HTTP %s", r.url, r.off, resp.Status)
+	default:
+		resp.Body.Close()
+		return permanent{fmt.Errorf("download %s from byte %d: HTTP %s", r.url, r.off, resp.Status)}
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != r.total-r.off {
 		resp.Body.Close()
-		return fmt.Errorf("download %s: the server has %d bytes from %d, the catalogue says the image is %d", r.url, resp.ContentLength, r.off, r.total)
+		return permanent{fmt.Errorf("download %s: the server has %d bytes from byte %d, the catalogue says the image is %d bytes", r.url, resp.ContentLength, r.off, r.total)}
 	}
 	r.body = resp.Body
 	return nil

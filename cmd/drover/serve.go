@@ -270,7 +270,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},
 		BootFiles: dhcp.BootFiles{BIOS: f.biosFile, UEFI: f.uefiFile},
 		TFTP:      tftp.Config{Listen: f.tftpListen, Roots: roots, LinkRoot: f.ipxeDir, MaxWindow: f.tftpMaxWindow, MaxBlockSize: f.tftpMaxBlock},
-		Boot: boot.Config{Listen: f.httpListen, ArtifactRoot: artifacts, IPXERoot: f.ipxeDir,
+		Boot: boot.Config{Listen: f.httpListen, ArtifactRoot: artifacts, IPXERoot: f.ipxeDir, Catalogue: st,
 			Discovery: boot.Discovery{Kernel: f.discoveryKernel, Initrd: f.discoveryInitrd, Args: f.discoveryArgs}},
 		API:            api.Config{Listen: f.apiListen, TLSCert: f.apiCert, TLSKey: f.apiKey, DesignDir: f.designDir},
 		AdminTokenFile: f.adminTokenFile,

@@ -40,6 +40,10 @@ type Facts struct {
 	Token         string
 	BaseURL       string
 	PhoneHomeURL  string
+	// In the seed templates of profiles with an image only: the zone's SSH
+	// keys, and the URL the installed system phones home `booted` with.
+	SSHKeys   []string
+	BootedURL string
 }
 
 // Network is one of a host's addresses.

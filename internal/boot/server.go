@@ -31,6 +31,7 @@ import (
 type Fleet interface {
 	Script(ctx context.Context, ticket string, src netip.Addr) (fleet.Target, error)
 	Installing(token string) (fleet.Target, error)
+	IssueBootToken(ctx context.Context, installToken string) (string, error)
 	PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error)
 	Note(addr netip.Addr, kind machine.Kind, reason string)
 	NoteMachine(id int64, kind machine.Kind, reason string)
@@ -50,6 +51,7 @@ type Config struct {
 	ArtifactRoot string // kernels, initrds, images: served under /artifacts/
 	IPXERoot     string // iPXE binaries (default /usr/lib/ipxe): served under /ipxe/
 	Discovery    Discovery
+	Catalogue    Catalogue // images of profiles; files under ArtifactRoot/sha256/
 	Stats        *counter.Set // requests by kind and status: "script|200"
 	Log          *slog.Logger
 }
@@ -100,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /artifacts/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.artifacts, machine.KindArtifact) })
 	mux.HandleFunc("GET /ipxe/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.ipxe, machine.KindIPXE) })
 	mux.HandleFunc("GET /install/{template}", s.template)
+	mux.HandleFunc("GET /agent/plan", s.plan)
 	mux.HandleFunc("POST /phone-home", s.phoneHome)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -111,7 +114,7 @@ func (s *Server) Handler() http.Handler {
 
 // requestKind names a machine request for metrics.
 func requestKind(path string) string {
-	for _, k := range []struct{ prefix, kind string }{{"/boot/", "script"}, {"/artifacts/", "artifact"}, {"/ipxe/", "ipxe"}, {"/install/", "template"}, {"/phone-home", "phone-home"}, {"/healthz", "health"}} {
+	for _, k := range []struct{ prefix, kind string }{{"/boot/", "script"}, {"/artifacts/", "artifact"}, {"/ipxe/", "ipxe"}, {"/install/", "template"}, {"/agent/", "plan"}, {"/phone-home", "phone-home"}, {"/healthz", "health"}} {
 		if strings.HasPrefix(path, k.prefix) {
 			return k.kind
 		}
@@ -220,7 +223,7 @@ func (s *Server) render(t fleet.Target, base string) (string, error) {
 			kernel += " initrd=" + path.Base(i)
 		}
 		kernel += " " + strings.TrimSpace(args)
-		kernel += fmt.Sprintf(" drover.url=%s drover.token=%s drover.name=%s", base, t.Token, t.Slot.PermanentName)
+		kernel += fmt.Sprintf(" drover.url=%s drover.token=%s drover.name=%s BOOTIF=01-${netX/mac:hexhyp}", base, t.Token, t.Slot.PermanentName)
 		b.WriteString(strings.TrimSpace(kernel) + "\n")
 		for _, i := range p.Initrds {
 			fmt.Fprintf(&b, "initrd --name %s %s/artifacts/%s?step=initrd\n", path.Base(i), base, i)

@@ -27,6 +27,13 @@ type fakeFleet struct {
 func (f *fakeFleet) Script(context.Context, string, netip.Addr) (fleet.Target, error) {
 	return f.target, nil
 }
+func (f *fakeFleet) IssueBootToken(ctx context.Context, installToken string) (string, error) {
+	if installToken != "good" {
+		return "", fleet.ErrUnknown
+	}
+	return "boot-token", nil
+}
+
 func (f *fakeFleet) Installing(token string) (fleet.Target, error) {
 	if token != "good" {
 		return fleet.Target{}, fleet.ErrUnknown
@@ -76,7 +83,7 @@ func TestScripts(t *testing.T) {
 		want   []string
 		not    []string
 	}{
-		{fleet.ActionInstall, machine.Deploying, []string{"#!ipxe\n", "kernel http://drover:8080/artifacts/lab/vmlinuz?step=kernel initrd=initrd.gz console=ttyS0 quiet drover.url=http://drover:8080 drover.token=good drover.name=lab-storage-01\n",
+		{fleet.ActionInstall, machine.Deploying, []string{"#!ipxe\n", "kernel http://drover:8080/artifacts/lab/vmlinuz?step=kernel initrd=initrd.gz console=ttyS0 quiet drover.url=http://drover:8080 drover.token=good drover.name=lab-storage-01 BOOTIF=01-${netX/mac:hexhyp}\n",
 			"initrd --name initrd.gz http://drover:8080/artifacts/lab/initrd.gz?step=initrd\n", "boot\n"}, nil},
 		{fleet.ActionLocal, machine.Deployed, []string{"is deployed: booting from local disk\nexit\n"}, []string{"kernel"}},
 		{fleet.ActionDiscovery, machine.Discovered, []string{"not installing\nexit\n"}, []string{"kernel"}},

@@ -51,12 +51,14 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 		return Target{}, ErrUnknown
 	}
 	t := f.target(m)
-	switch m.State {
-	case machine.Deploying:
+	switch {
+	case m.AwaitingBoot():
+		t.Action = ActionLocal
+	case m.State == machine.Deploying:
 		t.Action = ActionInstall
-	case machine.Retired:
+	case m.State == machine.Retired:
 		t.Action = ActionNone
-	case machine.Discovered, machine.Commissioning:
+	case m.State == machine.Discovered, m.State == machine.Commissioning:
 		t.Action = ActionDiscovery
 	default:
 		t.Action = ActionLocal
@@ -90,6 +92,9 @@ func scriptReason(t Target) string {
 	case ActionInstall:
 		return "install " + t.Slot.Name + " with profile " + t.Slot.Profile
 	case ActionLocal:
+		if t.Machine.AwaitingBoot() {
+			return "boot from local disk: the installed system's first boot"
+		}
 		return "boot from local disk (machine is " + string(t.Machine.State) + ")"
 	case ActionDiscovery:
 		return "discovery (machine has no slot to install)"
@@ -119,7 +124,7 @@ func (f *Fleet) Installing(token string) (Target, error) {
 		return Target{}, ErrUnknown
 	}
 	m := f.byID[id]
-	if m == nil || m.State != machine.Deploying {
+	if m == nil || m.State != machine.Deploying || m.InstallTokenHash != secret.Hash(token) {
 		return Target{}, ErrUnknown
 	}
 	t := f.target(m)
@@ -130,6 +135,33 @@ func (f *Fleet) Installing(token string) (Target, error) {
 	return t, nil
 }
 
+// IssueBootToken gives an installing machine (by its install token) the
+// token its installed system phones home `booted` with; an earlier one
+// stops working. It returns once the token is durable.
+func (f *Fleet) IssueBootToken(ctx context.Context, installToken string) (string, error) {
+	f.mu.Lock()
+	id, ok := f.tokens[secret.Hash(installToken)]
+	m := f.byID[id]
+	if !ok || installToken == "" || m == nil || m.State != machine.Deploying || m.InstallTokenHash != secret.Hash(installToken) {
+		f.mu.Unlock()
+		return "", ErrUnknown
+	}
+	if m.BootTokenHash != "" {
+		delete(f.tokens, m.BootTokenHash)
+	}
+	tok := secret.Hex(24)
+	m.BootTokenHash = secret.Hash(tok)
+	f.tokens[m.BootTokenHash] = m.ID
+	b := newBatch()
+	b.touch(m)
+	done := f.w.submit(b)
+	f.mu.Unlock()
+	if err := wait(ctx, done); err != nil {
+		return "", fmt.Errorf("boot token for %s: %w", m.Label(), err)
+	}
+	return tok, nil
+}
+
 // ErrBadStatus is returned for a phone-home status drover does not know.
 var ErrBadStatus = errors.New("unknown status")
 
@@ -138,49 +170,84 @@ const (
 	StatusProgress  = "progress"
 	StatusInstalled = "installed"
 	StatusFailed    = "failed"
+	StatusBooted    = "booted" // the installed system's first boot, with the boot token
 )
 
 // PhoneHome records an installer's report. "installed" moves the machine to
-// deployed and ends its token; "failed" moves it to deploy-failed. It returns
-// once the report is durable.
+// deployed and ends its token, unless its profile writes an image: then the
+// machine boots its disk and its installed system's "booted" (with the boot
+// token) deploys it. "failed" moves it to deploy-failed. It returns once the
+// report is durable.
 func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error) {
 	f.mu.Lock()
 	now := f.now()
-	id, ok := f.tokens[secret.Hash(token)]
+	hash := secret.Hash(token)
+	id, ok := f.tokens[hash]
 	m := f.byID[id]
 	if !ok || token == "" || m == nil || m.State != machine.Deploying {
 		f.mu.Unlock()
 		return machine.Machine{}, ErrUnknown
 	}
+	// The boot token is good for "booted" only, and the install token for the rest.
+	if (status == StatusBooted) != (m.BootTokenHash == hash) || status == StatusBooted && !m.AwaitingBoot() {
+		f.mu.Unlock()
+		return machine.Machine{}, ErrUnknown
+	}
 	b := newBatch()
 	message = strings.TrimSpace(message)
-	switch status {
-	case StatusProgress:
+	t := f.target(m)
+	toDisk := false
+	if t.Slot != nil && t.Zone != nil {
+		if p := t.Zone.Profile(t.Slot.Profile); p != nil && p.Image != "" {
+			toDisk = true
+		}
+	}
+	switch {
+	case status == StatusProgress:
 		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindProgress, Reason: message})
-	case StatusInstalled, StatusFailed:
+	case status == StatusInstalled && toDisk:
+		if m.BootTokenHash == "" {
+			f.mu.Unlock()
+			return machine.Machine{}, fmt.Errorf("%w: %s reported installed without fetching its install plan", ErrBadStatus, m.Label())
+		}
+		f.revokeInstallToken(m)
+		if len(facts) > 0 {
+			m.Facts = facts
+		}
+		reason := "installed to disk"
+		if message != "" {
+			reason += ": " + message
+		}
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindPhoneHome, Reason: reason + "; waiting for the installed system's first boot"})
+		b.touch(m)
+	case status == StatusInstalled, status == StatusFailed, status == StatusBooted:
 		ev := machine.Installed
 		if status == StatusFailed {
 			ev = machine.Fail
 		}
-		reason := "installer reported " + status
+		actor := "installer"
+		if status == StatusBooted {
+			actor = "installed-system"
+		}
+		reason := actor + " reported " + status
 		if message != "" {
 			reason += ": " + message
 		}
-		e, err := m.Apply(machine.Change{Event: ev, Actor: "installer", At: now, Reason: reason})
+		e, err := m.Apply(machine.Change{Event: ev, Actor: actor, At: now, Reason: reason})
 		if err != nil {
 			f.mu.Unlock()
 			return machine.Machine{}, err
 		}
 		f.revokeToken(m)
-		if len(facts) > 0 {
+		if len(facts) > 0 && status != StatusBooted {
 			m.Facts = facts
 		}
-		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindPhoneHome, Reason: status})
+		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actor, Kind: machine.KindPhoneHome, Reason: status})
 		b.add(e)
 		b.touch(m)
 	default:
 		f.mu.Unlock()
-		return machine.Machine{}, fmt.Errorf("%w %q (use progress, installed or failed)", ErrBadStatus, status)
+		return machine.Machine{}, fmt.Errorf("%w %q (use progress, installed, failed or booted)", ErrBadStatus, status)
 	}
 	snap := *m
 	done := f.w.submit(b)

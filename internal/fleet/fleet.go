@@ -136,8 +136,10 @@ func (f *Fleet) index(m *machine.Machine) {
 	if m.SlotKey != "" {
 		f.bySlot[m.SlotKey] = m
 	}
-	if m.InstallTokenHash != "" {
-		f.tokens[m.InstallTokenHash] = m.ID
+	for _, h := range []string{m.InstallTokenHash, m.BootTokenHash} {
+		if h != "" {
+			f.tokens[h] = m.ID
+		}
 	}
 	if m.ID >= f.nextID {
 		f.nextID = m.ID + 1
@@ -214,7 +216,16 @@ func (f *Fleet) Tick() {
 	f.w.submit(b)
 }
 
+// revokeToken ends every token of the machine: install and boot.
 func (f *Fleet) revokeToken(m *machine.Machine) {
+	f.revokeInstallToken(m)
+	if m.BootTokenHash != "" {
+		delete(f.tokens, m.BootTokenHash)
+		m.BootTokenHash = ""
+	}
+}
+
+func (f *Fleet) revokeInstallToken(m *machine.Machine) {
 	if m.InstallTokenHash != "" {
 		delete(f.tokens, m.InstallTokenHash)
 		m.InstallTokenHash = ""

@@ -145,6 +145,16 @@ type Machine struct {
 	// InstallTokenHash is the SHA-256 of the machine's current install token;
 	// empty when it may not install. The token itself is never stored.
 	InstallTokenHash string `json:"-"`
+	// BootTokenHash is the SHA-256 of the token the installed system phones
+	// home `booted` with. It is handed out with the install plan; once the
+	// image is on disk the install token ends and only this one is left.
+	BootTokenHash string `json:"-"`
+}
+
+// AwaitingBoot reports whether the machine's OS is on its disk and drover
+// waits for the installed system's first phone-home: it boots its disk.
+func (m *Machine) AwaitingBoot() bool {
+	return m.State == Deploying && m.InstallTokenHash == "" && m.BootTokenHash != ""
 }
 
 // Label is how a machine is named in messages: its name, else its MAC.

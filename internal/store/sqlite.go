@@ -140,6 +140,30 @@ CREATE TABLE commits (
 	data   TEXT NOT NULL
 );
 `,
+	// Real installs: the token an installed system phones home booted with,
+	// and the artifact catalogue (versions by checksum, channels pointing at them).
+	6: `
+ALTER TABLE machines ADD COLUMN boot_token TEXT NOT NULL DEFAULT '';
+CREATE TABLE artifacts (
+	name     TEXT NOT NULL,
+	version  TEXT NOT NULL,
+	sha256   TEXT NOT NULL,
+	size     INTEGER NOT NULL,
+	format   TEXT NOT NULL,
+	disk     INTEGER NOT NULL,
+	added    INTEGER NOT NULL,
+	added_by TEXT NOT NULL,
+	PRIMARY KEY (name, version)
+);
+CREATE TABLE artifact_channels (
+	name    TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	version TEXT NOT NULL,
+	updated INTEGER NOT NULL,
+	PRIMARY KEY (name, channel),
+	FOREIGN KEY (name, version) REFERENCES artifacts(name, version)
+);
+`,
 }
 
 // SQLite is the embedded store.
@@ -250,7 +274,7 @@ func (t *sqliteTx) QueryRowContext(ctx context.Context, query string, args ...an
 	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
-const machineCols = `id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token`
+const machineCols = `id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token`
 
 func scanMachine(row interface{ Scan(...any) error }) (*machine.Machine, error) {
 	var (
@@ -260,7 +284,7 @@ func scanMachine(row interface{ Scan(...any) error }) (*machine.Machine, error) 
 		maint, facts, state      string
 		needs                    bool
 	)
-	if err := row.Scan(&m.ID, &m.MAC, &slot, &m.Name, &state, &since, &deadline, &maint, &needs, &m.Location, &facts, &created, &m.InstallTokenHash); err != nil {
+	if err := row.Scan(&m.ID, &m.MAC, &slot, &m.Name, &state, &since, &deadline, &maint, &needs, &m.Location, &facts, &created, &m.InstallTokenHash, &m.BootTokenHash); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -329,9 +353,9 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
 	if m.Created.IsZero() {
 		m.Created = time.Now().UTC()
 	}
-	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash}
+	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash, m.BootTokenHash}
 	if m.ID == 0 {
-		res, err := q.ExecContext(ctx, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
+		res, err := q.ExecContext(ctx, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
 		if err != nil {
 			return fmt.Errorf("insert machine %s: %w", m.Label(), err)
 		}
@@ -339,9 +363,9 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
 		return err
 	}
 	// An ID chosen by the caller (the server allocates IDs in memory) is inserted or updated.
-	_, err := q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+	_, err := q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, name=excluded.name, state=excluded.state, state_since=excluded.state_since,
-		deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token`, append([]any{m.ID}, args...)...)
+		deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token, boot_token=excluded.boot_token`, append([]any{m.ID}, args...)...)
 	if err != nil {
 		return fmt.Errorf("write machine %s: %w", m.Label(), err)
 	}

@@ -17,6 +17,7 @@ type Zone struct {
 	Environment     string              `yaml:"environment"`
 	Domain          string              `yaml:"domain"`
 	DNSServers      []string            `yaml:"dns_servers"`
+	SSHKeys         []string            `yaml:"ssh_keys"`
 	LeaseTime       string              `yaml:"lease_time"`
 	Naming          Naming              `yaml:"naming"`
 	UnknownMachines UnknownPolicy       `yaml:"unknown_machines"`
@@ -31,6 +32,7 @@ type Zone struct {
 	Pins            []*Pin              `yaml:"pins"`
 	Overrides       []*Override         `yaml:"overrides,keyed"`
 	dns             []netip.Addr        // parsed DNSServers
+	sshKeys         []string            // SSHKeys with key files read
 	roles           map[string]*Role    // by name, filled by validation
 	profiles        map[string]*Profile // by name, filled by validation
 }
@@ -89,7 +91,11 @@ type Profile struct {
 	Initrds   []string          `yaml:"initrd"`
 	Args      string            `yaml:"args"`
 	Templates map[string]string `yaml:"templates"`
-	digest    string            // what the profile installs, for plans to see a change
+	// Image is the OS image the install agent writes to disk: an artifact
+	// of the catalogue, "NAME" (the channel named like the zone's
+	// environment) or "NAME@CHANNEL".
+	Image  string `yaml:"image"`
+	digest string // what the profile installs, for plans to see a change
 }
 
 // Role is what a slot runs.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -147,6 +148,7 @@ func (c *compiler) zone(z *Zone) {
 		}
 		z.dns = append(z.dns, a)
 	}
+	c.sshKeys(z)
 	c.duration(m, "lease_time", z.LeaseTime)
 	c.duration(&z.Timeouts.Meta, "commissioning", z.Timeouts.Commissioning)
 	c.duration(&z.Timeouts.Meta, "deploying", z.Timeouts.Deploying)
@@ -274,7 +276,7 @@ func (c *compiler) profile(p *Profile) {
 		c.errs.add(m.At, m.PathOf("kernel"), "add `kernel:` with the kernel's artifact path", "the profile has no kernel")
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%q\x00%s\x00", p.Kernel, p.Initrds, p.Args)
+	fmt.Fprintf(h, "%s\x00%q\x00%s\x00%s\x00", p.Kernel, p.Initrds, p.Args, p.Image)
 	names := make([]string, 0, len(p.Templates))
 	for name := range p.Templates {
 		names = append(names, name)
@@ -285,6 +287,12 @@ func (c *compiler) profile(p *Profile) {
 		fmt.Fprintf(h, "%s\x00%d\x00%s", name, len(b), b)
 	}
 	p.digest = hex.EncodeToString(h.Sum(nil))[:16]
+	if p.Image != "" {
+		name, channel, _ := strings.Cut(p.Image, "@")
+		if !labelRE.MatchString(name) || strings.Contains(p.Image, "@") && !labelRE.MatchString(channel) {
+			c.errs.add(m.PosOf("image"), m.PathOf("image"), "write NAME or NAME@CHANNEL, lower-case letters, digits and dashes (see `drover artifacts list`)", "%q is not an image reference", p.Image)
+		}
+	}
 	for name, path := range p.Templates {
 		if !labelRE.MatchString(name) {
 			c.errs.add(m.PosOf("templates."+name), m.PathOf("templates."+name), "use lower-case letters, digits and dashes", "%q is not a valid template name", name)
@@ -298,6 +306,63 @@ func (c *compiler) profile(p *Profile) {
 		}
 	}
 }
+
+// ImageRef is the catalogue name and channel of the profile's image in zone
+// z: the channel defaults to the zone's environment, prod when it has none.
+// ok is false when the profile installs without an image.
+func (p *Profile) ImageRef(z *Zone) (name, channel string, ok bool) {
+	if p.Image == "" {
+		return "", "", false
+	}
+	name, channel, _ = strings.Cut(p.Image, "@")
+	if channel == "" {
+		channel = z.Environment
+	}
+	if channel == "" {
+		channel = "prod"
+	}
+	return name, channel, true
+}
+
+// sshKeys reads ssh_keys: each entry is a public key, or a file of them
+// relative to the zone file.
+func (c *compiler) sshKeys(z *Zone) {
+	m := &z.Meta
+	for i, k := range z.SSHKeys {
+		k = strings.TrimSpace(k)
+		if isPublicKey(k) {
+			z.sshKeys = append(z.sshKeys, k)
+			continue
+		}
+		path := k
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(m.At.File), path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			c.errs.add(m.PosOf("ssh_keys"), fmt.Sprintf("ssh_keys[%d]", i), "give a public key (ssh-ed25519 AAAA...) or a .pub file relative to the zone file", "cannot read %s: %v", path, errors.Unwrap(err))
+			continue
+		}
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); isPublicKey(line) {
+				z.sshKeys = append(z.sshKeys, line)
+				n++
+			}
+		}
+		if n == 0 {
+			c.errs.add(m.PosOf("ssh_keys"), fmt.Sprintf("ssh_keys[%d]", i), "put OpenSSH public keys in it, one per line", "%s holds no public key", path)
+		}
+	}
+}
+
+func isPublicKey(s string) bool {
+	f := strings.Fields(s)
+	return len(f) >= 2 && (strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-"))
+}
+
+// AuthorizedKeys are the SSH public keys installed machines of the zone accept.
+func (z *Zone) AuthorizedKeys() []string { return append([]string(nil), z.sshKeys...) }
 
 // TemplatePath resolves a profile's template file relative to its zone file.
 func (p *Profile) TemplatePath(name string) (string, bool) {

@@ -57,6 +57,7 @@ into, installs it for its role and tracks its lifecycle.`,
 		newRolloutCommand(g),
 		newPendingCommand(g),
 		newApproveCommand(g),
+		newArtifactsCommand(g),
 	)
 	return root
 }

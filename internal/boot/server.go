@@ -51,7 +51,7 @@ type Config struct {
 	ArtifactRoot string // kernels, initrds, images: served under /artifacts/
 	IPXERoot     string // iPXE binaries (default /usr/lib/ipxe): served under /ipxe/
 	Discovery    Discovery
-	Catalogue    Catalogue // images of profiles; files under ArtifactRoot/sha256/
+	Catalogue    Catalogue    // images of profiles; files under ArtifactRoot/sha256/
 	Stats        *counter.Set // requests by kind and status: "script|200"
 	Log          *slog.Logger
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
+	"github.com/drover/drover/internal/cabling"
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/zone"
@@ -202,6 +204,11 @@ func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, fa
 			toDisk = true
 		}
 	}
+	if status == StatusInstalled && len(facts) > 0 && t.Slot != nil {
+		for _, fd := range cabling.Check(f.Index(), t.Slot, m.MAC, cabling.Neighbours(facts)).Findings {
+			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindCablingMismatch, Reason: fd.Problem})
+		}
+	}
 	switch {
 	case status == StatusProgress:
 		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: "installer", Kind: machine.KindProgress, Reason: message})
@@ -315,4 +322,25 @@ func (f *Fleet) InSlot(key string) (machine.Machine, bool) {
 		return machine.Machine{}, false
 	}
 	return *m, true
+}
+
+// Cabling checks every machine in a slot whose agent reported LLDP
+// neighbours (or none) against the design being served.
+func (f *Fleet) Cabling() []cabling.Report {
+	ix := f.Index()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []cabling.Report
+	for _, m := range f.byID {
+		if m.SlotKey == "" || m.Facts == nil {
+			continue
+		}
+		s := ix.Slot(m.SlotKey)
+		if s == nil {
+			continue
+		}
+		out = append(out, cabling.Check(ix, s, m.MAC, cabling.Neighbours(m.Facts)))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Machine < out[j].Machine })
+	return out
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/drover/drover/internal/cabling"
 	"github.com/drover/drover/internal/machine"
 )
 
@@ -17,7 +18,13 @@ func (f *Fleet) Collector() prometheus.Collector { return fleetCollector{f} }
 
 type fleetCollector struct{ f *Fleet }
 
-func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descMachines; ch <- descLeases }
+var descCabling = prometheus.NewDesc("drover_cabling_machines", "Machines by what their NICs heard over LLDP against the design: ok, mismatch, no-lldp.", []string{"status"}, nil)
+
+func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descMachines
+	ch <- descLeases
+	ch <- descCabling
+}
 
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	machines, leases := c.f.Counts()
@@ -26,5 +33,12 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, st := range []string{LeaseOffered, LeaseBound, LeaseDeclined} {
 		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(leases[st]), st)
+	}
+	cab := map[string]int{}
+	for _, r := range c.f.Cabling() {
+		cab[r.Status]++
+	}
+	for _, st := range []string{cabling.OK, cabling.Mismatch, cabling.NoLLDP} {
+		ch <- prometheus.MustNewConstMetric(descCabling, prometheus.GaugeValue, float64(cab[st]), st)
 	}
 }

@@ -26,7 +26,7 @@ type Image struct {
 // BuildImage builds (or reuses from cacheDir) the lab's install image: the
 // Debian cloud kernel and a busybox initrd whose /init is the installer. Only
 // Debian's package archive is used.
-func BuildImage(ctx context.Context, cacheDir string, log *slog.Logger) (Image, error) {
+func BuildImage(ctx context.Context, cacheDir, agentPath string, log *slog.Logger) (Image, error) {
 	pkg, err := kernelPackage(ctx)
 	if err != nil {
 		return Image{}, err
@@ -39,10 +39,15 @@ func BuildImage(ctx context.Context, cacheDir string, log *slog.Logger) (Image, 
 	if err != nil {
 		return Image{}, err
 	}
+	agent, err := os.ReadFile(agentPath)
+	if err != nil {
+		return Image{}, fmt.Errorf("the install agent (make build puts it next to drover as drover-agent): %w", err)
+	}
 	h := sha256.New()
 	h.Write([]byte(pkg))
 	h.Write(initScript)
 	h.Write(bb)
+	h.Write(agent)
 	key := hex.EncodeToString(h.Sum(nil))[:16]
 	dir := filepath.Join(cacheDir, "image-"+key)
 	img := Image{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
@@ -80,6 +85,9 @@ func BuildImage(ctx context.Context, cacheDir string, log *slog.Logger) (Image, 
 	if err := os.WriteFile(filepath.Join(root, "init"), initScript, 0o755); err != nil {
 		return Image{}, err
 	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "drover-agent"), agent, 0o755); err != nil {
+		return Image{}, err
+	}
 	// The modules /init loads (virtio networking and disks); the list there is the load order.
 	for _, m := range []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk"} {
 		found, _ := filepath.Glob(filepath.Join(work, "deb", "lib", "modules", "*", "kernel", "*", "*", m+".ko"))
@@ -111,6 +119,45 @@ func BuildImage(ctx context.Context, cacheDir string, log *slog.Logger) (Image, 
 		return Image{}, err
 	}
 	return img, nil
+}
+
+//go:embed disk-image.sh
+var diskImageScript []byte
+
+// BuildDiskImage builds (or reuses from cacheDir) the lab's Debian 12 disk
+// image, gzip-compressed: from Debian's packages only, keyed by the build
+// script, so a changed script builds anew and an unchanged one never does.
+func BuildDiskImage(ctx context.Context, cacheDir string, log *slog.Logger) (string, error) {
+	for _, tool := range []string{"mmdebstrap", "grub-mkimage", "mkfs.vfat", "mcopy", "sfdisk", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", fmt.Errorf("%s is not installed: apt-get install mmdebstrap grub-pc-bin grub-efi-amd64-bin dosfstools mtools fdisk e2fsprogs", tool)
+		}
+	}
+	sum := sha256.Sum256(diskImageScript)
+	key := hex.EncodeToString(sum[:])[:16]
+	out := filepath.Join(cacheDir, "debian-12-"+key+".raw.gz")
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return "", err
+	}
+	log.Info("building the lab's Debian 12 disk image (once; cached)", "file", out)
+	work := filepath.Join(cacheDir, "debian-12-"+key+".work")
+	script := filepath.Join(cacheDir, "disk-image-"+key+".sh")
+	if err := os.WriteFile(script, diskImageScript, 0o755); err != nil {
+		return "", err
+	}
+	defer os.Remove(script)
+	raw := filepath.Join(cacheDir, "debian-12-"+key+".raw")
+	if b, err := cmd(ctx, cacheDir, "sh", script, raw, work); err != nil {
+		return "", fmt.Errorf("build the Debian disk image: %w: %s", err, b)
+	}
+	defer os.Remove(raw)
+	if b, err := cmd(ctx, cacheDir, "sh", "-c", "gzip -c -1 "+raw+" > "+out+".tmp && mv "+out+".tmp "+out); err != nil {
+		return "", fmt.Errorf("compress the Debian disk image: %w: %s", err, b)
+	}
+	return out, nil
 }
 
 func kernelPackage(ctx context.Context) (string, error) {

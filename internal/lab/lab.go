@@ -32,6 +32,7 @@ type Config struct {
 	CacheDir string   // where the install image is cached
 	Prefix   string   // namespace name prefix
 	Drover   string   // the drover binary to run inside the lab
+	Agent    string   // the install agent put in the install initrd (default: drover-agent next to Drover)
 	Extra    []string // "switch/port": machines on ports the design does not define
 	Only     []string // boot only these slot names (default: every slot on a ToR port)
 	Parallel int      // machines booting at once (default 4)
@@ -63,7 +64,13 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Agent == "" {
+		c.Agent = filepath.Join(filepath.Dir(c.Drover), "drover-agent")
+	}
 }
+
+// diskBytes is the size of every lab machine's virtio disk.
+const diskBytes = 4 << 30
 
 // uplinkBase is where the lab numbers the links between switches and drover.
 func uplinkBase() netip.Prefix { return netip.MustParsePrefix("172.31.250.0/24") }
@@ -101,7 +108,7 @@ func Up(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("the design uses %s, which overlaps the lab's own links %s", p, uplinkBase())
 		}
 	}
-	img, err := BuildImage(ctx, cfg.CacheDir, cfg.Log)
+	img, err := BuildImage(ctx, cfg.CacheDir, cfg.Agent, cfg.Log)
 	if err != nil {
 		return err
 	}
@@ -153,6 +160,10 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	if err := placeImage(d, img, artifacts); err != nil {
 		return err
 	}
+	if err := catalogueImages(ctx, cfg, d, artifacts, st.DB); err != nil {
+		return err
+	}
+	copySSHKeys(cfg, d)
 	only := map[string]bool{}
 	for _, o := range cfg.Only {
 		only[o] = true
@@ -353,7 +364,14 @@ func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *z
 			vm.Name = sw.Name + "/" + bp.port
 		}
 		vm.MAC = macFor(st.Prefix, vm.Switch+"/"+vm.Port, vm.Gen)
+		vm.Disk = filepath.Join(cfg.StateDir, "disk-"+sw.Name+"-"+bp.port+".qcow2")
+		if err := newDisk(vm.Disk); err != nil {
+			return err
+		}
 		st.VMs = append(st.VMs, vm)
+	}
+	if err := startLLDP(st, ns, sw.Name, ports); err != nil {
+		return err
 	}
 	switch sw.BootNetwork {
 	case zone.ShapePerPort:
@@ -429,6 +447,7 @@ func powerOn(dir string, vm *VM) error {
 		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "file:" + vm.Log,
 		"-netdev", "tap,id=n0,ifname=" + vm.Tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + vm.MAC, "-boot", "n",
+		"-drive", "file=" + vm.Disk + ",if=virtio,format=qcow2,cache=unsafe",
 		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen)}
 	if vm.Firmware == "uefi" {
 		args = append(args, "-m", "512", "-bios", "/usr/share/ovmf/OVMF.fd")
@@ -685,6 +704,9 @@ func Replace(cfg Config, name string) (*VM, error) {
 		kill(vm.PID, 2*time.Second)
 		vm.Gen++
 		vm.MAC = macFor(s.Prefix, vm.Switch+"/"+vm.Port, vm.Gen)
+		if err := newDisk(vm.Disk); err != nil {
+			return err
+		}
 		if err := powerOn(cfg.StateDir, vm); err != nil {
 			return err
 		}

@@ -60,6 +60,7 @@ type VM struct {
 	Off       bool      `json:"off"`
 	BMC       string    `json:"bmc,omitempty"`  // the address its virtual BMC (ipmi_sim) listens on
 	Boot      string    `json:"boot,omitempty"` // the boot device its BMC was last told
+	Disk      string    `json:"disk,omitempty"` // its virtio disk (qcow2)
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }

@@ -193,6 +193,7 @@ const (
 	KindTemplate         Kind = "template"
 	KindTemplateError    Kind = "template-error"
 	KindProgress         Kind = "progress"
+	KindCablingMismatch  Kind = "cabling-mismatch" // a NIC hears (LLDP) another port than the design says
 	KindPhoneHome        Kind = "phone-home"
 	KindBMC              Kind = "bmc"     // its BMC got its address (by the lom port it is on)
 	KindPower            Kind = "power"   // a power action through its BMC, with the outcome

@@ -58,6 +58,7 @@ into, installs it for its role and tracks its lifecycle.`,
 		newPendingCommand(g),
 		newApproveCommand(g),
 		newArtifactsCommand(g),
+		newCablingCommand(g),
 	)
 	return root
 }

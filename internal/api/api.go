@@ -193,6 +193,7 @@ func (s *Server) table() []route {
 		{"POST", "/api/v1/rollouts/{id}/abort", RoleAdmin, true, s.rolloutAct("abort")},
 		{"GET", "/api/v1/leases", RoleViewer, false, s.leases},
 		{"GET", "/api/v1/audit", RoleViewer, false, s.audit},
+		{"GET", "/api/v1/cabling", RoleViewer, false, s.cabling},
 		{"GET", "/api/v1/tokens", RoleAdmin, false, s.tokens},
 		{"POST", "/api/v1/tokens", RoleAdmin, true, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", RoleAdmin, true, s.revokeToken},

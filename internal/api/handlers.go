@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover/drover/internal/cabling"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/power"
@@ -660,4 +661,14 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"revoked": name})
+}
+
+// cabling lists what the machines' NICs heard over LLDP against the design.
+func (s *Server) cabling(w http.ResponseWriter, _ *http.Request, _ *call) {
+	c, ok := s.cfg.Fleet.(interface{ Cabling() []cabling.Report })
+	reports := []cabling.Report{}
+	if ok {
+		reports = append(reports, c.Cabling()...)
+	}
+	writeJSON(w, http.StatusOK, reports)
 }

@@ -2,7 +2,7 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
-.PHONY: all setup build lab test vet bench bench-design fuzz clean
+.PHONY: all setup build image lab test vet bench bench-design fuzz clean
 
 all: build
 
@@ -11,6 +11,12 @@ setup:
 
 build: setup
 	$(GO) build -o bin/drover ./cmd/drover
+	CGO_ENABLED=0 $(GO) build -ldflags='-s -w' -o bin/drover-agent ./cmd/drover-agent
+
+# The lab's Debian 12 disk image (BIOS and UEFI, cloud-init), from Debian's
+# packages only; cached under /var/cache/drover/lab by the build script's hash.
+image: build
+	bin/drover lab image
 
 # A virtual zone of QEMU machines booting through drover, from the example design.
 # Needs root (network namespaces). Ctrl-C, or `bin/drover lab down`, removes it.

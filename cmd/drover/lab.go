@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -145,7 +146,27 @@ every port the design gives a slot.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(up, down, replace, power, status, chassis, newLabSwitchCommand(g))
+	image := &cobra.Command{
+		Use:   "image",
+		Short: "Build (or find in the cache) the lab's Debian 12 disk image and print its path",
+		Long: `Builds, from Debian's packages only, a small Debian 12 disk image bootable by
+BIOS and UEFI (Debian's cloud kernel, openssh-server, python3, cloud-init),
+gzip-compressed, under --cache-dir. It is built once per version of its build
+script; lab up puts it in the artifact catalogue for every image the design's
+profiles name.`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			cfg := f.config(g)
+			path, err := lab.BuildDiskImage(cmd.Context(), cfg.CacheDir, cfg.Log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.stdout, "%s (%.1fs)\n", path, time.Since(start).Seconds())
+			return nil
+		},
+	}
+	cmd.AddCommand(up, down, replace, power, status, chassis, image, newLabSwitchCommand(g))
 	return cmd
 }
 

@@ -232,9 +232,9 @@ func (r *rangeReader) close() {
 	}
 }
 
-// report tells progress at most every two seconds, and at the end.
+// report tells progress at most every ten seconds, and at the end.
 func (r *rangeReader) report(final bool) {
-	if r.progress == nil || !final && time.Since(r.reported) < 2*time.Second {
+	if r.progress == nil || !final && time.Since(r.reported) < 10*time.Second {
 		return
 	}
 	r.reported = time.Now()

@@ -88,8 +88,9 @@ func BuildImage(ctx context.Context, cacheDir, agentPath string, log *slog.Logge
 	if err := os.WriteFile(filepath.Join(root, "bin", "drover-agent"), agent, 0o755); err != nil {
 		return Image{}, err
 	}
-	// The modules /init loads (virtio networking and disks); the list there is the load order.
-	for _, m := range []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk"} {
+	// The modules /init loads (virtio networking, disks and the entropy source
+	// without which the agent's first random numbers wait); the list there is the load order.
+	for _, m := range []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk", "rng-core", "virtio-rng"} {
 		found, _ := filepath.Glob(filepath.Join(work, "deb", "lib", "modules", "*", "kernel", "*", "*", m+".ko"))
 		more, _ := filepath.Glob(filepath.Join(work, "deb", "lib", "modules", "*", "kernel", "*", "*", "*", m+".ko"))
 		found = append(found, more...)

@@ -8,7 +8,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec >/dev/console 2>&1
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk rng-core virtio-rng; do
 	[ -f /modules/$m.ko ] && { insmod /modules/$m.ko || echo "drover-installer: insmod $m failed"; }
 done
 ip link set lo up

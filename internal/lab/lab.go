@@ -448,6 +448,8 @@ func powerOn(dir string, vm *VM) error {
 		"-netdev", "tap,id=n0,ifname=" + vm.Tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + vm.MAC, "-boot", "n",
 		"-drive", "file=" + vm.Disk + ",if=virtio,format=qcow2,cache=unsafe",
+		// Entropy: without it a fresh kernel's first random numbers (the agent's DHCP transaction ID) wait minutes.
+		"-device", "virtio-rng-pci",
 		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen)}
 	if vm.Firmware == "uefi" {
 		args = append(args, "-m", "512", "-bios", "/usr/share/ovmf/OVMF.fd")

@@ -37,6 +37,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build drover: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The install agent goes into the lab's initrd: static, as make build makes it.
+	agent := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(dir, "drover-agent"), "github.com/drover/drover/cmd/drover-agent")
+	agent.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := agent.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build drover-agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -47,6 +47,10 @@ func listenOne(ctx context.Context, ifi net.Interface) (install.Neighbour, bool)
 		return install.Neighbour{}, false
 	}
 	defer c.Close()
+	// LLDP goes to a link-local multicast address the NIC filters out unless told otherwise.
+	if err := c.SetPromiscuous(true); err != nil {
+		return install.Neighbour{}, false
+	}
 	go func() {
 		<-ctx.Done()
 		c.SetReadDeadline(time.Now())

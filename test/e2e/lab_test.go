@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -29,6 +30,7 @@ type labVM struct {
 	BMC       string    `json:"bmc"`
 	Firmware  string    `json:"firmware"`
 	PoweredOn time.Time `json:"powered_on"`
+	Disk      string    `json:"disk"`
 }
 
 type labStatus struct {
@@ -186,7 +188,7 @@ func TestLab(t *testing.T) {
 		for _, name := range slotVMs {
 			macs = append(macs, vms[name].MAC)
 		}
-		l.waitDeployed("five machines deployed", 6*time.Minute, macs...)
+		l.waitDeployed("five machines deployed", 10*time.Minute, macs...)
 		wantSlot := map[string]string{"lab-compute-01": "p1-tor1/swp1", "lab-compute-02": "p1-tor1/swp2", "lab-compute-lvm-03": "p1-tor1/swp3",
 			"lab-storage-01": "p1-tor2/swp1", "lab-storage-02": "p1-tor2/swp2"}
 		for _, vm := range l.status().VMs {
@@ -210,6 +212,35 @@ func TestLab(t *testing.T) {
 			if !strings.Contains(string(out), "dhcp-ack") || !strings.Contains(string(out), addr+" as "+strings.Replace(name, "-lvm", "", 1)) {
 				t.Errorf("%s timeline lacks its address %s:\n%s", name, addr, out)
 			}
+		}
+	})
+
+	t.Run("real installs: Debian on disk, booted, reachable by ssh as its slot's name, cabling checked", func(t *testing.T) {
+		for name, want := range map[string]struct{ addr, host, sw, port string }{
+			"lab-compute-lvm-03": {"10.77.0.13", "lab-compute-03", "p1-tor1", "swp3"},  // BIOS
+			"lab-storage-01":     {"10.77.100.2", "lab-storage-01", "p1-tor2", "swp1"}, // UEFI
+		} {
+			s := showJSON(t, l.db, vms[name].MAC)
+			if !hasEntry(s, "phone-home", "installed to disk: debian-12") || !hasEntry(s, "phone-home", "booted") {
+				t.Errorf("%s was not deployed by its installed system's first boot: %+v", name, s.Timeline)
+			}
+			if hasEntry(s, "cabling-mismatch", "") {
+				t.Errorf("%s: cabling mismatch on a correctly cabled machine", name)
+			}
+			lldp, _ := s.Machine.Facts["lldp"].([]any)
+			if len(lldp) != 1 || lldp[0].(map[string]any)["system_name"] != want.sw || lldp[0].(map[string]any)["port_id"] != want.port {
+				t.Errorf("%s heard %v over LLDP, want %s/%s", name, s.Machine.Facts["lldp"], want.sw, want.port)
+			}
+			out, err := exec.Command("ip", "netns", "exec", l.status().Server.NS, "ssh", "-i", filepath.Join(l.state, "ssh-lab"),
+				"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "BatchMode=yes",
+				"root@"+want.addr, "hostname; findmnt -no SOURCE /").CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), want.host+"\n") || !strings.Contains(string(out), "/dev/vda") {
+				t.Errorf("ssh %s (%s): %v\n%s", name, want.addr, err, out)
+			}
+		}
+		out, err := l.api("cabling", "-o", "json")
+		if err != nil || !strings.Contains(out, `"status": "ok"`) || strings.Contains(out, `"mismatch"`) {
+			t.Errorf("drover cabling: %v\n%s", err, out)
 		}
 	})
 
@@ -263,7 +294,7 @@ func TestLab(t *testing.T) {
 		if err != nil || !strings.Contains(out, "power cycle via BMC 10.77.8.13:623") {
 			t.Fatalf("reinstall --power-cycle: %v %s", err, out)
 		}
-		waitFor(t, name+" reinstalled", 3*time.Minute, func() bool {
+		waitFor(t, name+" reinstalled", 6*time.Minute, func() bool {
 			s := showJSON(t, l.db, vm.MAC)
 			return s.Machine.State == "deployed" && s.Machine.StateSince.After(since)
 		})
@@ -360,7 +391,7 @@ func TestLab(t *testing.T) {
 		pid := l.status().Server.PID
 		syscall.Kill(pid, syscall.SIGKILL)
 		waitFor(t, "the lab to restart drover", 30*time.Second, func() bool { return l.status().Server.PID != pid })
-		l.waitDeployed("the install to finish after the restart", 3*time.Minute, mac)
+		l.waitDeployed("the install to finish after the restart", 6*time.Minute, mac)
 		holders := map[string]map[string]bool{}
 		for _, m := range l.machines() {
 			if m.State == "retired" {
@@ -385,6 +416,49 @@ func TestLab(t *testing.T) {
 
 	t.Run("a commit rolls through the test zone, waits for approval, then prod one machine at a time", func(t *testing.T) {
 		testRollout(t, l)
+	})
+
+	t.Run("an image that fails its checksum fails the install and is not booted", func(t *testing.T) {
+		// A new version reaches the test channel; its file is then damaged on the server.
+		bad := filepath.Join(t.TempDir(), "bad.raw")
+		must(t, os.WriteFile(bad, bytes.Repeat([]byte("not an OS "), 300_000), 0o644))
+		artifacts := filepath.Join(l.state, "artifacts")
+		out, err := exec.Command(droverBin, "--db", l.db, "artifacts", "add", "debian-12", "damaged", bad, "--channel", "test", "--artifacts", artifacts).CombinedOutput()
+		if err != nil {
+			t.Fatalf("artifacts add: %v %s", err, out)
+		}
+		sum := strings.Fields(strings.SplitN(string(out), "sha256 ", 2)[1])[0]
+		sum = strings.TrimSuffix(sum, ",")
+		f, err := os.OpenFile(filepath.Join(artifacts, "sha256", sum), os.O_RDWR, 0)
+		must(t, err)
+		f.WriteAt([]byte("X"), 1234)
+		f.Close()
+		const name = "lab-storage-01"
+		since := time.Now()
+		if out, err := l.api("reinstall", name, "--power-cycle"); err != nil {
+			t.Fatalf("reinstall: %v %s", err, out)
+		}
+		mac := vms[name].MAC
+		waitFor(t, name+" deploy-failed", 5*time.Minute, func() bool { return showJSON(t, l.db, mac).Machine.State == "deploy-failed" })
+		s := showJSON(t, l.db, mac)
+		if !hasEntry(s, "transition", "image checksum mismatch") {
+			t.Errorf("%s failed without naming the checksum: %+v", name, s.Timeline)
+		}
+		for _, e := range s.Timeline {
+			if e.At.After(since) && (e.Kind == "phone-home" && strings.Contains(e.Reason, "booted") || e.Kind == "ipxe-script" && strings.Contains(e.Reason, "local disk")) {
+				t.Errorf("the failed image was booted: %+v", e)
+			}
+		}
+		// Its disk has no boot sector left: firmware finds nothing to boot on it.
+		var disk string
+		for _, vm := range l.status().VMs {
+			if vm.Name == name {
+				disk = vm.Disk
+			}
+		}
+		if out, err := exec.Command("qemu-io", "-f", "qcow2", "-r", "-U", "-c", "read -P 0 0 1M", disk).CombinedOutput(); err != nil || strings.Contains(string(out), "Pattern verification failed") {
+			t.Errorf("%s's disk still has a boot sector after a failed image: %v %s", name, err, out)
+		}
 	})
 
 	t.Run("lab down leaves nothing behind", func(t *testing.T) {
@@ -482,6 +556,9 @@ func (l *labRun) powerEntries(name string, since time.Time) int {
 
 func testRollout(t *testing.T, l *labRun) {
 	labMachines := []string{"lab-compute-01", "lab-compute-02", "lab-compute-lvm-03", "lab-storage-01", "lab-storage-02"}
+	// The commit changes the busybox installer's profile: of the test zone,
+	// only the machines installed with it (not the Debian ones) reinstall.
+	changed := []string{"lab-compute-01", "lab-compute-02"}
 	prod := []string{"prod-compute-01", "prod-compute-02", "prod-compute-03"}
 	waitFor(t, "every machine deployed", 5*time.Minute, func() bool {
 		for _, n := range append(append([]string{}, labMachines...), prod...) {
@@ -528,8 +605,8 @@ func testRollout(t *testing.T, l *labRun) {
 			testDone = m.Finished
 		}
 	}
-	if len(test.Machines) != len(labMachines) {
-		t.Errorf("the test rollout reinstalled %d machines, want %d", len(test.Machines), len(labMachines))
+	if len(test.Machines) != len(changed) {
+		t.Errorf("the test rollout reinstalled %d machines, want %d", len(test.Machines), len(changed))
 	}
 	for _, n := range prod {
 		if l.powerEntries(n, since) != 0 {

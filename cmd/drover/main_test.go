@@ -59,7 +59,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1", r.code)
 	}
-	for _, want := range []string{"has 4 problem(s)", path + ":4:14: environment:", path + ":68:52: pods.p1.switches.p1-tor1.slots[0].ids: 3 ids for 2 ports", path + ":77:52: pods.p1.switches.p1-tor2.slots[0].ids:", path + ":85:54: pods.p1.switches.p1-lom1.slots[1].ids:"} {
+	for _, want := range []string{"has 4 problem(s)", path + ":4:14: environment:", path + ":76:52: pods.p1.switches.p1-tor1.slots[0].ids: 3 ids for 2 ports", path + ":85:52: pods.p1.switches.p1-tor2.slots[0].ids:", path + ":93:54: pods.p1.switches.p1-lom1.slots[1].ids:"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover/drover/internal/install"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
@@ -68,7 +69,9 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 		f := factsFor(t, base)
 		f.SSHKeys = t.Zone.AuthorizedKeys()
 		f.BootedURL = base + "/phone-home?status=booted&token=" + url.QueryEscape(boot)
-		if plan.Seed, err = seedFor(p, t.Slot, t.Machine, f); err != nil {
+		// A new instance-id for every install: cloud-init runs its first-boot modules again.
+		instance := fmt.Sprintf("drover-%d-%s", t.Machine.ID, secret.Hash(boot)[:12])
+		if plan.Seed, err = seedFor(p, t.Slot, t.Machine, f, instance); err != nil {
 			fail(http.StatusInternalServerError, err)
 			return
 		}
@@ -84,9 +87,9 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 // seedFor renders the machine's NoCloud seed: the profile's `meta-data`,
 // `user-data` and `network-config` templates where it has them, drover's
 // defaults where not. All three render or none is handed out.
-func seedFor(p *zone.Profile, s *zone.Slot, m machine.Machine, f Facts) (install.Seed, error) {
+func seedFor(p *zone.Profile, s *zone.Slot, m machine.Machine, f Facts, instanceID string) (install.Seed, error) {
 	defaults := map[string]string{
-		"meta-data":      fmt.Sprintf("instance-id: drover-%d-%s\nlocal-hostname: %s\n", m.ID, m.BootTokenHash[:12], s.PermanentName),
+		"meta-data":      fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", instanceID, s.PermanentName),
 		"user-data":      defaultUserData(f),
 		"network-config": defaultNetworkConfig(s, m.MAC, f),
 	}

@@ -55,7 +55,11 @@ func (f *fakeFleet) note(s string) {
 	f.notes = append(f.notes, s)
 }
 
-func labTarget(t *testing.T, template string) fleet.Target {
+func labTarget(t *testing.T, template string) fleet.Target { return labTargetAt(t, template, "p1-tor2/swp1") }
+
+// labTargetAt is the example lab's machine in the slot at key, its install
+// template replaced by template.
+func labTargetAt(t *testing.T, template, key string) fleet.Target {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := os.ReadFile("../../examples/lab/lab.yaml")
@@ -65,12 +69,15 @@ func labTarget(t *testing.T, template string) fleet.Target {
 	os.MkdirAll(filepath.Join(dir, "templates"), 0o755)
 	os.WriteFile(filepath.Join(dir, "templates", "install.sh"), []byte(template), 0o644)
 	os.WriteFile(filepath.Join(dir, "lab.yaml"), b, 0o644)
+	os.MkdirAll(filepath.Join(dir, "keys"), 0o755)
+	pub, _ := os.ReadFile("../../examples/lab/keys/lab_ed25519.pub")
+	os.WriteFile(filepath.Join(dir, "keys", "lab_ed25519.pub"), pub, 0o644)
 	d, err := zone.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ix := zone.NewIndex(d)
-	s := ix.Slot("p1-tor2/swp1")
+	s := ix.Slot(key)
 	return fleet.Target{Machine: machine.Machine{ID: 1, MAC: "52:54:00:00:00:01", Name: s.Name, State: machine.Deploying},
 		Slot: s, Zone: d.Zone("lab"), Action: fleet.ActionInstall, Token: "good"}
 }
@@ -83,7 +90,7 @@ func TestScripts(t *testing.T) {
 		want   []string
 		not    []string
 	}{
-		{fleet.ActionInstall, machine.Deploying, []string{"#!ipxe\n", "kernel http://drover:8080/artifacts/lab/vmlinuz?step=kernel initrd=initrd.gz console=ttyS0 quiet drover.url=http://drover:8080 drover.token=good drover.name=lab-storage-01 BOOTIF=01-${netX/mac:hexhyp}\n",
+		{fleet.ActionInstall, machine.Deploying, []string{"#!ipxe\n", "kernel http://drover:8080/artifacts/lab/vmlinuz?step=kernel initrd=initrd.gz console=ttyS0 drover.url=http://drover:8080 drover.token=good drover.name=lab-storage-01 BOOTIF=01-${netX/mac:hexhyp}\n",
 			"initrd --name initrd.gz http://drover:8080/artifacts/lab/initrd.gz?step=initrd\n", "boot\n"}, nil},
 		{fleet.ActionLocal, machine.Deployed, []string{"is deployed: booting from local disk\nexit\n"}, []string{"kernel"}},
 		{fleet.ActionDiscovery, machine.Discovered, []string{"not installing\nexit\n"}, []string{"kernel"}},
@@ -116,13 +123,13 @@ func TestTemplates(t *testing.T) {
 		body, note            string
 	}{
 		{"rendered", "host={{.PermanentName}} ip={{.Address}}/{{.Prefix}} classes={{.Classes}} home={{.PhoneHomeURL}}", "good", 200,
-			"host=lab-storage-01 ip=10.77.100.2/29 classes=[base ceph_osd] home=http://example.test/phone-home?token=good", "template: rendered install"},
+			"host=lab-compute-01 ip=10.77.0.11/24 classes=[base nova_compute] home=http://example.test/phone-home?token=good", "template: rendered install"},
 		{"missing field fails whole", "first line\n{{.NoSuchField}}\nlast line", "good", 500, "could not render", "template-error"},
 		{"wrong token", "x", "bad", 403, "install token is not valid", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ff := &fakeFleet{target: labTarget(t, tt.template)}
+			ff := &fakeFleet{target: labTargetAt(t, tt.template, "p1-tor1/swp1")}
 			s := &Server{cfg: Config{Fleet: ff, Log: nil}}
 			s.cfg.Log = discardLogger()
 			rec := httptest.NewRecorder()

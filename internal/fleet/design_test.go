@@ -130,8 +130,19 @@ func TestNoWriteUndoesAnApply(t *testing.T) {
 			f.Tick()
 		}, before: want{newName, machine.DeployFailed, true, true}, after: want{newName, machine.DeployFailed, true, true}},
 		{name: "phone-home of an install begun before the apply", prepare: startReinstall, write: func(t *testing.T, e *env, f *Fleet, a Assignment) {
-			if _, err := f.PhoneHome(context.Background(), token, StatusInstalled, "", nil); err != nil {
+			// The lvm variant installs an image: the installed system's first boot deploys it.
+			boot, err := f.IssueBootToken(context.Background(), token)
+			if err != nil {
 				t.Fatal(err)
+			}
+			m, err := f.PhoneHome(context.Background(), token, StatusInstalled, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.AwaitingBoot() {
+				if _, err := f.PhoneHome(context.Background(), boot, StatusBooted, "", nil); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}, before: kept, after: kept},
 		// A reinstall started before the fleet carried the apply out still

@@ -183,16 +183,44 @@ func TestInstallFlow(t *testing.T) {
 	if _, err := f.PhoneHome(ctx, t2.Token, StatusProgress, "partitioning", nil); err != nil {
 		t.Fatal(err)
 	}
+	// lvm-03's profile writes an image: installed waits for the installed system's first boot.
+	if _, err := f.PhoneHome(ctx, t2.Token, StatusInstalled, "", nil); !errors.Is(err, ErrBadStatus) {
+		t.Errorf("installed without a plan: %v", err)
+	}
+	boot, err := f.IssueBootToken(ctx, t2.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.PhoneHome(ctx, boot, StatusProgress, "the boot token is for booted only", nil); !errors.Is(err, ErrUnknown) {
+		t.Errorf("progress with the boot token: %v", err)
+	}
+	if _, err := f.PhoneHome(ctx, boot, StatusBooted, "", nil); !errors.Is(err, ErrUnknown) {
+		t.Errorf("booted before the image is on disk: %v", err)
+	}
 	m, err := f.PhoneHome(ctx, t2.Token, StatusInstalled, "", map[string]any{"cpus": 2.0})
-	if err != nil || m.State != machine.Deployed || m.Facts["cpus"] != 2.0 {
+	if err != nil || m.State != machine.Deploying || !m.AwaitingBoot() || m.Facts["cpus"] != 2.0 {
 		t.Fatalf("installed: %+v %v", m, err)
 	}
 	if _, err := f.PhoneHome(ctx, t2.Token, StatusInstalled, "", nil); !errors.Is(err, ErrUnknown) {
-		t.Error("a used token works again")
+		t.Error("a used install token works again")
+	}
+	if _, err := f.PhoneHome(ctx, t2.Token, StatusBooted, "", nil); !errors.Is(err, ErrUnknown) {
+		t.Error("the install token says booted")
 	}
 	t3, err := f.Script(ctx, a.Ticket, a.Addr)
 	if err != nil || t3.Action != ActionLocal || t3.Token != "" {
-		t.Fatalf("script of a deployed machine: %+v %v", t3, err)
+		t.Fatalf("script of a machine whose image is on disk: %+v %v", t3, err)
+	}
+	m, err = f.PhoneHome(ctx, boot, StatusBooted, "", map[string]any{"hostname": "x"})
+	if err != nil || m.State != machine.Deployed || m.Facts["cpus"] != 2.0 {
+		t.Fatalf("booted: %+v %v", m, err)
+	}
+	if _, err := f.PhoneHome(ctx, boot, StatusBooted, "", nil); !errors.Is(err, ErrUnknown) {
+		t.Error("a used boot token works again")
+	}
+	t4, err := f.Script(ctx, a.Ticket, a.Addr)
+	if err != nil || t4.Action != ActionLocal {
+		t.Fatalf("script of a deployed machine: %+v %v", t4, err)
 	}
 }
 

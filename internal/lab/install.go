@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/drover/drover/internal/catalogue"
@@ -62,22 +63,19 @@ func catalogueImages(ctx context.Context, cfg *Config, d *zone.Design, artifacts
 }
 
 // copySSHKeys gives the operator the private key of every zone's ssh_keys
-// file that has one next to it (KEY for KEY.pub), readable by root only, as
-// ssh wants it.
+// found in the zone's keys/ directory (KEY next to KEY.pub), readable by root
+// only, as ssh wants it.
 func copySSHKeys(cfg *Config, d *zone.Design) {
 	for _, z := range d.Zones {
-		for _, k := range z.SSHKeys {
-			if !strings.HasSuffix(k, ".pub") || strings.ContainsAny(k, " \t") {
+		pubs, _ := filepath.Glob(filepath.Join(filepath.Dir(z.Meta.At.File), "keys", "*.pub"))
+		for _, pub := range pubs {
+			b, err := os.ReadFile(pub)
+			if err != nil || !slices.Contains(z.AuthorizedKeys(), strings.TrimSpace(string(b))) {
 				continue
 			}
-			if !filepath.IsAbs(k) {
-				k = filepath.Join(filepath.Dir(z.Meta.At.File), k)
+			if key, err := os.ReadFile(strings.TrimSuffix(pub, ".pub")); err == nil {
+				os.WriteFile(filepath.Join(cfg.StateDir, "ssh-"+z.Name), key, 0o600)
 			}
-			b, err := os.ReadFile(strings.TrimSuffix(k, ".pub"))
-			if err != nil {
-				continue
-			}
-			os.WriteFile(filepath.Join(cfg.StateDir, "ssh-"+z.Name), b, 0o600)
 		}
 	}
 }

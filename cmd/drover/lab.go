@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"time"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 

@@ -55,7 +55,9 @@ func (f *fakeFleet) note(s string) {
 	f.notes = append(f.notes, s)
 }
 
-func labTarget(t *testing.T, template string) fleet.Target { return labTargetAt(t, template, "p1-tor2/swp1") }
+func labTarget(t *testing.T, template string) fleet.Target {
+	return labTargetAt(t, template, "p1-tor2/swp1")
+}
 
 // labTargetAt is the example lab's machine in the slot at key, its install
 // template replaced by template.

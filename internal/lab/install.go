@@ -80,6 +80,9 @@ func copySSHKeys(cfg *Config, d *zone.Design) {
 	}
 }
 
+// lldpDir holds the lab's lldpd sockets and configurations, by lab prefix.
+const lldpDir = "/run/drover-lab-lldpd"
+
 // startLLDP runs lldpd on a switch's ports, advertising the switch's name and
 // each port's name as its port ID, the way a real switch does (every second:
 // the lab does not wait 30 s for a neighbour).
@@ -87,16 +90,23 @@ func startLLDP(st *State, ns, name string, ports []bootPort) error {
 	if _, err := exec.LookPath("lldpd"); err != nil {
 		return fmt.Errorf("lldpd is not installed: apt-get install lldpd")
 	}
-	dir := filepath.Dir(st.DB)
+	// lldpd runs lldpcli on the configuration as its own unprivileged user:
+	// the socket and file must be where that user can reach them.
+	dir := lldpDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	os.Chmod(dir, 0o755)
+	name = st.Prefix + name
 	var ifs []string
 	for _, p := range ports {
 		ifs = append(ifs, p.port)
 	}
 	conf := filepath.Join(dir, name+"-lldpd.conf")
-	body := fmt.Sprintf("configure system hostname %s\nconfigure lldp portidsubtype ifname\nconfigure lldp tx-interval 1\n", name)
+	body := fmt.Sprintf("configure system hostname %s\nconfigure lldp portidsubtype ifname\nconfigure lldp tx-interval 1\n", strings.TrimPrefix(name, st.Prefix))
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return err
 	}
-	return startHelper(st, ns, filepath.Join(dir, name+"-lldpd.log"), []string{"lldpd", "-d", "-u", filepath.Join(dir, name+"-lldpd.socket"),
+	return startHelper(st, ns, filepath.Join(filepath.Dir(st.DB), strings.TrimPrefix(name, st.Prefix)+"-lldpd.log"), []string{"lldpd", "-d", "-u", filepath.Join(dir, name+"-lldpd.socket"),
 		"-O", conf, "-I", strings.Join(ifs, ",")})
 }

@@ -169,6 +169,12 @@ func teardown(s *State) []error {
 		kill(h.PID, 2*time.Second)
 	}
 	kill(s.Server.PID, 5*time.Second)
+	if s.Prefix != "" {
+		old, _ := filepath.Glob(filepath.Join(lldpDir, s.Prefix+"*"))
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
 	for i := len(s.Namespaces) - 1; i >= 0; i-- {
 		ns := s.Namespaces[i]
 		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {

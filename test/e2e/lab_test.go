@@ -188,7 +188,7 @@ func TestLab(t *testing.T) {
 		for _, name := range slotVMs {
 			macs = append(macs, vms[name].MAC)
 		}
-		l.waitDeployed("five machines deployed", 10*time.Minute, macs...)
+		l.waitDeployed("five machines deployed", 12*time.Minute, macs...)
 		wantSlot := map[string]string{"lab-compute-01": "p1-tor1/swp1", "lab-compute-02": "p1-tor1/swp2", "lab-compute-lvm-03": "p1-tor1/swp3",
 			"lab-storage-01": "p1-tor2/swp1", "lab-storage-02": "p1-tor2/swp2"}
 		for _, vm := range l.status().VMs {
@@ -232,7 +232,7 @@ func TestLab(t *testing.T) {
 				t.Errorf("%s heard %v over LLDP, want %s/%s", name, s.Machine.Facts["lldp"], want.sw, want.port)
 			}
 			out, err := exec.Command("ip", "netns", "exec", l.status().Server.NS, "ssh", "-i", filepath.Join(l.state, "ssh-lab"),
-				"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "BatchMode=yes",
+				"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
 				"root@"+want.addr, "hostname; findmnt -no SOURCE /").CombinedOutput()
 			if err != nil || !strings.HasPrefix(string(out), want.host+"\n") || !strings.Contains(string(out), "/dev/vda") {
 				t.Errorf("ssh %s (%s): %v\n%s", name, want.addr, err, out)

@@ -1,16 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/drover/drover/internal/cabling"
 	"github.com/drover/drover/internal/catalogue"
 	"github.com/drover/drover/internal/store"
 )
@@ -27,29 +26,33 @@ These commands work on the server's host, on its database (--db) and its
 artifact directory (--artifacts, the same as drover serve's).`,
 	}
 	var dir, channel string
-	local := func() (*store.SQLite, error) {
+	// withStore runs fn on the local database: files are not uploaded through the API.
+	withStore := func(ctx context.Context, fn func(st *store.SQLite) error) error {
 		if g.remote() {
-			return nil, &usageError{errors.New("artifacts commands run on the server's host with --db and --artifacts (files are not uploaded through the API)")}
+			return &usageError{errors.New("artifacts commands run on the server's host with --db and --artifacts (files are not uploaded through the API)")}
 		}
-		return g.open(cmd.Context())
+		st, err := g.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return fn(st)
 	}
 	add := &cobra.Command{
 		Use:   "add NAME VERSION FILE [--channel CHANNEL]",
 		Short: "Add a version (raw or gzip-compressed raw disk image), optionally onto a channel",
 		Args:  args(3, "a name, a version and a file"),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			st, err := local()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
 			f, err := os.Open(a[2])
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			art, err := catalogue.Add(cmd.Context(), st, dir, a[0], a[1], channel, actorName(), f)
-			if err != nil {
+			var art store.Artifact
+			if err := withStore(cmd.Context(), func(st *store.SQLite) error {
+				art, err = catalogue.Add(cmd.Context(), st, dir, a[0], a[1], channel, actorName(), f)
+				return err
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.stdout, "%s %s: sha256 %s, %d bytes (%s, %d bytes on disk)", art.Name, art.Version, art.SHA256, art.Size, art.Format, art.Disk)
@@ -67,13 +70,11 @@ artifact directory (--artifacts, the same as drover serve's).`,
 		Short: "List every version and the channels pointing at it",
 		Args:  args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := local()
-			if err != nil {
+			var as []store.Artifact
+			if err := withStore(cmd.Context(), func(st *store.SQLite) (err error) {
+				as, err = st.Artifacts(cmd.Context())
 				return err
-			}
-			defer st.Close()
-			as, err := st.Artifacts(cmd.Context())
-			if err != nil {
+			}); err != nil {
 				return err
 			}
 			if out.format == "json" {
@@ -100,12 +101,7 @@ artifact directory (--artifacts, the same as drover serve's).`,
 			if channel == "" {
 				return &usageError{errors.New("give --channel, e.g. --channel prod")}
 			}
-			st, err := local()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if err := st.Promote(cmd.Context(), a[0], a[1], channel); err != nil {
+			if err := withStore(cmd.Context(), func(st *store.SQLite) error { return st.Promote(cmd.Context(), a[0], a[1], channel) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.stdout, "channel %s of %s is now version %s; machines installing from now on get it (roll it out with drover rollout start --profile ...)\n", channel, a[0], a[1])
@@ -118,12 +114,11 @@ artifact directory (--artifacts, the same as drover serve's).`,
 		Short: "Forget versions no channel points at, and delete their files",
 		Args:  args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := local()
-			if err != nil {
+			var removed []store.Artifact
+			err := withStore(cmd.Context(), func(st *store.SQLite) (err error) {
+				removed, err = catalogue.GC(cmd.Context(), st, dir)
 				return err
-			}
-			defer st.Close()
-			removed, err := catalogue.GC(cmd.Context(), st, dir)
+			})
 			for _, a := range removed {
 				fmt.Fprintf(g.env.stdout, "removed %s %s (sha256 %s)\n", a.Name, a.Version, a.SHA256[:16])
 			}
@@ -144,45 +139,4 @@ func actorName() string {
 		return u.Username
 	}
 	return "unknown"
-}
-
-func newCablingCommand(g *globals) *cobra.Command {
-	var out outputFlag
-	cmd := &cobra.Command{
-		Use:   "cabling",
-		Short: "What every installed machine's NICs heard over LLDP, against the design",
-		Long: `Lists, per machine in a slot whose install agent reported, the LLDP neighbour
-of each NIC and whether it is where the design (and option 82) put it: ok,
-mismatch (naming the port seen and the port expected), or no-lldp. Talks to a
-drover server (--server).`,
-		Args: args(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			var rs []cabling.Report
-			if err := c.call(cmd.Context(), "GET", "/api/v1/cabling", nil, &rs); err != nil {
-				return err
-			}
-			if out.format == "json" {
-				return writeJSON(g.env.stdout, rs)
-			}
-			w := tabwriter.NewWriter(g.env.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "MACHINE\tSLOT\tSTATUS\tNEIGHBOURS")
-			for _, r := range rs {
-				var seen []string
-				for _, n := range r.Neighbours {
-					seen = append(seen, n.Interface+"="+cabling.Where(n))
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Machine, r.Slot, r.Status, strings.Join(seen, " "))
-				for _, f := range r.Findings {
-					fmt.Fprintf(w, "\t\t\t! %s\n", f.Problem)
-				}
-			}
-			return w.Flush()
-		},
-	}
-	out.register(cmd)
-	return cmd
 }

@@ -72,9 +72,6 @@ func WriteImage(ctx context.Context, client *http.Client, img install.Image, dis
 	if got := hex.EncodeToString(sum.Sum(nil)); got != img.SHA256 {
 		return n, errors.Join(fmt.Errorf("%w: %s %s is %s, the catalogue says %s; the disk was left unbootable", ErrChecksum, img.Name, img.Version, got, img.SHA256), wipeHead(disk))
 	}
-	if n > disk.Size() {
-		return n, fmt.Errorf("image %s %s is %s written, larger than the disk (%s)", img.Name, img.Version, humanBytes(n), humanBytes(disk.Size()))
-	}
 	if _, err := disk.WriteAt(w.head.Bytes(), 0); err != nil {
 		return n, fmt.Errorf("write the image's first MiB: %w", err)
 	}

@@ -47,13 +47,13 @@ func TestCheck(t *testing.T) {
 		{"cables swapped between the two NICs", []install.Neighbour{nb(boot, "p1-tor1", "swp5"), nb(second, "p1-tor1", "swp1")}, Mismatch,
 			[]string{"boot NIC eth-01 (52:54:00:00:00:01) is cabled to p1-tor1/swp5", "eth-02 (52:54:00:00:00:02) is on p1-tor1/swp1, lab-compute-01's boot port"}},
 		{"second NIC on another machine's port", []install.Neighbour{nb(boot, "p1-tor1", "swp1"), nb(second, "p1-tor1", "swp2")}, Mismatch, []string{"the port of lab-compute-02"}},
-		{"second NIC on another pod's switch", []install.Neighbour{nb(boot, "p1-tor1", "swp1"), {Interface: "eth1", MAC: second, SystemName: "p9-tor1", PortID: "swp1"}}, OK, nil},
+		{"second NIC on a switch the design does not know", []install.Neighbour{nb(boot, "p1-tor1", "swp1"), nb(second, "p9-tor1", "swp1")}, OK, nil},
 	}
 	s := ix.Slot("p1-tor1/swp1")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := Check(ix, s, boot, tt.heard)
-			if r.Status != tt.status || len(r.Findings) != min(len(tt.want), len(r.Findings)) && tt.want == nil {
+			if r.Status != tt.status || (len(r.Findings) == 0) != (len(tt.want) == 0) {
 				t.Fatalf("status %s %+v, want %s", r.Status, r.Findings, tt.status)
 			}
 			var all []string

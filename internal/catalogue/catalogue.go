@@ -77,11 +77,15 @@ func Add(ctx context.Context, st Store, dir, name, version, channel, actor strin
 		}
 		a.Format = install.FormatGzip
 	}
+	_, statErr := os.Stat(Path(dir, a.SHA256))
 	if err := os.Rename(tmp.Name(), Path(dir, a.SHA256)); err != nil {
 		return store.Artifact{}, err
 	}
 	os.Chmod(Path(dir, a.SHA256), 0o644)
 	if err := st.AddArtifact(ctx, a, channel); err != nil {
+		if errors.Is(statErr, os.ErrNotExist) {
+			os.Remove(Path(dir, a.SHA256)) // no version refers to it
+		}
 		return store.Artifact{}, err
 	}
 	return a, nil

@@ -324,22 +324,28 @@ func (f *Fleet) InSlot(key string) (machine.Machine, bool) {
 	return *m, true
 }
 
-// Cabling checks every machine in a slot whose agent reported LLDP
-// neighbours (or none) against the design being served.
+// Cabling checks every machine in a slot whose agent reported facts against
+// the design being served. The check runs outside the fleet's lock: a
+// metrics scrape must not hold up DHCP.
 func (f *Fleet) Cabling() []cabling.Report {
-	ix := f.Index()
+	type reported struct {
+		slot, mac string
+		facts     map[string]any
+	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []cabling.Report
+	var ms []reported
 	for _, m := range f.byID {
-		if m.SlotKey == "" || m.Facts == nil {
-			continue
+		if m.SlotKey != "" && m.Facts != nil {
+			ms = append(ms, reported{m.SlotKey, m.MAC, m.Facts})
 		}
-		s := ix.Slot(m.SlotKey)
-		if s == nil {
-			continue
+	}
+	f.mu.Unlock()
+	ix := f.Index()
+	var out []cabling.Report
+	for _, m := range ms {
+		if s := ix.Slot(m.slot); s != nil {
+			out = append(out, cabling.Check(ix, s, m.mac, cabling.Neighbours(m.facts)))
 		}
-		out = append(out, cabling.Check(ix, s, m.MAC, cabling.Neighbours(m.Facts)))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Machine < out[j].Machine })
 	return out

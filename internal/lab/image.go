@@ -155,10 +155,29 @@ func BuildDiskImage(ctx context.Context, cacheDir string, log *slog.Logger) (str
 		return "", fmt.Errorf("build the Debian disk image: %w: %s", err, b)
 	}
 	defer os.Remove(raw)
-	if b, err := cmd(ctx, cacheDir, "sh", "-c", "gzip -c -1 "+raw+" > "+out+".tmp && mv "+out+".tmp "+out); err != nil {
-		return "", fmt.Errorf("compress the Debian disk image: %w: %s", err, b)
+	if err := gzipFile(ctx, raw, out); err != nil {
+		return "", fmt.Errorf("compress the Debian disk image: %w", err)
 	}
 	return out, nil
+}
+
+// gzipFile compresses src into dst (whole or not at all), fast rather than small.
+func gzipFile(ctx context.Context, src, dst string) error {
+	out, err := os.Create(dst + ".tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dst + ".tmp")
+	c := exec.CommandContext(ctx, "gzip", "-c", "-1", src)
+	c.Stdout = out
+	err = c.Run()
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(dst+".tmp", dst)
 }
 
 func kernelPackage(ctx context.Context) (string, error) {

@@ -97,16 +97,16 @@ func startLLDP(st *State, ns, name string, ports []bootPort) error {
 		return err
 	}
 	os.Chmod(dir, 0o755)
-	name = st.Prefix + name
+	base := filepath.Join(dir, st.Prefix+name+"-lldpd")
 	var ifs []string
 	for _, p := range ports {
 		ifs = append(ifs, p.port)
 	}
-	conf := filepath.Join(dir, name+"-lldpd.conf")
-	body := fmt.Sprintf("configure system hostname %s\nconfigure lldp portidsubtype ifname\nconfigure lldp tx-interval 1\n", strings.TrimPrefix(name, st.Prefix))
+	conf := base + ".conf"
+	body := fmt.Sprintf("configure system hostname %s\nconfigure lldp portidsubtype ifname\nconfigure lldp tx-interval 1\n", name)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return err
 	}
-	return startHelper(st, ns, filepath.Join(filepath.Dir(st.DB), strings.TrimPrefix(name, st.Prefix)+"-lldpd.log"), []string{"lldpd", "-d", "-u", filepath.Join(dir, name+"-lldpd.socket"),
+	return startHelper(st, ns, filepath.Join(filepath.Dir(st.DB), name+"-lldpd.log"), []string{"lldpd", "-d", "-u", base + ".socket",
 		"-O", conf, "-I", strings.Join(ifs, ",")})
 }

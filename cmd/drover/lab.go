@@ -44,7 +44,7 @@ advertisements on every port, and a QEMU machine (BIOS or UEFI, per role) on
 every port the design gives a slot.`,
 	}
 	f.register(cmd)
-	var extra, only []string
+	var extra, only, second []string
 	var parallel int
 	var quiet, untilDeployed, follow bool
 	up := &cobra.Command{
@@ -62,7 +62,7 @@ every port the design gives a slot.`,
 			if len(a) == 1 {
 				cfg.Design = a[0]
 			}
-			cfg.Extra, cfg.Only, cfg.Parallel, cfg.Follow = extra, only, parallel, follow
+			cfg.Extra, cfg.Only, cfg.Parallel, cfg.Follow, cfg.SecondNICs = extra, only, parallel, follow, second
 			cfg.UntilDeployed, cfg.Summary = untilDeployed, g.env.stdout
 			if !quiet {
 				cfg.Progress = g.env.stdout
@@ -76,6 +76,7 @@ every port the design gives a slot.`,
 		},
 	}
 	up.Flags().StringSliceVar(&extra, "extra", nil, "also boot a machine on SWITCH/PORT, a port without a slot (repeatable)")
+	up.Flags().StringSliceVar(&second, "second-nic", nil, "give machine NAME a second NIC cabled to SWITCH/PORT, a port without a slot on its switch: NAME=SWITCH/PORT (repeatable)")
 	up.Flags().StringSliceVar(&only, "only", nil, "boot only these slot names (repeatable)")
 	up.Flags().IntVar(&parallel, "parallel", 4, "machines booting at once")
 	up.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress display")
@@ -103,6 +104,23 @@ every port the design gives a slot.`,
 				return err
 			}
 			fmt.Fprintf(g.env.stdout, "%s on %s/%s replaced: new MAC %s\n", vm.Name, vm.Switch, vm.Port, vm.MAC)
+			return nil
+		},
+	}
+	swap := &cobra.Command{
+		Use:   "swap-cables NAME",
+		Short: "Swap the cables of a machine's two NICs between their ports (again to undo); a running machine restarts",
+		Args:  args(1, "a machine name"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			vm, err := lab.SwapCables(f.config(g), a[0])
+			if err != nil {
+				return err
+			}
+			boot, second := vm.Port, vm.Port2
+			if vm.Swapped {
+				boot, second = second, boot
+			}
+			fmt.Fprintf(g.env.stdout, "%s: boot NIC %s now on %s/%s, second NIC %s on %s/%s\n", vm.Name, vm.MAC, vm.Switch, boot, vm.MAC2, vm.Switch, second)
 			return nil
 		},
 	}
@@ -166,7 +184,7 @@ profiles name.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(up, down, replace, power, status, chassis, image, newLabSwitchCommand(g))
+	cmd.AddCommand(up, down, replace, swap, power, status, chassis, image, newLabSwitchCommand(g))
 	return cmd
 }
 

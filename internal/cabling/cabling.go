@@ -85,7 +85,7 @@ func Check(ix *zone.Index, s *zone.Slot, bootMAC string, heard []install.Neighbo
 		case strings.EqualFold(n.MAC, bootMAC):
 			if s.Switch != "" && at != want {
 				r.Findings = append(r.Findings, Finding{Interface: n.Interface, MAC: n.MAC, Seen: at, Expected: want,
-					Problem: fmt.Sprintf("boot NIC %s (%s) is cabled to %s; the design and option 82 put %s on %s", n.Interface, n.MAC, at, s.Name, want)})
+					Problem: fmt.Sprintf("boot NIC %s (%s) is cabled to %s; the design puts %s on %s", n.Interface, n.MAC, at, s.Name, want)})
 			}
 		case at == want:
 			r.Findings = append(r.Findings, Finding{Interface: n.Interface, MAC: n.MAC, Seen: at, Expected: "another port",

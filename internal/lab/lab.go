@@ -34,8 +34,11 @@ type Config struct {
 	Drover   string   // the drover binary to run inside the lab
 	Agent    string   // the install agent put in the install initrd (default: drover-agent next to Drover)
 	Extra    []string // "switch/port": machines on ports the design does not define
-	Only     []string // boot only these slot names (default: every slot on a ToR port)
-	Parallel int      // machines booting at once (default 4)
+	// SecondNICs gives slot machines a second NIC: "name=switch/port", a port
+	// without a slot on the same switch as the machine's boot port.
+	SecondNICs []string
+	Only       []string // boot only these slot names (default: every slot on a ToR port)
+	Parallel   int      // machines booting at once (default 4)
 	// Follow: drover follows the git repository the design is in (serve
 	// --follow, its current branch) instead of reading the design files.
 	Follow   bool
@@ -168,15 +171,22 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	for _, o := range cfg.Only {
 		only[o] = true
 	}
-	extra := map[string][]string{}
+	ix := zone.NewIndex(d)
+	extra := map[string][]bootPort{}
 	for _, e := range cfg.Extra {
 		sw, port, ok := strings.Cut(e, "/")
 		if !ok {
 			return fmt.Errorf("--extra %q: write SWITCH/PORT", e)
 		}
-		extra[sw] = append(extra[sw], port)
+		extra[sw] = append(extra[sw], bootPort{port: port})
 	}
-	ix := zone.NewIndex(d)
+	second, err := secondNICs(ix, cfg.SecondNICs)
+	if err != nil {
+		return err
+	}
+	for sw, ports := range second {
+		extra[sw] = append(extra[sw], ports...)
+	}
 	serverIP := netip.Addr{}
 	i := 0
 	for _, z := range d.Zones {
@@ -218,6 +228,13 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	}
 	if len(st.VMs) == 0 {
 		return errors.New("the design has no ToR ports with slots to boot")
+	}
+	for _, ports := range second {
+		for _, bp := range ports {
+			if err := attachSecondNIC(st, bp); err != nil {
+				return err
+			}
+		}
 	}
 	if err := wireBMCs(cfg, n, st, d, ix, addNS); err != nil {
 		return err
@@ -270,9 +287,12 @@ func firstErr(errs ...error) error {
 type bootPort struct {
 	port string
 	slot *zone.Slot // nil for an extra port
+	// secondOf names the machine whose second NIC is cabled to this port:
+	// the port is wired, but no VM of its own sits on it.
+	secondOf string
 }
 
-func portsToBoot(ix *zone.Index, sw *zone.Switch, only map[string]bool, filtered bool, extra []string) []bootPort {
+func portsToBoot(ix *zone.Index, sw *zone.Switch, only map[string]bool, filtered bool, extra []bootPort) []bootPort {
 	var out []bootPort
 	for _, port := range sw.PortNames() {
 		s := ix.Slot(sw.Name + "/" + port)
@@ -281,10 +301,37 @@ func portsToBoot(ix *zone.Index, sw *zone.Switch, only map[string]bool, filtered
 		}
 		out = append(out, bootPort{port: port, slot: s})
 	}
-	for _, port := range extra {
-		out = append(out, bootPort{port: port})
+	return append(out, extra...)
+}
+
+// secondNICs reads "name=switch/port" pairs: a port without a slot on the
+// switch of the named machine's boot port (a VM's NICs share its switch's
+// namespace in the lab).
+func secondNICs(ix *zone.Index, pairs []string) (map[string][]bootPort, error) {
+	out := map[string][]bootPort{}
+	for _, pair := range pairs {
+		name, at, ok := strings.Cut(pair, "=")
+		sw, port, ok2 := strings.Cut(at, "/")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("--second-nic %q: write NAME=SWITCH/PORT", pair)
+		}
+		var slot *zone.Slot
+		for _, s := range ix.Design().Slots {
+			if s.Name == name || s.PermanentName == name {
+				slot = s
+			}
+		}
+		switch {
+		case slot == nil:
+			return nil, fmt.Errorf("--second-nic %q: the design has no slot named %s", pair, name)
+		case slot.Switch != sw:
+			return nil, fmt.Errorf("--second-nic %q: %s boots on %s; the lab can cable its second NIC only to a port of that switch", pair, name, slot.Switch)
+		case ix.Slot(at) != nil:
+			return nil, fmt.Errorf("--second-nic %q: %s is the port of %s; give a port without a slot", pair, at, ix.Slot(at).Name)
+		}
+		out[sw] = append(out[sw], bootPort{port: port, secondOf: name})
 	}
-	return out
+	return out, nil
 }
 
 // placeImage puts the install image where every profile of the design expects
@@ -353,6 +400,9 @@ func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *z
 			}
 		}
 		agent = append(agent, "--port", bp.port)
+		if bp.secondOf != "" {
+			continue // cabled to a machine on another port: attached once every VM exists
+		}
 		vm := &VM{Switch: sw.Name, Port: bp.port, NS: ns, Tap: bp.port, Firmware: "bios",
 			Log: filepath.Join(cfg.StateDir, "vm-"+sw.Name+"-"+bp.port+".log")}
 		if bp.slot != nil {
@@ -395,6 +445,20 @@ func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *z
 		}
 	}
 	return startHelper(st, ns, filepath.Join(filepath.Dir(st.DB), sw.Name+"-switch.log"), agent)
+}
+
+// attachSecondNIC cables a second NIC of a slot's VM to port bp.
+func attachSecondNIC(st *State, bp bootPort) error {
+	vm, err := findVM(st, bp.secondOf)
+	if err != nil {
+		return fmt.Errorf("--second-nic %s: %w (is it left out by --only?)", bp.secondOf, err)
+	}
+	if vm.Port2 != "" {
+		return fmt.Errorf("--second-nic: %s already has a second NIC on %s", vm.Name, vm.Port2)
+	}
+	vm.Port2, vm.Tap2 = bp.port, bp.port
+	vm.MAC2 = macFor(st.Prefix, vm.Switch+"/"+bp.port+"/second", 0)
+	return nil
 }
 
 func macFor(prefix, key string, gen int) string {
@@ -443,31 +507,43 @@ func startServer(st *State) error {
 
 // powerOn starts a VM's QEMU.
 func powerOn(dir string, vm *VM) error {
-	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-name", vm.Name, "-M", "pc", "-smp", "1",
-		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "file:" + vm.Log,
-		"-netdev", "tap,id=n0,ifname=" + vm.Tap + ",script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac=" + vm.MAC, "-boot", "n",
-		"-drive", "file=" + vm.Disk + ",if=virtio,format=qcow2,cache=unsafe",
-		// Entropy: without it a fresh kernel's first random numbers (the agent's DHCP transaction ID) wait minutes.
-		"-device", "virtio-rng-pci",
-		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen)}
-	if vm.Firmware == "uefi" {
-		args = append(args, "-m", "512", "-bios", "/usr/share/ovmf/OVMF.fd")
-	} else {
-		// SeaBIOS prints to the serial port only when told which one.
-		sercon := filepath.Join(dir, "sercon.bin")
-		if err := os.WriteFile(sercon, []byte{0xf8, 0x03}, 0o644); err != nil {
-			return err
-		}
-		args = append(args, "-m", "384", "-fw_cfg", "name=etc/sercon-port,file="+sercon)
+	// SeaBIOS prints to the serial port only when told which one.
+	sercon := filepath.Join(dir, "sercon.bin")
+	if err := os.WriteFile(sercon, []byte{0xf8, 0x03}, 0o644); err != nil {
+		return err
 	}
 	os.Remove(vm.Log)
-	pid, err := startDetached(vm.NS, vm.Log+".qemu", args)
+	pid, err := startDetached(vm.NS, vm.Log+".qemu", qemuArgs(vm, sercon))
 	if err != nil {
 		return err
 	}
 	vm.PID, vm.PoweredOn, vm.Off = pid, time.Now(), false
 	return nil
+}
+
+// qemuArgs is the QEMU command line of a VM; sercon is SeaBIOS's serial
+// console setting.
+func qemuArgs(vm *VM, sercon string) []string {
+	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-name", vm.Name, "-M", "pc", "-smp", "1",
+		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "file:" + vm.Log}
+	// The boot NIC comes first: firmware network-boots from it.
+	bootTap, secondTap := vm.Tap, vm.Tap2
+	if vm.Swapped {
+		bootTap, secondTap = secondTap, bootTap
+	}
+	args = append(args, "-netdev", "tap,id=n0,ifname="+bootTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac="+vm.MAC)
+	if vm.Tap2 != "" {
+		args = append(args, "-netdev", "tap,id=n1,ifname="+secondTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,mac="+vm.MAC2)
+	}
+	args = append(args, "-boot", "n",
+		"-drive", "file="+vm.Disk+",if=virtio,format=qcow2,cache=unsafe",
+		// Entropy: without it a fresh kernel's first random numbers (the agent's DHCP transaction ID) wait minutes.
+		"-device", "virtio-rng-pci",
+		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen))
+	if vm.Firmware == "uefi" {
+		return append(args, "-m", "512", "-bios", "/usr/share/ovmf/OVMF.fd")
+	}
+	return append(args, "-m", "384", "-fw_cfg", "name=etc/sercon-port,file="+sercon)
 }
 
 // run powers machines on (a bounded number booting at once), keeps drover
@@ -711,6 +787,34 @@ func Replace(cfg Config, name string) (*VM, error) {
 		}
 		if err := powerOn(cfg.StateDir, vm); err != nil {
 			return err
+		}
+		out = *vm
+		return nil
+	})
+	return &out, err
+}
+
+// SwapCables swaps the cables of a VM's two NICs between their ports (again
+// to put them back). A running VM is restarted: QEMU cannot move a NIC to
+// another tap while it runs.
+func SwapCables(cfg Config, name string) (*VM, error) {
+	cfg.defaults()
+	var out VM
+	err := withState(cfg.StateDir, func(s *State) error {
+		vm, err := findVM(s, name)
+		if err != nil {
+			return err
+		}
+		if vm.Tap2 == "" {
+			return fmt.Errorf("%s has one NIC: give it a second with lab up --second-nic %s=SWITCH/PORT", vm.Name, vm.Name)
+		}
+		on := alive(vm.PID)
+		kill(vm.PID, 2*time.Second)
+		vm.Swapped = !vm.Swapped
+		if on {
+			if err := powerOn(cfg.StateDir, vm); err != nil {
+				return err
+			}
 		}
 		out = *vm
 		return nil

@@ -61,6 +61,12 @@ type VM struct {
 	BMC       string    `json:"bmc,omitempty"`  // the address its virtual BMC (ipmi_sim) listens on
 	Boot      string    `json:"boot,omitempty"` // the boot device its BMC was last told
 	Disk      string    `json:"disk,omitempty"` // its virtio disk (qcow2)
+	// A second NIC (lab up --second-nic): its port on the same switch, and
+	// whether the two NICs' cables are swapped (the boot NIC on Port2).
+	Port2   string `json:"port2,omitempty"`
+	Tap2    string `json:"tap2,omitempty"`
+	MAC2    string `json:"mac2,omitempty"`
+	Swapped bool   `json:"swapped,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }

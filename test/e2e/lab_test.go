@@ -152,7 +152,7 @@ func TestLab(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(l.repo.dir, "zone", "prod.yaml"), b, 0o644))
 	l.repo.commit("the lab and prod zones")
 	up := exec.Command(droverBin, "lab", "up", filepath.Join(l.repo.dir, "zone"), "--follow", "--state-dir", l.state, "--prefix", l.prefix,
-		"--extra", "p1-tor2/swp5", "--quiet")
+		"--extra", "p1-tor2/swp5", "--second-nic", "lab-compute-02=p1-tor1/swp6", "--quiet")
 	logf, _ := os.Create(filepath.Join(l.state, "lab-up.log"))
 	up.Stdout, up.Stderr = logf, logf
 	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -420,47 +420,98 @@ func TestLab(t *testing.T) {
 		testRollout(t, l)
 	})
 
-	t.Run("an image that fails its checksum fails the install and is not booted", func(t *testing.T) {
-		// A new version reaches the test channel; its file is then damaged on the server.
-		bad := filepath.Join(t.TempDir(), "bad.raw")
-		must(t, os.WriteFile(bad, bytes.Repeat([]byte("not an OS "), 300_000), 0o644))
-		artifacts := filepath.Join(l.state, "artifacts")
-		out, err := exec.Command(droverBin, "--db", l.db, "artifacts", "add", "debian-12", "damaged", bad, "--channel", "test", "--artifacts", artifacts).CombinedOutput()
-		if err != nil {
-			t.Fatalf("artifacts add: %v %s", err, out)
-		}
-		sum := strings.Fields(strings.SplitN(string(out), "sha256 ", 2)[1])[0]
-		sum = strings.TrimSuffix(sum, ",")
-		f, err := os.OpenFile(filepath.Join(artifacts, "sha256", sum), os.O_RDWR, 0)
-		must(t, err)
-		f.WriteAt([]byte("X"), 1234)
-		f.Close()
-		const name = "lab-storage-01"
-		since := time.Now()
-		if out, err := l.api("reinstall", name, "--power-cycle"); err != nil {
-			t.Fatalf("reinstall: %v %s", err, out)
-		}
-		mac := vms[name].MAC
-		waitFor(t, name+" deploy-failed", 5*time.Minute, func() bool { return showJSON(t, l.db, mac).Machine.State == "deploy-failed" })
-		s := showJSON(t, l.db, mac)
-		if !hasEntry(s, "transition", "image checksum mismatch") {
-			t.Errorf("%s failed without naming the checksum: %+v", name, s.Timeline)
-		}
-		for _, e := range s.Timeline {
-			if e.At.After(since) && (e.Kind == "phone-home" && strings.Contains(e.Reason, "booted") || e.Kind == "ipxe-script" && strings.Contains(e.Reason, "local disk")) {
-				t.Errorf("the failed image was booted: %+v", e)
+	// Two installs on different machines at once: they share the lab's two cores, not each other's time.
+	t.Run("failures the install catches", func(t *testing.T) {
+		t.Run("a machine whose two cables are swapped shows cabling-mismatch naming both ports", func(t *testing.T) {
+			t.Parallel()
+			const name = "lab-compute-02" // its second NIC is cabled to p1-tor1/swp6 (lab up --second-nic)
+			out, err := l.drover("lab", "swap-cables", name)
+			if err != nil || !strings.Contains(string(out), "now on p1-tor1/swp6") {
+				t.Fatalf("swap-cables: %v %s", err, out)
 			}
-		}
-		// Its disk has no boot sector left: firmware finds nothing to boot on it.
-		var disk string
-		for _, vm := range l.status().VMs {
-			if vm.Name == name {
-				disk = vm.Disk
+			since := time.Now()
+			if out, err := l.api("reinstall", name, "--power-cycle", "--reason", "cables checked"); err != nil {
+				t.Fatalf("reinstall: %v %s", err, out)
 			}
-		}
-		if out, err := exec.Command("qemu-io", "-f", "qcow2", "-r", "-U", "-c", "read -P 0 0 1M", disk).CombinedOutput(); err != nil || strings.Contains(string(out), "Pattern verification failed") {
-			t.Errorf("%s's disk still has a boot sector after a failed image: %v %s", name, err, out)
-		}
+			mac := vms[name].MAC
+			waitFor(t, name+" reinstalled", 5*time.Minute, func() bool {
+				m := showJSON(t, l.db, mac).Machine
+				return m.State == "deployed" && m.StateSince.After(since)
+			})
+			var found []string
+			for _, e := range showJSON(t, l.db, mac).Timeline {
+				if e.Kind == "cabling-mismatch" && e.At.After(since) {
+					found = append(found, e.Reason)
+				}
+			}
+			all := strings.Join(found, "\n")
+			for _, want := range []string{"boot NIC eth0 (" + mac + ") is cabled to p1-tor1/swp6; the design puts lab-compute-02 on p1-tor1/swp2",
+				"is on p1-tor1/swp2, lab-compute-02's boot port, but it is not the NIC that booted (" + mac + "): the cables are swapped"} {
+				if !strings.Contains(all, want) {
+					t.Errorf("cabling-mismatch entries lack %q:\n%s", want, all)
+				}
+			}
+			listing, err := l.api("cabling", "-o", "json")
+			var reports []struct{ Machine, Status string }
+			json.Unmarshal([]byte(listing), &reports)
+			mismatched := map[string]bool{}
+			for _, r := range reports {
+				mismatched[r.Machine] = r.Status == "mismatch"
+			}
+			if !mismatched[name] || len(reports) == 0 {
+				t.Errorf("drover cabling does not list %s as mismatched: %v\n%s", name, err, listing)
+			}
+			for m, bad := range mismatched {
+				if bad && m != name {
+					t.Errorf("drover cabling: %s mismatched too", m)
+				}
+			}
+		})
+
+		t.Run("an image that fails its checksum fails the install and is not booted", func(t *testing.T) {
+			t.Parallel()
+			// A new version reaches the test channel; its file is then damaged on the server.
+			bad := filepath.Join(t.TempDir(), "bad.raw")
+			must(t, os.WriteFile(bad, bytes.Repeat([]byte("not an OS "), 300_000), 0o644))
+			artifacts := filepath.Join(l.state, "artifacts")
+			out, err := exec.Command(droverBin, "--db", l.db, "artifacts", "add", "debian-12", "damaged", bad, "--channel", "test", "--artifacts", artifacts).CombinedOutput()
+			if err != nil {
+				t.Fatalf("artifacts add: %v %s", err, out)
+			}
+			sum := strings.Fields(strings.SplitN(string(out), "sha256 ", 2)[1])[0]
+			sum = strings.TrimSuffix(sum, ",")
+			f, err := os.OpenFile(filepath.Join(artifacts, "sha256", sum), os.O_RDWR, 0)
+			must(t, err)
+			f.WriteAt([]byte("X"), 1234)
+			f.Close()
+			const name = "lab-storage-01"
+			since := time.Now()
+			if out, err := l.api("reinstall", name, "--power-cycle"); err != nil {
+				t.Fatalf("reinstall: %v %s", err, out)
+			}
+			mac := vms[name].MAC
+			waitFor(t, name+" deploy-failed", 5*time.Minute, func() bool { return showJSON(t, l.db, mac).Machine.State == "deploy-failed" })
+			s := showJSON(t, l.db, mac)
+			if !hasEntry(s, "transition", "image checksum mismatch") {
+				t.Errorf("%s failed without naming the checksum: %+v", name, s.Timeline)
+			}
+			for _, e := range s.Timeline {
+				if e.At.After(since) && (e.Kind == "phone-home" && strings.Contains(e.Reason, "booted") || e.Kind == "ipxe-script" && strings.Contains(e.Reason, "local disk")) {
+					t.Errorf("the failed image was booted: %+v", e)
+				}
+			}
+			// Its disk has no boot sector left: firmware finds nothing to boot on it.
+			var disk string
+			for _, vm := range l.status().VMs {
+				if vm.Name == name {
+					disk = vm.Disk
+				}
+			}
+			if out, err := exec.Command("qemu-io", "-f", "qcow2", "-r", "-U", "-c", "read -P 0 0 1M", disk).CombinedOutput(); err != nil || strings.Contains(string(out), "Pattern verification failed") {
+				t.Errorf("%s's disk still has a boot sector after a failed image: %v %s", name, err, out)
+			}
+		})
+
 	})
 
 	t.Run("lab down leaves nothing behind", func(t *testing.T) {

@@ -1,0 +1,68 @@
+package lab
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/drover/drover/internal/zone"
+)
+
+func TestSecondNICs(t *testing.T) {
+	d, err := zone.Load("../../examples/lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := zone.NewIndex(d)
+	tests := []struct {
+		pair    string
+		wantSw  string
+		wantErr string
+	}{
+		{"lab-compute-02=p1-tor1/swp6", "p1-tor1", ""},
+		{"lab-compute-03=p1-tor1/swp7", "p1-tor1", ""}, // by permanent name too
+		{"lab-compute-02", "", "write NAME=SWITCH/PORT"},
+		{"lab-compute-02=swp6", "", "write NAME=SWITCH/PORT"},
+		{"lab-compute-09=p1-tor1/swp6", "", "no slot named lab-compute-09"},
+		{"lab-compute-02=p1-tor2/swp6", "", "only to a port of that switch"},
+		{"lab-compute-02=p1-tor1/swp1", "", "the port of lab-compute-01"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pair, func(t *testing.T) {
+			got, err := secondNICs(ix, []string{tt.pair})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got[tt.wantSw]) != 1 || got[tt.wantSw][0].secondOf == "" {
+				t.Fatalf("%v %+v", err, got)
+			}
+		})
+	}
+}
+
+func TestQEMUArgsNICOrder(t *testing.T) {
+	vm := &VM{Name: "m", Tap: "swp2", MAC: "52:54:00:00:00:01", Tap2: "swp6", MAC2: "52:54:00:00:00:02", Firmware: "bios", Disk: "d.qcow2"}
+	for _, tt := range []struct {
+		swapped bool
+		want    []string // -netdev and -device values in order: the boot NIC first
+	}{
+		{false, []string{"tap,id=n0,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01",
+			"tap,id=n1,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02"}},
+		{true, []string{"tap,id=n0,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01",
+			"tap,id=n1,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02"}},
+	} {
+		vm.Swapped = tt.swapped
+		var got []string
+		args := qemuArgs(vm, "sercon")
+		for i, a := range args[:len(args)-1] {
+			if a == "-netdev" || a == "-device" && strings.HasPrefix(args[i+1], "virtio-net") {
+				got = append(got, args[i+1])
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("swapped=%v: NICs %v, want %v", tt.swapped, got, tt.want)
+		}
+	}
+}

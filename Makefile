@@ -30,7 +30,7 @@ vet:
 
 # The whole test suite, end-to-end tests included (they need root for network namespaces).
 test: setup vet
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 # Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx, ipmitool) in namespaces; writes
 # BENCHMARKS.md, bench/results/latest.json and plots. Needs root. PARTS=storm runs one part.

@@ -526,17 +526,19 @@ func powerOn(dir string, vm *VM) error {
 func qemuArgs(vm *VM, sercon string) []string {
 	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-name", vm.Name, "-M", "pc", "-smp", "1",
 		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "file:" + vm.Log}
-	// The boot NIC comes first: firmware network-boots from it.
+	// Boot order as drover expects of a machine: the boot NIC, then the disk
+	// (what the iPXE script's "exit" falls through to). Without bootindex OVMF
+	// boots an installed disk first and a reinstall never reaches the network.
 	bootTap, secondTap := vm.Tap, vm.Tap2
 	if vm.Swapped {
 		bootTap, secondTap = secondTap, bootTap
 	}
-	args = append(args, "-netdev", "tap,id=n0,ifname="+bootTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac="+vm.MAC)
+	args = append(args, "-netdev", "tap,id=n0,ifname="+bootTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac="+vm.MAC+",bootindex=1")
 	if vm.Tap2 != "" {
 		args = append(args, "-netdev", "tap,id=n1,ifname="+secondTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,mac="+vm.MAC2)
 	}
-	args = append(args, "-boot", "n",
-		"-drive", "file="+vm.Disk+",if=virtio,format=qcow2,cache=unsafe",
+	// strict: nothing else (a second NIC) is tried after the disk.
+	args = append(args, "-boot", "strict=on", "-drive", "file="+vm.Disk+",if=none,id=disk0,format=qcow2,cache=unsafe", "-device", "virtio-blk-pci,drive=disk0,bootindex=2",
 		// Entropy: without it a fresh kernel's first random numbers (the agent's DHCP transaction ID) wait minutes.
 		"-device", "virtio-rng-pci",
 		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen))

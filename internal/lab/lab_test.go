@@ -48,9 +48,9 @@ func TestQEMUArgsNICOrder(t *testing.T) {
 		swapped bool
 		want    []string // -netdev and -device values in order: the boot NIC first
 	}{
-		{false, []string{"tap,id=n0,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01",
+		{false, []string{"tap,id=n0,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,bootindex=1",
 			"tap,id=n1,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02"}},
-		{true, []string{"tap,id=n0,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01",
+		{true, []string{"tap,id=n0,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,bootindex=1",
 			"tap,id=n1,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02"}},
 	} {
 		vm.Swapped = tt.swapped

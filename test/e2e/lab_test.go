@@ -277,10 +277,10 @@ func TestLab(t *testing.T) {
 	})
 
 	t.Run("reinstall --power-cycle through the machine's BMC, nobody touching it", func(t *testing.T) {
-		const name = "lab-compute-lvm-03"
+		const name = "lab-compute-01"
 		vm := vms[name]
-		if vm.BMC != "10.77.8.13" {
-			t.Fatalf("%s's BMC is at %q, want its slot's BMC address 10.77.8.13", name, vm.BMC)
+		if vm.BMC != "10.77.8.11" {
+			t.Fatalf("%s's BMC is at %q, want its slot's BMC address 10.77.8.11", name, vm.BMC)
 		}
 		st := l.status()
 		operator := func(args ...string) (string, error) {
@@ -293,7 +293,7 @@ func TestLab(t *testing.T) {
 		}
 		since := time.Now()
 		out, err := operator("reinstall", name, "--power-cycle", "--reason", "new kernel")
-		if err != nil || !strings.Contains(out, "power cycle via BMC 10.77.8.13:623") {
+		if err != nil || !strings.Contains(out, "power cycle via BMC 10.77.8.11:623") {
 			t.Fatalf("reinstall --power-cycle: %v %s", err, out)
 		}
 		waitFor(t, name+" reinstalled", 6*time.Minute, func() bool {
@@ -302,8 +302,8 @@ func TestLab(t *testing.T) {
 		})
 		// The timeline reads: power action, then DHCP, then the install, then deployed.
 		want := []struct{ kind, text string }{
-			{"power", "power pxe-once, then cycle via ipmi BMC 10.77.8.13:623: ok"},
-			{"dhcp-ack", "10.77.0.13"},
+			{"power", "power pxe-once, then cycle via ipmi BMC 10.77.8.11:623: ok"},
+			{"dhcp-ack", "10.77.0.11"},
 			{"ipxe-script", "install " + name},
 			{"phone-home", "installed"},
 			{"transition", "deploying -> deployed"},

@@ -58,6 +58,9 @@ into, installs it for its role and tracks its lifecycle.`,
 		newPendingCommand(g),
 		newApproveCommand(g),
 		newArtifactsCommand(g),
+		newInventoryCommand(g),
+		newENCCommand(g),
+		newChefCommand(g),
 		newCablingCommand(g),
 	)
 	return root

@@ -6,10 +6,8 @@ package boot
 import (
 	"net"
 	"net/url"
-	"slices"
 
 	"github.com/drover/drover/internal/fleet"
-	"github.com/drover/drover/internal/zone"
 )
 
 // Facts are what install templates and kernel arguments are rendered from.
@@ -84,23 +82,8 @@ func factsFor(t fleet.Target, base string) Facts {
 			f.DNS = append(f.DNS, d.String())
 		}
 		if r := z.Role(s.Role); r != nil {
-			mergeRole(&f, r, s.Variant)
+			f.Classes, f.Params = r.Merged(s.Variant)
 		}
 	}
 	return f
-}
-
-// mergeRole gives a host its role's classes and parameters, with the
-// variant's added on top (a variant parameter overrides the role's).
-func mergeRole(f *Facts, r *zone.Role, variant string) {
-	f.Classes = slices.Clone(r.Classes)
-	for k, v := range r.Params {
-		f.Params[k] = v
-	}
-	if v := r.Variant(variant); v != nil {
-		f.Classes = append(f.Classes, v.Classes...)
-		for k, val := range v.Params {
-			f.Params[k] = val
-		}
-	}
 }

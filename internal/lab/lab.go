@@ -6,10 +6,12 @@ package lab
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -505,40 +507,60 @@ func startServer(st *State) error {
 	return nil
 }
 
-// powerOn starts a VM's QEMU.
+// powerOn starts a VM's QEMU. Like a server whose OS is installed, it boots
+// its disk first and the network when the disk has nothing to boot; a BMC
+// told "boot from PXE" (vm.Boot "pxe", IPMI's next-boot-only flag) makes this
+// one boot start from the network, and the disk is first again from the
+// next reset on (the firmware reads QEMU's boot order at every reset).
 func powerOn(dir string, vm *VM) error {
 	// SeaBIOS prints to the serial port only when told which one.
 	sercon := filepath.Join(dir, "sercon.bin")
 	if err := os.WriteFile(sercon, []byte{0xf8, 0x03}, 0o644); err != nil {
 		return err
 	}
+	netFirst := vm.Boot == "pxe"
+	vm.QMP = filepath.Join(dir, "qmp-"+vm.Switch+"-"+vm.Port+".sock")
+	os.Remove(vm.QMP)
 	os.Remove(vm.Log)
-	pid, err := startDetached(vm.NS, vm.Log+".qemu", qemuArgs(vm, sercon))
+	pid, err := startDetached(vm.NS, vm.Log+".qemu", qemuArgs(vm, sercon, netFirst))
 	if err != nil {
 		return err
 	}
 	vm.PID, vm.PoweredOn, vm.Off = pid, time.Now(), false
+	if netFirst {
+		vm.Boot = ""
+		// This boot's order is fixed; from the next reset on, the disk comes first.
+		if err := qmpSetBootIndex(vm.QMP, "disk0dev", 0); err != nil {
+			return fmt.Errorf("%s: boot from PXE once: %w", vm.Name, err)
+		}
+	}
 	return nil
 }
 
 // qemuArgs is the QEMU command line of a VM; sercon is SeaBIOS's serial
-// console setting.
-func qemuArgs(vm *VM, sercon string) []string {
+// console setting; netFirst puts the boot NIC before the disk.
+func qemuArgs(vm *VM, sercon string, netFirst bool) []string {
 	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-name", vm.Name, "-M", "pc", "-smp", "1",
 		"-display", "none", "-vga", "none", "-monitor", "none", "-serial", "file:" + vm.Log}
-	// Boot order as drover expects of a machine: the boot NIC, then the disk
-	// (what the iPXE script's "exit" falls through to). Without bootindex OVMF
-	// boots an installed disk first and a reinstall never reaches the network.
+	if vm.QMP != "" {
+		args = append(args, "-qmp", "unix:"+vm.QMP+",server=on,wait=off")
+	}
+	nicIndex, diskIndex := "2", "1"
+	if netFirst {
+		nicIndex, diskIndex = "1", "2"
+	}
 	bootTap, secondTap := vm.Tap, vm.Tap2
 	if vm.Swapped {
 		bootTap, secondTap = secondTap, bootTap
 	}
-	args = append(args, "-netdev", "tap,id=n0,ifname="+bootTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac="+vm.MAC+",bootindex=1")
+	args = append(args, "-netdev", "tap,id=n0,ifname="+bootTap+",script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,id=nic0,mac="+vm.MAC+",bootindex="+nicIndex)
 	if vm.Tap2 != "" {
-		args = append(args, "-netdev", "tap,id=n1,ifname="+secondTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,mac="+vm.MAC2)
+		args = append(args, "-netdev", "tap,id=n1,ifname="+secondTap+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,id=nic1,mac="+vm.MAC2)
 	}
-	// strict: nothing else (a second NIC) is tried after the disk.
-	args = append(args, "-boot", "strict=on", "-drive", "file="+vm.Disk+",if=none,id=disk0,format=qcow2,cache=unsafe", "-device", "virtio-blk-pci,drive=disk0,bootindex=2",
+	// strict: a second NIC (no bootindex) is never booted from.
+	args = append(args, "-boot", "strict=on", "-drive", "file="+vm.Disk+",if=none,id=disk0,format=qcow2,cache=unsafe",
+		"-device", "virtio-blk-pci,drive=disk0,id=disk0dev,bootindex="+diskIndex,
 		// Entropy: without it a fresh kernel's first random numbers (the agent's DHCP transaction ID) wait minutes.
 		"-device", "virtio-rng-pci",
 		"-smbios", fmt.Sprintf("type=1,serial=drover-lab-%s-%d,product=drover lab VM", strings.ReplaceAll(vm.Name, "/", "-"), vm.Gen))
@@ -546,6 +568,54 @@ func qemuArgs(vm *VM, sercon string) []string {
 		return append(args, "-m", "512", "-bios", "/usr/share/ovmf/OVMF.fd")
 	}
 	return append(args, "-m", "384", "-fw_cfg", "name=etc/sercon-port,file="+sercon)
+}
+
+// qmpSetBootIndex sets a device's bootindex through QEMU's QMP socket, once
+// QEMU has made it.
+func qmpSetBootIndex(sock, device string, index int) error {
+	var c net.Conn
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err = net.Dial("unix", sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("qmp %s: %w", sock, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	dec, enc := json.NewDecoder(c), json.NewEncoder(c)
+	var greeting map[string]any
+	if err := dec.Decode(&greeting); err != nil {
+		return fmt.Errorf("qmp greeting: %w", err)
+	}
+	for _, cmd := range []map[string]any{
+		{"execute": "qmp_capabilities"},
+		{"execute": "qom-set", "arguments": map[string]any{"path": "/machine/peripheral/" + device, "property": "bootindex", "value": index}},
+	} {
+		if err := enc.Encode(cmd); err != nil {
+			return err
+		}
+		for {
+			var reply struct {
+				Return any                    `json:"return"`
+				Error  *struct{ Desc string } `json:"error"`
+				Event  string                 `json:"event"`
+			}
+			if err := dec.Decode(&reply); err != nil {
+				return fmt.Errorf("qmp %s: %w", cmd["execute"], err)
+			}
+			if reply.Event != "" {
+				continue
+			}
+			if reply.Error != nil {
+				return fmt.Errorf("qmp %s: %s", cmd["execute"], reply.Error.Desc)
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // run powers machines on (a bounded number booting at once), keeps drover

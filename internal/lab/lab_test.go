@@ -42,27 +42,31 @@ func TestSecondNICs(t *testing.T) {
 	}
 }
 
-func TestQEMUArgsNICOrder(t *testing.T) {
+func TestQEMUArgsBootOrder(t *testing.T) {
 	vm := &VM{Name: "m", Tap: "swp2", MAC: "52:54:00:00:00:01", Tap2: "swp6", MAC2: "52:54:00:00:00:02", Firmware: "bios", Disk: "d.qcow2"}
-	for _, tt := range []struct {
-		swapped bool
-		want    []string // -netdev and -device values in order: the boot NIC first
+	tests := []struct {
+		name              string
+		swapped, netFirst bool
+		want              []string // -netdev and -device values of the NICs and disk, in order
 	}{
-		{false, []string{"tap,id=n0,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,bootindex=1",
-			"tap,id=n1,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02"}},
-		{true, []string{"tap,id=n0,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,bootindex=1",
-			"tap,id=n1,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n1,mac=52:54:00:00:00:02"}},
-	} {
+		{"disk first", false, false, []string{"tap,id=n0,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n0,id=nic0,mac=52:54:00:00:00:01,bootindex=2",
+			"tap,id=n1,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n1,id=nic1,mac=52:54:00:00:00:02", "virtio-blk-pci,drive=disk0,id=disk0dev,bootindex=1"}},
+		{"PXE once", false, true, []string{"tap,id=n0,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n0,id=nic0,mac=52:54:00:00:00:01,bootindex=1",
+			"tap,id=n1,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n1,id=nic1,mac=52:54:00:00:00:02", "virtio-blk-pci,drive=disk0,id=disk0dev,bootindex=2"}},
+		{"cables swapped: the boot NIC on the second port", true, false, []string{"tap,id=n0,ifname=swp6,script=no,downscript=no", "virtio-net-pci,netdev=n0,id=nic0,mac=52:54:00:00:00:01,bootindex=2",
+			"tap,id=n1,ifname=swp2,script=no,downscript=no", "virtio-net-pci,netdev=n1,id=nic1,mac=52:54:00:00:00:02", "virtio-blk-pci,drive=disk0,id=disk0dev,bootindex=1"}},
+	}
+	for _, tt := range tests {
 		vm.Swapped = tt.swapped
 		var got []string
-		args := qemuArgs(vm, "sercon")
+		args := qemuArgs(vm, "sercon", tt.netFirst)
 		for i, a := range args[:len(args)-1] {
-			if a == "-netdev" || a == "-device" && strings.HasPrefix(args[i+1], "virtio-net") {
+			if a == "-netdev" || a == "-device" && strings.Contains(args[i+1], "bootindex") || a == "-device" && strings.HasPrefix(args[i+1], "virtio-net") {
 				got = append(got, args[i+1])
 			}
 		}
 		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
-			t.Errorf("swapped=%v: NICs %v, want %v", tt.swapped, got, tt.want)
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -67,6 +67,7 @@ type VM struct {
 	Tap2    string `json:"tap2,omitempty"`
 	MAC2    string `json:"mac2,omitempty"`
 	Swapped bool   `json:"swapped,omitempty"`
+	QMP     string `json:"qmp,omitempty"` // QEMU's QMP socket (the BMC's boot-once uses it)
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -412,6 +413,23 @@ func (r *Role) Variant(name string) *Variant {
 		}
 	}
 	return nil
+}
+
+// Merged is what a host of this role and variant gets: the role's classes
+// with the variant's added, and the role's parameters with the variant's on
+// top (a variant parameter overrides the role's).
+func (r *Role) Merged(variant string) (classes []string, params map[string]any) {
+	classes, params = slices.Clone(r.Classes), map[string]any{}
+	for k, v := range r.Params {
+		params[k] = v
+	}
+	if v := r.Variant(variant); v != nil {
+		classes = append(classes, v.Classes...)
+		for k, val := range v.Params {
+			params[k] = val
+		}
+	}
+	return classes, params
 }
 
 // checkRole reports an unknown role or variant at the field that names it.

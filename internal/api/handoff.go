@@ -1,0 +1,65 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/drover/drover/internal/handoff"
+	"github.com/drover/drover/internal/store"
+)
+
+// hosts pairs the served design's slots with the machines in them.
+func (s *Server) hosts(r *http.Request) ([]handoff.Host, error) {
+	ms, err := s.cfg.Store.Machines(r.Context(), store.MachineFilter{})
+	if err != nil {
+		return nil, err
+	}
+	return handoff.Hosts(s.cfg.Fleet.Index(), ms), nil
+}
+
+// ansible is the Ansible dynamic inventory: ?host=NAME for one host's
+// variables (`--host`), else the whole inventory (`--list`).
+func (s *Server) ansible(w http.ResponseWriter, r *http.Request, _ *call) {
+	hosts, err := s.hosts(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	name := r.URL.Query().Get("host")
+	if name == "" {
+		writeJSON(w, http.StatusOK, handoff.Ansible(hosts))
+		return
+	}
+	h, ok := handoff.Find(hosts, name)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no host %q in the design (a slot name, permanent name or FQDN)", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, handoff.AnsibleHostVars(h))
+}
+
+func puppetENC(h handoff.Host) (any, error) { return handoff.ENC(h) }
+func chefNode(h handoff.Host) (any, error)  { return handoff.Chef(h), nil }
+
+// handoffHost answers one host in a configuration management tool's format.
+func (s *Server) handoffHost(render func(handoff.Host) (any, error)) func(http.ResponseWriter, *http.Request, *call) {
+	return func(w http.ResponseWriter, r *http.Request, _ *call) {
+		hosts, err := s.hosts(r)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal", err.Error())
+			return
+		}
+		name := r.PathValue("name")
+		h, ok := handoff.Find(hosts, name)
+		if !ok {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no host %q in the design (a slot name, permanent name or FQDN)", name))
+			return
+		}
+		out, err := render(h)
+		if err != nil {
+			writeError(w, http.StatusConflict, "conflict", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}

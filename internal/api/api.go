@@ -197,6 +197,7 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/inventory/ansible", RoleViewer, false, s.ansible},
 		{"GET", "/api/v1/inventory/puppet/{name}", RoleViewer, false, s.handoffHost(puppetENC)},
 		{"GET", "/api/v1/inventory/chef/{name}", RoleViewer, false, s.handoffHost(chefNode)},
+		{"GET", "/api/v1/monitoring/targets", RoleViewer, false, s.prometheus},
 		{"GET", "/api/v1/tokens", RoleAdmin, false, s.tokens},
 		{"POST", "/api/v1/tokens", RoleAdmin, true, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", RoleAdmin, true, s.revokeToken},

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/drover/drover/internal/handoff"
 	"github.com/drover/drover/internal/store"
@@ -62,4 +63,26 @@ func (s *Server) handoffHost(render func(handoff.Host) (any, error)) func(http.R
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// prometheus is Prometheus HTTP service discovery of the monitored hosts'
+// exporters: ?port= (default 9100, node_exporter) and ?network= (default
+// boot) pick the target address.
+func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *call) {
+	q := r.URL.Query()
+	port := 9100
+	if v := q.Get("port"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("port %q: give a TCP port, 1-65535", v))
+			return
+		}
+		port = p
+	}
+	hosts, err := s.hosts(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, handoff.Prometheus(hosts, q.Get("network"), port))
 }

@@ -6,6 +6,7 @@ package handoff
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -210,5 +211,48 @@ func Chef(h Host) map[string]any {
 	out["run_list"] = runList
 	out["name"] = h.Slot.FQDN()
 	out["chef_environment"] = h.Slot.Environment
+	return out
+}
+
+// TargetGroup is one entry of Prometheus HTTP service discovery.
+type TargetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// Monitored says whether monitoring should watch a host: its OS runs
+// (deployed, or in maintenance, where alerts are silenced instead).
+func (h Host) Monitored() bool {
+	return h.Machine != nil && (h.Machine.State == machine.Deployed || h.Machine.State == machine.Maintenance)
+}
+
+// Prometheus lists the monitored hosts' exporters for http_sd_configs: the
+// host's address in network (boot when empty) and port, labelled with its
+// name, zone, pod, role, variant, environment and state.
+func Prometheus(hosts []Host, network string, port int) []TargetGroup {
+	out := []TargetGroup{}
+	for _, h := range hosts {
+		if !h.Monitored() {
+			continue
+		}
+		s := h.Slot
+		a := s.Address
+		if network != "" && network != "boot" {
+			a = netip.Addr{}
+			for _, n := range s.Networks {
+				if n.Network == network {
+					a = n.Address.Addr()
+				}
+			}
+			if !a.IsValid() {
+				continue // this host has no address in that network
+			}
+		}
+		out = append(out, TargetGroup{
+			Targets: []string{netip.AddrPortFrom(a, uint16(port)).String()},
+			Labels: map[string]string{"name": s.Name, "zone": s.Zone, "pod": s.Pod, "role": s.Role, "variant": s.Variant,
+				"environment": s.Environment, "state": h.State(), "slot": s.Key},
+		})
+	}
 	return out
 }

@@ -106,3 +106,32 @@ func TestENCAndChef(t *testing.T) {
 		t.Errorf("chef: %s", b)
 	}
 }
+
+func TestPrometheusTargets(t *testing.T) {
+	hosts := labHosts(t) // lab-compute-01 deployed, lab-storage-01 in maintenance, the rest absent
+	tests := []struct {
+		network string
+		port    int
+		want    []string
+	}{
+		{"", 9100, []string{"10.77.0.11:9100", "10.77.100.2:9100"}},
+		{"boot", 9182, []string{"10.77.0.11:9182", "10.77.100.2:9182"}},
+		{"storage", 9100, []string{"10.77.16.11:9100", "10.77.16.101:9100"}},
+		{"nosuch", 9100, nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		groups := Prometheus(hosts, tt.network, tt.port)
+		for _, g := range groups {
+			got = append(got, g.Targets...)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("network %q port %d: %v, want %v", tt.network, tt.port, got, tt.want)
+		}
+		for _, g := range groups {
+			if g.Labels["name"] == "lab-storage-01" && (g.Labels["state"] != "maintenance" || g.Labels["role"] != "storage" || g.Labels["pod"] != "p1" || g.Labels["environment"] != "test") {
+				t.Errorf("labels %v", g.Labels)
+			}
+		}
+	}
+}

@@ -381,6 +381,59 @@ func TestNetworkBoot(t *testing.T) {
 		}
 	})
 
+	t.Run("Prometheus discovers the deployed machine through http_sd and scrapes it", func(t *testing.T) {
+		if script == "" {
+			t.Skip("needs the deployed machine of the previous step")
+		}
+		// The machine's exporter: a static metrics page at its address, port 9100.
+		metrics := filepath.Join(tp.dir, "exporter")
+		must(t, os.MkdirAll(metrics, 0o755))
+		must(t, os.WriteFile(filepath.Join(metrics, "metrics"), []byte("drover_e2e_exporter 1\n"), 0o644))
+		exporter, err := tp.net.Start("c21", filepath.Join(tp.dir, "exporter.log"), nil, "python3", "-m", "http.server", "9100", "--bind", tp.ip("12.2"), "--directory", metrics)
+		must(t, err)
+		t.Cleanup(exporter.Kill)
+		// Prometheus beside drover, discovering from drover's API with a token file.
+		promDir := filepath.Join(tp.dir, "prometheus")
+		must(t, os.MkdirAll(promDir, 0o755))
+		cfg := fmt.Sprintf(`scrape_configs:
+  - job_name: machines
+    scrape_interval: 1s
+    http_sd_configs:
+      - url: http://127.0.0.1:9090/api/v1/monitoring/targets
+        refresh_interval: 1s
+        authorization:
+          type: Bearer      # Prometheus 2.42 sends the bare token in http_sd without it
+          credentials_file: %s
+`, filepath.Join(tp.dir, "drover-admin.token"))
+		must(t, os.WriteFile(filepath.Join(promDir, "prometheus.yml"), []byte(cfg), 0o644))
+		prom, err := tp.net.Start("srv", filepath.Join(promDir, "prometheus.log"), nil, "prometheus", "--config.file="+filepath.Join(promDir, "prometheus.yml"),
+			"--storage.tsdb.path="+filepath.Join(promDir, "data"), "--web.listen-address=127.0.0.1:9099")
+		must(t, err)
+		t.Cleanup(func() {
+			prom.Kill()
+			if t.Failed() {
+				b, _ := os.ReadFile(filepath.Join(promDir, "prometheus.log"))
+				e, _ := os.ReadFile(filepath.Join(tp.dir, "exporter.log"))
+				t.Logf("prometheus.log (tail):\n%s\nexporter.log:\n%s", tail(string(b), 15), e)
+			}
+		})
+		var targets string
+		waitFor(t, "Prometheus to scrape e2e-storage-01", time.Minute, func() bool {
+			out, err := tp.net.Run(context.Background(), "srv", "curl", "-sf", "http://127.0.0.1:9099/api/v1/targets?state=active")
+			targets = string(out)
+			return err == nil && strings.Contains(targets, `"health":"up"`)
+		})
+		for _, want := range []string{`"name":"e2e-storage-01"`, `"role":"storage"`, `"state":"deployed"`, `"instance":"` + tp.ip("12.2") + `:9100"`} {
+			if !strings.Contains(targets, want) {
+				t.Errorf("Prometheus's target lacks %s:\n%s", want, targets)
+			}
+		}
+		out, err := tp.net.Run(context.Background(), "srv", "curl", "-sfG", "http://127.0.0.1:9099/api/v1/query", "--data-urlencode", `query=drover_e2e_exporter{name="e2e-storage-01",zone="e2e"}`)
+		if err != nil || !strings.Contains(string(out), `"value":[`) {
+			t.Errorf("query: %v %s", err, out)
+		}
+	})
+
 	t.Run("new hardware in a deployed slot gets its identity", func(t *testing.T) {
 		if script == "" {
 			t.Skip("needs the deployed slot of the previous step")

@@ -134,7 +134,7 @@ func TestLab(t *testing.T) {
 	require(t, map[string]string{"ip": "iproute2", "qemu-system-x86_64": "qemu-system-x86", "dhcrelay": "isc-dhcp-relay",
 		"busybox": "busybox-static", "cpio": "cpio", "curl": "curl", "apt-get": "apt", "ipmi_sim": "openipmi",
 		"lldpd": "lldpd", "mmdebstrap": "mmdebstrap", "grub-mkimage": "grub-pc-bin grub-efi-amd64-bin", "mcopy": "mtools", "mkfs.vfat": "dosfstools",
-		"sfdisk": "fdisk", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils", "ssh": "openssh-client"})
+		"sfdisk": "fdisk", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils", "ssh": "openssh-client", "ansible-playbook": "ansible-core"})
 	for _, f := range []string{"/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/efi-virtio.rom"} {
 		if _, err := os.Stat(f); err != nil {
 			require(t, map[string]string{f: "ovmf ipxe-qemu"})
@@ -243,6 +243,31 @@ func TestLab(t *testing.T) {
 		out, err := l.api("cabling", "-o", "json")
 		if err != nil || !strings.Contains(out, `"status": "ok"`) || strings.Contains(out, `"mismatch"`) {
 			t.Errorf("drover cabling: %v\n%s", err, out)
+		}
+		// Configuration management takes over: ansible-playbook with drover's inventory, over SSH.
+		st := l.status()
+		dir := t.TempDir()
+		inventory := filepath.Join(dir, "drover-inventory")
+		must(t, os.WriteFile(inventory, []byte("#!/bin/sh\nexport DROVER_SERVER="+st.API+" DROVER_TOKEN_FILE="+filepath.Join(l.state, "drover-admin.token")+
+			"\nexec "+droverBin+" inventory \"$@\"\n"), 0o755))
+		playbook := filepath.Join(dir, "site.yml")
+		must(t, os.WriteFile(playbook, []byte(`- hosts: state_deployed:&variant_compute_lvm
+  gather_facts: false
+  tasks:
+    - copy:
+        dest: /etc/drover-handoff
+        content: "{{ drover_fqdn }} {{ drover_role }} {{ drover_networks.storage.address }}\n"
+`), 0o644))
+		cmd := exec.Command("ip", "netns", "exec", st.Server.NS, "ansible-playbook", "-i", inventory, playbook, "-u", "root", "--private-key", filepath.Join(l.state, "ssh-lab"))
+		cmd.Env = append(os.Environ(), "HOME="+dir, "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_LOCAL_TEMP="+dir, "ANSIBLE_SSH_ARGS=-o UserKnownHostsFile=/dev/null -o ConnectTimeout=20")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "lab-compute-lvm-03") || !strings.Contains(string(out), "changed=1") {
+			t.Errorf("ansible-playbook: %v\n%s", err, out)
+		}
+		out2, err := exec.Command("ip", "netns", "exec", st.Server.NS, "ssh", "-i", filepath.Join(l.state, "ssh-lab"),
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+			"root@10.77.0.13", "cat /etc/drover-handoff").CombinedOutput()
+		if err != nil || string(out2) != "lab-compute-03.lab.drover.test compute 10.77.16.13\n" {
+			t.Errorf("what ansible wrote: %v %q", err, out2)
 		}
 	})
 

@@ -61,6 +61,7 @@ into, installs it for its role and tracks its lifecycle.`,
 		newInventoryCommand(g),
 		newENCCommand(g),
 		newChefCommand(g),
+		newMonitoringCommand(g),
 		newCablingCommand(g),
 	)
 	return root

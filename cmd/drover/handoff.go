@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"github.com/drover/drover/internal/monitoring"
 	"net/url"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -113,4 +116,60 @@ func handoffHost(cmd *cobra.Command, g *globals, path, name string, asYAML bool)
 	}
 	_, err = g.env.stdout.Write(append([]byte("---\n"), b...))
 	return err
+}
+
+// newMonitoringCommand checks that monitoring sees what drover deployed.
+func newMonitoringCommand(g *globals) *cobra.Command {
+	var port int
+	var network string
+	var out outputFlag
+	cmd := &cobra.Command{Use: "monitoring", Short: "Monitoring of the deployed machines (docs/handoff.md)"}
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "List the deployed machines (and those in maintenance) that Prometheus does not see as up",
+		Long: `Compares the machines drover hands to Prometheus (GET /api/v1/monitoring/targets:
+deployed or in maintenance, their address and exporter port) with Prometheus's
+up series, asked by the server from the Prometheus given to drover serve
+--prometheus URL. A machine is listed when no up series has its address (or its
+name label), or when up is 0. Exit 0 when every machine is up, 1 otherwise.
+Talks to a drover server (a viewer token).`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{"port": {fmt.Sprint(port)}}
+			if network != "" {
+				q.Set("network", network)
+			}
+			var fs []monitoring.Finding
+			if err := c.call(cmd.Context(), "GET", "/api/v1/monitoring/check?"+q.Encode(), nil, &fs); err != nil {
+				return err
+			}
+			if out.format == "json" {
+				if err := writeJSON(g.env.stdout, fs); err != nil {
+					return err
+				}
+			} else if len(fs) == 0 {
+				fmt.Fprintln(g.env.stdout, "every monitored machine is up")
+			} else {
+				w := tabwriter.NewWriter(g.env.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "MACHINE\tSTATE\tTARGET\tPROBLEM")
+				for _, f := range fs {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Machine, f.State, f.Target, f.Problem)
+				}
+				w.Flush()
+			}
+			if len(fs) > 0 {
+				return &exitError{code: exitError1, err: fmt.Errorf("%d monitored machines are not up", len(fs))}
+			}
+			return nil
+		},
+	}
+	check.Flags().IntVar(&port, "port", 9100, "the exporter's port on the machines")
+	check.Flags().StringVar(&network, "network", "", "the pod network whose address is scraped (default boot)")
+	out.register(check)
+	cmd.AddCommand(check)
+	return cmd
 }

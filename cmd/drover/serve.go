@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/drover/drover/internal/monitoring"
 	"log/slog"
 	"net"
 	"net/http"
@@ -60,6 +61,7 @@ type serveFlags struct {
 	designDir       string
 	pprofListen     string
 	powerSecrets    string
+	prometheus      string
 	follow          string
 	branch          string
 	followPath      string
@@ -119,6 +121,7 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: next to --db)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: next to --db)")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
+	fl.StringVar(&f.prometheus, "prometheus", "", "URL of the Prometheus that scrapes the machines (e.g. http://prometheus:9090): `drover monitoring check` asks it which machines are up")
 	fl.StringVar(&f.powerSecrets, "power-secrets", "", "YAML file of BMC credentials per zone and role, mode 0600 (see docs/power.md); without it power actions are refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -263,6 +266,10 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			return err
 		}
 	}
+	apiCfg := api.Config{Listen: f.apiListen, TLSCert: f.apiCert, TLSKey: f.apiKey, DesignDir: f.designDir}
+	if f.prometheus != "" {
+		apiCfg.Monitoring = &monitoring.Prometheus{URL: f.prometheus}
+	}
 	return serve.Run(ctx, serve.Config{
 		Store: st, LockHeld: true,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
@@ -272,7 +279,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		TFTP:      tftp.Config{Listen: f.tftpListen, Roots: roots, LinkRoot: f.ipxeDir, MaxWindow: f.tftpMaxWindow, MaxBlockSize: f.tftpMaxBlock},
 		Boot: boot.Config{Listen: f.httpListen, ArtifactRoot: artifacts, IPXERoot: f.ipxeDir, Catalogue: st,
 			Discovery: boot.Discovery{Kernel: f.discoveryKernel, Initrd: f.discoveryInitrd, Args: f.discoveryArgs}},
-		API:            api.Config{Listen: f.apiListen, TLSCert: f.apiCert, TLSKey: f.apiKey, DesignDir: f.designDir},
+		API:            apiCfg,
 		AdminTokenFile: f.adminTokenFile,
 		PowerSecrets:   secrets,
 		Follow: gitops.Config{Repo: f.follow, Branch: f.branch, Path: f.followPath, Interval: f.followInterval,

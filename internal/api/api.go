@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover/drover/internal/monitoring"
 	"log/slog"
 	"net"
 	"net/http"
@@ -80,6 +81,11 @@ type Config struct {
 	GitOps GitOps
 	// UI, when set, serves every path outside /api/, /healthz and /metrics (the web UI).
 	UI http.Handler
+	// Monitoring answers `up` from the Prometheus that scrapes the machines
+	// (serve --prometheus); nil: the monitoring check answers 503.
+	Monitoring interface {
+		Up(ctx context.Context) ([]monitoring.Sample, error)
+	}
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
 	Log     *slog.Logger
@@ -198,6 +204,7 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/inventory/puppet/{name}", RoleViewer, false, s.handoffHost(puppetENC)},
 		{"GET", "/api/v1/inventory/chef/{name}", RoleViewer, false, s.handoffHost(chefNode)},
 		{"GET", "/api/v1/monitoring/targets", RoleViewer, false, s.prometheus},
+		{"GET", "/api/v1/monitoring/check", RoleViewer, false, s.monitoringCheck},
 		{"GET", "/api/v1/tokens", RoleAdmin, false, s.tokens},
 		{"POST", "/api/v1/tokens", RoleAdmin, true, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", RoleAdmin, true, s.revokeToken},

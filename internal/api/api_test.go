@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/drover/drover/internal/monitoring"
 	"io"
 	"math/big"
 	"net"
@@ -79,7 +80,8 @@ func newFixture(t *testing.T) *fixture {
 	bootStats := &counter.Set{}
 	bootStats.Add("script|200")
 	metrics := []prometheus.Collector{dhcp.Collector(stats), &tftp.Metrics{}, boot.Collector(bootStats), fl.Collector()}
-	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), Metrics: metrics, Rollouts: rollout.New(rollout.Config{Store: st, Fleet: fl})})
+	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), Metrics: metrics, Rollouts: rollout.New(rollout.Config{Store: st, Fleet: fl}),
+		Monitoring: noSeries{}})
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)
 	return f
@@ -407,3 +409,8 @@ func TestBadQueryParametersAre400(t *testing.T) {
 		}
 	}
 }
+
+// noSeries is a Prometheus that scrapes nothing.
+type noSeries struct{}
+
+func (noSeries) Up(context.Context) ([]monitoring.Sample, error) { return nil, nil }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"github.com/drover/drover/internal/monitoring"
 	"net/http"
 	"strconv"
 
@@ -65,24 +66,55 @@ func (s *Server) handoffHost(render func(handoff.Host) (any, error)) func(http.R
 	}
 }
 
-// prometheus is Prometheus HTTP service discovery of the monitored hosts'
-// exporters: ?port= (default 9100, node_exporter) and ?network= (default
-// boot) pick the target address.
-func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *call) {
+// targetQuery reads ?port= (default 9100, node_exporter) and ?network=
+// (default boot), which pick the address monitoring scrapes.
+func targetQuery(w http.ResponseWriter, r *http.Request) (network string, port int, ok bool) {
 	q := r.URL.Query()
-	port := 9100
+	port = 9100
 	if v := q.Get("port"); v != "" {
 		p, err := strconv.Atoi(v)
 		if err != nil || p < 1 || p > 65535 {
 			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("port %q: give a TCP port, 1-65535", v))
-			return
+			return "", 0, false
 		}
 		port = p
+	}
+	return q.Get("network"), port, true
+}
+
+// prometheus is Prometheus HTTP service discovery of the monitored hosts' exporters.
+func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *call) {
+	network, port, ok := targetQuery(w, r)
+	if !ok {
+		return
 	}
 	hosts, err := s.hosts(r)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, handoff.Prometheus(hosts, q.Get("network"), port))
+	writeJSON(w, http.StatusOK, handoff.Prometheus(hosts, network, port))
+}
+
+// monitoringCheck lists the monitored machines Prometheus does not see as up.
+func (s *Server) monitoringCheck(w http.ResponseWriter, r *http.Request, _ *call) {
+	if s.cfg.Monitoring == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "this server has no Prometheus to ask: start drover serve with --prometheus URL")
+		return
+	}
+	network, port, ok := targetQuery(w, r)
+	if !ok {
+		return
+	}
+	hosts, err := s.hosts(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	up, err := s.cfg.Monitoring.Up(r.Context())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "bad_gateway", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, monitoring.Check(handoff.Prometheus(hosts, network, port), up))
 }

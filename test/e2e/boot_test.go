@@ -170,7 +170,8 @@ func newTopo(t *testing.T) *topo {
 // startServer runs drover serve in the server namespace and waits until it answers.
 func (tp *topo) startServer(withDesign bool) {
 	tp.t.Helper()
-	args := []string{droverBin, "--db", tp.db, "serve", "--artifacts", filepath.Join(tp.dir, "artifacts"), "--log-level", "debug"}
+	args := []string{droverBin, "--db", tp.db, "serve", "--artifacts", filepath.Join(tp.dir, "artifacts"), "--log-level", "debug",
+		"--prometheus", "http://127.0.0.1:9099"} // the Prometheus of the monitoring test
 	if withDesign {
 		args = append(args, "--design", tp.design)
 	}
@@ -432,6 +433,20 @@ func TestNetworkBoot(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), `"value":[`) {
 			t.Errorf("query: %v %s", err, out)
 		}
+		// The coverage check: everything up, then the exporter stops and the machine is listed.
+		check := func() (string, error) {
+			out, err := tp.net.Run(context.Background(), "srv", droverBin, "--server", "http://127.0.0.1:9090", "--token-file", filepath.Join(tp.dir, "drover-admin.token"), "monitoring", "check")
+			return string(out), err
+		}
+		if out, err := check(); err != nil || !strings.Contains(out, "every monitored machine is up") {
+			t.Errorf("monitoring check with the exporter up: %v %s", err, out)
+		}
+		exporter.Kill()
+		var out2 string
+		waitFor(t, "the check to list the machine whose exporter stopped", time.Minute, func() bool {
+			out2, err = check()
+			return err != nil && strings.Contains(out2, "e2e-storage-01") && strings.Contains(out2, "down")
+		})
 	})
 
 	t.Run("new hardware in a deployed slot gets its identity", func(t *testing.T) {

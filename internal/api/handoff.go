@@ -82,18 +82,26 @@ func targetQuery(w http.ResponseWriter, r *http.Request) (network string, port i
 	return q.Get("network"), port, true
 }
 
-// prometheus is Prometheus HTTP service discovery of the monitored hosts' exporters.
-func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *call) {
+// targets are the monitored hosts' exporters as ?port= and ?network= pick
+// them; false when it has answered the request with an error.
+func (s *Server) targets(w http.ResponseWriter, r *http.Request) ([]handoff.TargetGroup, bool) {
 	network, port, ok := targetQuery(w, r)
 	if !ok {
-		return
+		return nil, false
 	}
 	hosts, err := s.hosts(r)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, handoff.Prometheus(hosts, network, port))
+	return handoff.Prometheus(hosts, network, port), true
+}
+
+// prometheus is Prometheus HTTP service discovery of the monitored hosts' exporters.
+func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *call) {
+	if groups, ok := s.targets(w, r); ok {
+		writeJSON(w, http.StatusOK, groups)
+	}
 }
 
 // monitoringCheck lists the monitored machines Prometheus does not see as up.
@@ -102,13 +110,8 @@ func (s *Server) monitoringCheck(w http.ResponseWriter, r *http.Request, _ *call
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "this server has no Prometheus to ask: start drover serve with --prometheus URL")
 		return
 	}
-	network, port, ok := targetQuery(w, r)
+	groups, ok := s.targets(w, r)
 	if !ok {
-		return
-	}
-	hosts, err := s.hosts(r)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	up, err := s.cfg.Monitoring.Up(r.Context())
@@ -116,5 +119,5 @@ func (s *Server) monitoringCheck(w http.ResponseWriter, r *http.Request, _ *call
 		writeError(w, http.StatusBadGateway, "bad_gateway", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, monitoring.Check(handoff.Prometheus(hosts, network, port), up))
+	writeJSON(w, http.StatusOK, monitoring.Check(groups, up))
 }

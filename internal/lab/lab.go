@@ -842,8 +842,9 @@ func findVM(s *State, name string) (*VM, error) {
 	return nil, fmt.Errorf("the lab has no machine %q (machines: %s)", name, strings.Join(names, ", "))
 }
 
-// Replace swaps a VM for new hardware (a new MAC) on the same port.
-func Replace(cfg Config, name string) (*VM, error) {
+// changeVM changes a VM of the running lab under its state lock and returns
+// a copy of it.
+func changeVM(cfg Config, name string, change func(cfg Config, s *State, vm *VM) error) (*VM, error) {
 	cfg.defaults()
 	var out VM
 	err := withState(cfg.StateDir, func(s *State) error {
@@ -851,13 +852,7 @@ func Replace(cfg Config, name string) (*VM, error) {
 		if err != nil {
 			return err
 		}
-		kill(vm.PID, 2*time.Second)
-		vm.Gen++
-		vm.MAC = macFor(s.Prefix, vm.Switch+"/"+vm.Port, vm.Gen)
-		if err := newDisk(vm.Disk); err != nil {
-			return err
-		}
-		if err := powerOn(cfg.StateDir, vm); err != nil {
+		if err := change(cfg, s, vm); err != nil {
 			return err
 		}
 		out = *vm
@@ -866,17 +861,24 @@ func Replace(cfg Config, name string) (*VM, error) {
 	return &out, err
 }
 
+// Replace swaps a VM for new hardware (a new MAC) on the same port.
+func Replace(cfg Config, name string) (*VM, error) {
+	return changeVM(cfg, name, func(cfg Config, s *State, vm *VM) error {
+		kill(vm.PID, 2*time.Second)
+		vm.Gen++
+		vm.MAC = macFor(s.Prefix, vm.Switch+"/"+vm.Port, vm.Gen)
+		if err := newDisk(vm.Disk); err != nil {
+			return err
+		}
+		return powerOn(cfg.StateDir, vm)
+	})
+}
+
 // SwapCables swaps the cables of a VM's two NICs between their ports (again
 // to put them back). A running VM is restarted: QEMU cannot move a NIC to
 // another tap while it runs.
 func SwapCables(cfg Config, name string) (*VM, error) {
-	cfg.defaults()
-	var out VM
-	err := withState(cfg.StateDir, func(s *State) error {
-		vm, err := findVM(s, name)
-		if err != nil {
-			return err
-		}
+	return changeVM(cfg, name, func(cfg Config, _ *State, vm *VM) error {
 		if vm.Tap2 == "" {
 			return fmt.Errorf("%s has one NIC: give it a second with lab up --second-nic %s=SWITCH/PORT", vm.Name, vm.Name)
 		}
@@ -884,14 +886,10 @@ func SwapCables(cfg Config, name string) (*VM, error) {
 		kill(vm.PID, 2*time.Second)
 		vm.Swapped = !vm.Swapped
 		if on {
-			if err := powerOn(cfg.StateDir, vm); err != nil {
-				return err
-			}
+			return powerOn(cfg.StateDir, vm)
 		}
-		out = *vm
 		return nil
 	})
-	return &out, err
 }
 
 // Power turns a VM on, off, or off and on again.

@@ -331,7 +331,7 @@ func secondNICs(ix *zone.Index, pairs []string) (map[string][]bootPort, error) {
 		case ix.Slot(at) != nil:
 			return nil, fmt.Errorf("--second-nic %q: %s is the port of %s; give a port without a slot", pair, at, ix.Slot(at).Name)
 		}
-		out[sw] = append(out[sw], bootPort{port: port, secondOf: name})
+		out[sw] = append(out[sw], bootPort{port: port, secondOf: slot.Name})
 	}
 	return out, nil
 }

@@ -164,24 +164,11 @@ func mustJSON(v any) string {
 
 // Rollouts lists rollouts, newest first (without their machines).
 func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT data FROM rollouts ORDER BY id DESC`)
+	out, err := jsonRows[Rollout](ctx, s.db, "rollout", `SELECT data FROM rollouts ORDER BY id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
-	defer rows.Close()
-	out := []Rollout{}
-	for rows.Next() {
-		var data string
-		if err := rows.Scan(&data); err != nil {
-			return nil, err
-		}
-		var r Rollout
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			return nil, fmt.Errorf("decode rollout: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Rollout returns one rollout and its machines in plan order.
@@ -198,24 +185,11 @@ func (s *SQLite) Rollout(ctx context.Context, id int64) (*Rollout, []RolloutMach
 	if err := json.Unmarshal([]byte(data), &r); err != nil {
 		return nil, nil, fmt.Errorf("decode rollout %d: %w", id, err)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT data FROM rollout_machines WHERE rollout_id = ? ORDER BY seq`, id)
+	ms, err := jsonRows[RolloutMachine](ctx, s.db, "rollout machine", `SELECT data FROM rollout_machines WHERE rollout_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rollout %d machines: %w", id, err)
 	}
-	defer rows.Close()
-	ms := []RolloutMachine{}
-	for rows.Next() {
-		var d string
-		if err := rows.Scan(&d); err != nil {
-			return nil, nil, err
-		}
-		var m RolloutMachine
-		if err := json.Unmarshal([]byte(d), &m); err != nil {
-			return nil, nil, fmt.Errorf("decode rollout %d machine: %w", id, err)
-		}
-		ms = append(ms, m)
-	}
-	return &r, ms, rows.Err()
+	return &r, ms, nil
 }
 
 // PendingCommit is a followed git commit and what became of it.
@@ -255,22 +229,32 @@ func (s *SQLite) PutCommit(ctx context.Context, c *PendingCommit) error {
 
 // Commits lists followed commits, newest first.
 func (s *SQLite) Commits(ctx context.Context) ([]PendingCommit, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT data FROM commits ORDER BY seen DESC, rowid DESC`)
+	out, err := jsonRows[PendingCommit](ctx, s.db, "commit", `SELECT data FROM commits ORDER BY seen DESC, rowid DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list commits: %w", err)
 	}
+	return out, nil
+}
+
+// jsonRows runs a query whose one column is a JSON document and decodes
+// every row into a T (what names T in errors).
+func jsonRows[T any](ctx context.Context, db *sql.DB, what, query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	out := []PendingCommit{}
+	out := []T{}
 	for rows.Next() {
-		var d string
-		if err := rows.Scan(&d); err != nil {
+		var data string
+		if err := rows.Scan(&data); err != nil {
 			return nil, err
 		}
-		var c PendingCommit
-		if err := json.Unmarshal([]byte(d), &c); err != nil {
-			return nil, fmt.Errorf("decode commit: %w", err)
+		var v T
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", what, err)
 		}
-		out = append(out, c)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }

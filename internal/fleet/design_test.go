@@ -214,23 +214,12 @@ func TestNoWriteUndoesAnApply(t *testing.T) {
 				if again.Name != row.Name || again.NeedsReinstall != row.NeedsReinstall {
 					t.Errorf("after a restart %+v, stored %+v", again, *row)
 				}
-				if slot, ok := f2.inSlot("p1-tor1/swp1"); ok && slot.Name != newName {
+				if slot, ok := f2.InSlot("p1-tor1/swp1"); ok && slot.Name != newName {
 					t.Errorf("the machine in swp1 is named %s, want %s", slot.Name, newName)
 				}
 			})
 		}
 	}
-}
-
-// inSlot returns a copy of the machine in a slot.
-func (f *Fleet) inSlot(key string) (machine.Machine, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m, ok := f.bySlot[key]
-	if !ok {
-		return machine.Machine{}, false
-	}
-	return *m, true
 }
 
 // TestApplyWithoutServerIsCarriedOutAtStart: revisions applied while no fleet

@@ -65,12 +65,7 @@ every port the design gives a slot.`,
 			cfg.Extra, cfg.Only, cfg.Parallel, cfg.Follow, cfg.SecondNICs = extra, only, parallel, follow, second
 			cfg.UntilDeployed, cfg.Summary = untilDeployed, g.env.stdout
 			if !quiet {
-				cfg.Progress = g.env.stdout
-				if fi, ok := g.env.stdout.(*os.File); ok {
-					if st, err := fi.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-						cfg.Terminal = true
-					}
-				}
+				cfg.Progress, cfg.Terminal = g.env.stdout, isTerminal(g.env.stdout)
 			}
 			return lab.Up(cmd.Context(), cfg)
 		},

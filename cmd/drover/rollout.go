@@ -148,9 +148,9 @@ and read, operator to pause and resume, admin to start and abort). ` + rolloutEx
 				}
 				return tw.Flush()
 			}
-			id, err := strconv.ParseInt(a[0], 10, 64)
+			id, err := rolloutID(a[0])
 			if err != nil {
-				return &usageError{fmt.Errorf("rollout id %q is not a number", a[0])}
+				return err
 			}
 			if watch {
 				return watchRollout(cmd, g, c, id, out.format == "json")
@@ -176,8 +176,8 @@ and read, operator to pause and resume, admin to start and abort). ` + rolloutEx
 			Short: short,
 			Args:  args(1, "a rollout id"),
 			RunE: func(cmd *cobra.Command, a []string) error {
-				if _, err := strconv.ParseInt(a[0], 10, 64); err != nil {
-					return &usageError{fmt.Errorf("rollout id %q is not a number", a[0])}
+				if _, err := rolloutID(a[0]); err != nil {
+					return err
 				}
 				cl, err := g.client()
 				if err != nil {
@@ -201,6 +201,24 @@ and read, operator to pause and resume, admin to start and abort). ` + rolloutEx
 		act("resume", "Continue a paused rollout, accepting its failures so far (operator)"),
 		act("abort", "End a rollout: machines not started are never touched (admin)"))
 	return cmd
+}
+
+func rolloutID(arg string) (int64, error) {
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil {
+		return 0, &usageError{fmt.Errorf("rollout id %q is not a number", arg)}
+	}
+	return id, nil
+}
+
+// isTerminal reports whether w is a terminal (progress can redraw in place).
+func isTerminal(w io.Writer) bool {
+	fi, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := fi.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func printSchedule(w io.Writer, s rollout.Schedule) {
@@ -276,12 +294,7 @@ func watchRollout(cmd *cobra.Command, g *globals, c *apiClient, id int64, asJSON
 		return err
 	}
 	defer resp.Body.Close()
-	term := false
-	if fi, ok := g.env.stdout.(*os.File); ok {
-		if st, err := fi.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			term = true
-		}
-	}
+	term := isTerminal(g.env.stdout)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	var last rollout.View

@@ -53,13 +53,19 @@ func rolloutError(w http.ResponseWriter, err error) {
 	}
 }
 
-func (s *Server) rolloutPlan(w http.ResponseWriter, r *http.Request, _ *call) {
+// rolloutRequest reads a rollout request; false when it has answered with an error.
+func (s *Server) rolloutRequest(w http.ResponseWriter, r *http.Request) (rollout.Request, bool) {
 	var q rollout.Request
 	if err := decodeBody(r, &q); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
+		return q, false
 	}
-	if !s.runner(w) {
+	return q, s.runner(w)
+}
+
+func (s *Server) rolloutPlan(w http.ResponseWriter, r *http.Request, _ *call) {
+	q, ok := s.rolloutRequest(w, r)
+	if !ok {
 		return
 	}
 	sched, err := s.cfg.Rollouts.Plan(q)
@@ -71,12 +77,8 @@ func (s *Server) rolloutPlan(w http.ResponseWriter, r *http.Request, _ *call) {
 }
 
 func (s *Server) rolloutStart(w http.ResponseWriter, r *http.Request, c *call) {
-	var q rollout.Request
-	if err := decodeBody(r, &q); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	if !s.runner(w) {
+	q, ok := s.rolloutRequest(w, r)
+	if !ok {
 		return
 	}
 	ro, sched, err := s.cfg.Rollouts.Start(r.Context(), q, c.actor(), store.AuditEntry{RequestID: c.requestID})

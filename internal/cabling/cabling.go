@@ -94,7 +94,7 @@ func Check(ix *zone.Index, s *zone.Slot, bootMAC string, heard []install.Neighbo
 			if other := ix.Slot(at); other != nil && other.Key != s.Key {
 				r.Findings = append(r.Findings, Finding{Interface: n.Interface, MAC: n.MAC, Seen: at,
 					Problem: fmt.Sprintf("NIC %s (%s) of %s is on %s, the port of %s", n.Interface, n.MAC, s.Name, at, other.Name)})
-			} else if p, known := switchPod(ix, sw); known && p != pod {
+			} else if p, known := ix.SwitchPod(sw); known && p != pod {
 				r.Findings = append(r.Findings, Finding{Interface: n.Interface, MAC: n.MAC, Seen: at,
 					Problem: fmt.Sprintf("NIC %s (%s) of %s is on switch %s of pod %s; %s is in pod %s", n.Interface, n.MAC, s.Name, sw, p, s.Name, pod)})
 			}
@@ -104,18 +104,4 @@ func Check(ix *zone.Index, s *zone.Slot, bootMAC string, heard []install.Neighbo
 		r.Status = Mismatch
 	}
 	return r
-}
-
-// switchPod finds the zone/pod a switch name belongs to.
-func switchPod(ix *zone.Index, name string) (string, bool) {
-	for _, z := range ix.Design().Zones {
-		for _, p := range z.Pods {
-			for _, sw := range p.Switches {
-				if sw.Name == name {
-					return z.Name + "/" + p.Name, true
-				}
-			}
-		}
-	}
-	return "", false
 }

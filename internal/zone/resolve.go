@@ -51,8 +51,9 @@ type Index struct {
 	relays    map[netip.Addr]relayEntry
 	remoteIDs map[string]*Switch
 	switches  map[string]*Switch
-	slots     map[string]*Slot // by key; a port slot's key is switch/port
-	bmcPorts  map[string]*Slot // lom switch/port -> the host slot whose BMC it serves
+	podOf     map[string]string // switch name -> "zone/pod"
+	slots     map[string]*Slot  // by key; a port slot's key is switch/port
+	bmcPorts  map[string]*Slot  // lom switch/port -> the host slot whose BMC it serves
 	zones     map[string]*Zone
 	macs      map[string]*Slot
 	ignoreAll bool // every zone ignores unknown machines
@@ -65,6 +66,7 @@ func NewIndex(d *Design) *Index {
 		relays:    map[netip.Addr]relayEntry{},
 		remoteIDs: map[string]*Switch{},
 		switches:  map[string]*Switch{},
+		podOf:     map[string]string{},
 		slots:     make(map[string]*Slot, len(d.Slots)),
 		macs:      map[string]*Slot{},
 		bmcPorts:  map[string]*Slot{},
@@ -79,6 +81,7 @@ func NewIndex(d *Design) *Index {
 		for _, p := range z.Pods {
 			for _, sw := range p.Switches {
 				ix.switches[sw.Name] = sw
+				ix.podOf[sw.Name] = z.Name + "/" + p.Name
 				if sw.relay.IsValid() {
 					ix.relays[sw.relay] = relayEntry{sw: sw}
 				}
@@ -119,6 +122,12 @@ func (ix *Index) TrustedRelay(addr netip.Addr) bool {
 
 // Slot returns the slot with the given key.
 func (ix *Index) Slot(key string) *Slot { return ix.slots[key] }
+
+// SwitchPod is the "zone/pod" a switch of the design belongs to.
+func (ix *Index) SwitchPod(name string) (string, bool) {
+	p, ok := ix.podOf[name]
+	return p, ok
+}
 
 // Zone returns the zone with the given name, or nil.
 func (ix *Index) Zone(name string) *Zone { return ix.zones[name] }

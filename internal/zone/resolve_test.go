@@ -333,3 +333,19 @@ func TestResolveBMC(t *testing.T) {
 		t.Errorf("bgo-compute-01's BMC port %q", s.BMCPort)
 	}
 }
+
+func TestSwitchPod(t *testing.T) {
+	ix := baseIndex(t)
+	for _, z := range ix.Design().Zones {
+		for _, p := range z.Pods {
+			for _, sw := range p.Switches {
+				if got, ok := ix.SwitchPod(sw.Name); !ok || got != z.Name+"/"+p.Name {
+					t.Errorf("%s: %q %v, want %s/%s", sw.Name, got, ok, z.Name, p.Name)
+				}
+			}
+		}
+	}
+	if _, ok := ix.SwitchPod("no-such-switch"); ok {
+		t.Error("an unknown switch has a pod")
+	}
+}

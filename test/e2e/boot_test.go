@@ -285,7 +285,7 @@ func tail(s string, n int) string {
 
 func TestNetworkBoot(t *testing.T) {
 	require(t, map[string]string{"ip": "iproute2", "dhclient": "isc-dhcp-client", "dhcrelay": "isc-dhcp-relay",
-		"atftp": "atftp", "curl": "curl", "perfdhcp": "kea-admin", "tcpdump": "tcpdump"})
+		"atftp": "atftp", "curl": "curl", "perfdhcp": "kea-admin", "tcpdump": "tcpdump", "prometheus": "prometheus", "python3": "python3"})
 	tp := newTopo(t)
 
 	t.Run("each port gets its slot's identity through ISC dhcrelay", func(t *testing.T) {

@@ -6,6 +6,7 @@ package zone
 import (
 	"net/netip"
 	"reflect"
+	"text/template"
 
 	"gopkg.in/yaml.v3"
 )
@@ -25,6 +26,7 @@ type Zone struct {
 	Power           PowerDriver         `yaml:"power"`
 	Timeouts        Timeouts            `yaml:"timeouts"`
 	Rollout         Rollout             `yaml:"rollout"`
+	DNSZone         DNSZone             `yaml:"dns"`
 	Addressing      Addressing          `yaml:"addressing"`
 	Profiles        []*Profile          `yaml:"profiles,keyed"`
 	Roles           []*Role             `yaml:"roles,keyed"`
@@ -32,6 +34,7 @@ type Zone struct {
 	Pins            []*Pin              `yaml:"pins"`
 	Overrides       []*Override         `yaml:"overrides,keyed"`
 	dns             []netip.Addr        // parsed DNSServers
+	dnsRecords      *template.Template  // parsed DNS.Records; nil: the default
 	sshKeys         []string            // SSHKeys with key files read
 	roles           map[string]*Role    // by name, filled by validation
 	profiles        map[string]*Profile // by name, filled by validation

@@ -97,6 +97,7 @@ func compile(d *Design, errs *problems) {
 	c.checkLoMs()
 	c.checkPower()
 	c.checkSlots()
+	c.checkDomains()
 	sort.Slice(d.Slots, func(i, j int) bool { return SlotLess(d.Slots[i], d.Slots[j]) })
 }
 
@@ -182,6 +183,7 @@ func (c *compiler) zone(z *Zone) {
 	}
 	c.addressing(z, &z.Addressing)
 	c.rollout(z)
+	c.dns(z)
 
 	pods := map[string]*Pod{}
 	for _, p := range z.Pods {

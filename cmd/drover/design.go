@@ -62,6 +62,7 @@ into, installs it for its role and tracks its lifecycle.`,
 		newENCCommand(g),
 		newChefCommand(g),
 		newMonitoringCommand(g),
+		newDNSCommand(g),
 		newCablingCommand(g),
 	)
 	return root

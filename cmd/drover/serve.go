@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/drover/drover/internal/monitoring"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +24,8 @@ import (
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/gitops"
 	"github.com/drover/drover/internal/httpserve"
+	"github.com/drover/drover/internal/monitoring"
+	"github.com/drover/drover/internal/nameserver"
 	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/serve"
 	"github.com/drover/drover/internal/store"
@@ -62,6 +63,8 @@ type serveFlags struct {
 	pprofListen     string
 	powerSecrets    string
 	prometheus      string
+	dnsListen       string
+	dnsKey          string
 	follow          string
 	branch          string
 	followPath      string
@@ -122,6 +125,8 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: next to --db)")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
 	fl.StringVar(&f.prometheus, "prometheus", "", "URL of the Prometheus that scrapes the machines (e.g. http://prometheus:9090): `drover monitoring check` asks it which machines are up")
+	fl.StringVar(&f.dnsListen, "dns", "", "serve authoritative DNS for the design's domains and reverse zones on this address (UDP and TCP), e.g. :53; off by default")
+	fl.StringVar(&f.dnsKey, "dns-tsig-key", "", "TSIG key file in BIND's format (tsig-keygen NAME > FILE): secondaries must sign zone transfers with it, NOTIFY is signed with it; without it transfers are refused")
 	fl.StringVar(&f.powerSecrets, "power-secrets", "", "YAML file of BMC credentials per zone and role, mode 0600 (see docs/power.md); without it power actions are refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -270,8 +275,17 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if f.prometheus != "" {
 		apiCfg.Monitoring = &monitoring.Prometheus{URL: f.prometheus}
 	}
+	dnsCfg := nameserver.Config{Addr: f.dnsListen}
+	if f.dnsKey != "" {
+		if f.dnsListen == "" {
+			return &usageError{errors.New("--dns-tsig-key needs --dns")}
+		}
+		if dnsCfg.Key, err = nameserver.LoadKey(f.dnsKey); err != nil {
+			return err
+		}
+	}
 	return serve.Run(ctx, serve.Config{
-		Store: st, LockHeld: true,
+		Store: st, LockHeld: true, DNS: dnsCfg,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
 			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover/drover/internal/dnszone"
 	"github.com/drover/drover/internal/monitoring"
 	"log/slog"
 	"net"
@@ -85,6 +86,11 @@ type Config struct {
 	// (serve --prometheus); nil: the monitoring check answers 503.
 	Monitoring interface {
 		Up(ctx context.Context) ([]monitoring.Sample, error)
+	}
+	// DNS is the authoritative nameserver (serve --dns); nil: the DNS zone
+	// calls answer 503.
+	DNS interface {
+		Zones() *dnszone.Set
 	}
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
@@ -205,6 +211,8 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/inventory/chef/{name}", RoleViewer, false, s.handoffHost(chefNode)},
 		{"GET", "/api/v1/monitoring/targets", RoleViewer, false, s.prometheus},
 		{"GET", "/api/v1/monitoring/check", RoleViewer, false, s.monitoringCheck},
+		{"GET", "/api/v1/dns/zones", RoleViewer, false, s.dnsZones},
+		{"GET", "/api/v1/dns/zones/{zone}", RoleViewer, false, s.dnsZone},
 		{"GET", "/api/v1/tokens", RoleAdmin, false, s.tokens},
 		{"POST", "/api/v1/tokens", RoleAdmin, true, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", RoleAdmin, true, s.revokeToken},

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"github.com/drover/drover/internal/monitoring"
 	"io"
 	"math/big"
 	"net"
@@ -29,8 +28,10 @@ import (
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/dnszone"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/fleet/fleettest"
+	"github.com/drover/drover/internal/monitoring"
 	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/secret"
 	"github.com/drover/drover/internal/store"
@@ -81,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 	bootStats.Add("script|200")
 	metrics := []prometheus.Collector{dhcp.Collector(stats), &tftp.Metrics{}, boot.Collector(bootStats), fl.Collector()}
 	f.srv = New(Config{Store: st, Fleet: fl, DesignDir: t.TempDir(), Metrics: metrics, Rollouts: rollout.New(rollout.Config{Store: st, Fleet: fl}),
-		Monitoring: noSeries{}})
+		Monitoring: noSeries{}, DNS: designZones{fl}})
 	f.http = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.http.Close)
 	return f
@@ -407,6 +408,27 @@ func TestBadQueryParametersAre400(t *testing.T) {
 		if code, body := f.do(t, "admin", "GET", path, nil); code != 200 {
 			t.Errorf("GET %s: %d %s", path, code, body)
 		}
+	}
+}
+
+// designZones is a nameserver serving the fleet's design.
+type designZones struct{ fl *fleet.Fleet }
+
+func (d designZones) Zones() *dnszone.Set { return dnszone.Build(d.fl.Index().Design()) }
+
+func TestDNSZones(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "viewer", "GET", "/api/v1/dns/zones", nil)
+	var zones []DNSZone
+	if code != 200 || json.Unmarshal(body, &zones) != nil || len(zones) == 0 {
+		t.Fatalf("zones: %d %s", code, body)
+	}
+	code, body = f.do(t, "viewer", "GET", "/api/v1/dns/zones/"+zones[0].Zone, nil)
+	if code != 200 || !strings.Contains(string(body), "\tIN\tSOA\t") {
+		t.Fatalf("zone %s: %d %s", zones[0].Zone, code, body)
+	}
+	if code, _ := f.do(t, "viewer", "GET", "/api/v1/dns/zones/example.com", nil); code != 404 {
+		t.Errorf("unknown zone: %d, want 404", code)
 	}
 }
 

@@ -2,11 +2,13 @@ package api
 
 import (
 	"fmt"
-	"github.com/drover/drover/internal/monitoring"
 	"net/http"
 	"strconv"
+	"strings"
 
+	"github.com/drover/drover/internal/dnszone"
 	"github.com/drover/drover/internal/handoff"
+	"github.com/drover/drover/internal/monitoring"
 	"github.com/drover/drover/internal/store"
 )
 
@@ -120,4 +122,56 @@ func (s *Server) monitoringCheck(w http.ResponseWriter, r *http.Request, _ *call
 		return
 	}
 	writeJSON(w, http.StatusOK, monitoring.Check(groups, up))
+}
+
+// dnsSet is the served zones; nil when it has answered 503.
+func (s *Server) dnsSet(w http.ResponseWriter) *dnszone.Set {
+	var set *dnszone.Set
+	if s.cfg.DNS != nil {
+		set = s.cfg.DNS.Zones()
+	}
+	if set == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "this server serves no DNS: start drover serve with --dns ADDR")
+	}
+	return set
+}
+
+// DNSZone is a served zone as the API lists it.
+type DNSZone struct {
+	Zone    string   `json:"zone"`
+	Serial  uint32   `json:"serial"`
+	Records int      `json:"records"`
+	Notify  []string `json:"notify"`
+}
+
+// dnsZones lists the zones the nameserver is authoritative for.
+func (s *Server) dnsZones(w http.ResponseWriter, r *http.Request, _ *call) {
+	set := s.dnsSet(w)
+	if set == nil {
+		return
+	}
+	out := []DNSZone{}
+	for _, z := range set.Zones() {
+		notify := []string{}
+		for _, a := range z.Notify {
+			notify = append(notify, a.String())
+		}
+		out = append(out, DNSZone{Zone: strings.TrimSuffix(z.Origin, "."), Serial: z.Serial(), Records: len(z.Records()) + 1, Notify: notify})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// dnsZone is one zone as a BIND master file.
+func (s *Server) dnsZone(w http.ResponseWriter, r *http.Request, _ *call) {
+	set := s.dnsSet(w)
+	if set == nil {
+		return
+	}
+	z := set.Zone(r.PathValue("zone"))
+	if z == nil {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no zone %q is served (GET /api/v1/dns/zones lists them)", r.PathValue("zone")))
+		return
+	}
+	w.Header().Set("Content-Type", "text/dns; charset=utf-8")
+	z.WriteTo(w)
 }

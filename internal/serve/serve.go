@@ -20,6 +20,7 @@ import (
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/gitops"
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/nameserver"
 	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/secret"
@@ -31,13 +32,16 @@ import (
 
 // Config is everything `drover serve` runs with.
 type Config struct {
-	Store          store.Store
-	DHCP           dhcp.Config // Handler is filled in by Run
-	BootFiles      dhcp.BootFiles
-	TFTP           tftp.Config // Done is filled in by Run
-	Boot           boot.Config // Fleet is filled in by Run
-	API            api.Config  // Store, Fleet and counters are filled in by Run
-	AdminTokenFile string      // where the first admin token is written on first start
+	Store     store.Store
+	DHCP      dhcp.Config // Handler is filled in by Run
+	BootFiles dhcp.BootFiles
+	TFTP      tftp.Config // Done is filled in by Run
+	Boot      boot.Config // Fleet is filled in by Run
+	API       api.Config  // Store, Fleet and counters are filled in by Run
+	// DNS, when its Addr is set, serves the design's zones (Designs and
+	// AppliedAt are filled in by Run).
+	DNS            nameserver.Config
+	AdminTokenFile string // where the first admin token is written on first start
 	// Follow, when its Repo is set, follows a git repository holding the
 	// design (Commits, Applied, Apply, Check and Rollouts are filled in by Run).
 	Follow gitops.Config
@@ -176,6 +180,23 @@ func Run(ctx context.Context, cfg Config) error {
 		acfg.GitOps = follower
 		services = append(services, follower.Run)
 	}
+	ready := []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()}
+	if cfg.DNS.Addr != "" {
+		ncfg := cfg.DNS
+		ncfg.Designs, ncfg.Log = fl, log.With("service", "dns")
+		ncfg.AppliedAt = func(ctx context.Context) (time.Time, error) {
+			rev, err := cfg.Store.CurrentRevision(ctx)
+			if err != nil {
+				return time.Time{}, err
+			}
+			return rev.AppliedAt, nil
+		}
+		ns := nameserver.New(ncfg)
+		acfg.DNS = ns
+		acfg.Metrics = append(acfg.Metrics, ns.Collectors()...)
+		services = append(services, ns.Run)
+		ready = append(ready, ns.Ready())
+	}
 	acfg.Metrics = append(acfg.Metrics, dhcp.Collector(stats), tftpMetrics, boot.Collector(bootStats), fl.Collector())
 	if ctl != nil {
 		acfg.Metrics = append(acfg.Metrics, ctl.Collectors()...)
@@ -212,7 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	go func() {
-		for _, r := range []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready(), asrv.Ready()} {
+		for _, r := range append(ready, asrv.Ready()) {
 			select {
 			case <-r:
 			case <-netCtx.Done():

@@ -22,7 +22,7 @@ type designs struct {
 	ix  atomic.Pointer[zone.Index]
 }
 
-func (d *designs) Revision() int64     { return d.rev.Load() }
+func (d *designs) Revision() int64    { return d.rev.Load() }
 func (d *designs) Index() *zone.Index { return d.ix.Load() }
 
 func (d *designs) set(t *testing.T, text string) {

@@ -31,6 +31,7 @@ type Report struct {
 	Control  *ControlReport    `json:"control,omitempty"`
 	Power    *PowerReport      `json:"power,omitempty"`
 	UI       *UIReport         `json:"ui,omitempty"`
+	DNS      *DNSReport        `json:"dns,omitempty"`
 }
 
 type env struct {
@@ -121,6 +122,8 @@ func main() {
 			rep.Power, err = benchPower(ctx, e)
 		case "ui":
 			rep.UI, err = benchUI(ctx, e)
+		case "dns":
+			rep.DNS, err = benchDNS(ctx, e)
 		default:
 			err = fmt.Errorf("unknown part %q", p)
 		}
@@ -160,7 +163,7 @@ func machineInfo() string {
 
 func versions() map[string]string {
 	v := map[string]string{"go": runtime.Version()}
-	for _, pkg := range []string{"kea-dhcp4-server", "kea-admin", "dnsmasq-base", "tftpd-hpa", "atftp", "nginx-light", "nginx", "openipmi", "ipmitool"} {
+	for _, pkg := range []string{"kea-dhcp4-server", "kea-admin", "dnsmasq-base", "tftpd-hpa", "atftp", "nginx-light", "nginx", "openipmi", "ipmitool", "bind9", "dnsperf"} {
 		if out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output(); err == nil && len(out) > 0 {
 			v[pkg] = string(out)
 		}

@@ -78,6 +78,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 	if rep.Power != nil {
 		rep.Power.markdown(&md)
 	}
+	if rep.DNS != nil {
+		rep.DNS.markdown(&md)
+	}
 	return os.WriteFile(docPath, []byte(md.String()), 0o644)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/events"
 	"github.com/drover/drover/internal/gitops"
 	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/monitoring"
@@ -65,6 +67,9 @@ type serveFlags struct {
 	prometheus      string
 	dnsListen       string
 	dnsKey          string
+	webhooks        []string
+	webhookSecret   string
+	alertmanager    string
 	follow          string
 	branch          string
 	followPath      string
@@ -127,6 +132,9 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.prometheus, "prometheus", "", "URL of the Prometheus that scrapes the machines (e.g. http://prometheus:9090): `drover monitoring check` asks it which machines are up")
 	fl.StringVar(&f.dnsListen, "dns", "", "serve authoritative DNS for the design's domains and reverse zones on this address (UDP and TCP), e.g. :53; off by default")
 	fl.StringVar(&f.dnsKey, "dns-tsig-key", "", "TSIG key file in BIND's format (tsig-keygen NAME > FILE): secondaries must sign zone transfers with it, NOTIFY is signed with it; without it transfers are refused")
+	fl.StringArrayVar(&f.webhooks, "webhook", nil, "POST every machine state transition as JSON to this URL, signed with --webhook-secret-file (repeatable; docs/handoff.md#events)")
+	fl.StringVar(&f.webhookSecret, "webhook-secret-file", "", "file holding the shared secret webhooks are signed with (HMAC-SHA256), mode 0600")
+	fl.StringVar(&f.alertmanager, "alertmanager", "", "URL of the Alertmanager to silence a machine's alerts in while it is in maintenance (e.g. http://alertmanager:9093)")
 	fl.StringVar(&f.powerSecrets, "power-secrets", "", "YAML file of BMC credentials per zone and role, mode 0600 (see docs/power.md); without it power actions are refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -284,8 +292,12 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			return err
 		}
 	}
+	sinks, err := eventSinks(f)
+	if err != nil {
+		return err
+	}
 	return serve.Run(ctx, serve.Config{
-		Store: st, LockHeld: true, DNS: dnsCfg,
+		Store: st, LockHeld: true, DNS: dnsCfg, EventSinks: sinks,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
 			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},
@@ -303,6 +315,44 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			log.Info("ready", "startup", time.Since(start).Round(time.Millisecond))
 		},
 	})
+}
+
+// eventSinks are the consumers of state transitions the flags name.
+func eventSinks(f *serveFlags) ([]events.Sink, error) {
+	var sinks []events.Sink
+	if len(f.webhooks) > 0 {
+		if f.webhookSecret == "" {
+			return nil, &usageError{errors.New("--webhook needs --webhook-secret-file: every delivery is signed")}
+		}
+		fi, err := os.Stat(f.webhookSecret)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("--webhook-secret-file %s is readable by others (mode %#o): chmod 600 it", f.webhookSecret, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(f.webhookSecret)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		secret := []byte(strings.TrimSpace(string(b)))
+		if len(secret) < 16 {
+			return nil, fmt.Errorf("--webhook-secret-file %s: the secret is shorter than 16 bytes", f.webhookSecret)
+		}
+		for _, u := range f.webhooks {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				return nil, &usageError{fmt.Errorf("--webhook %q is not an http(s) URL", u)}
+			}
+			sinks = append(sinks, &events.Webhook{URL: u, Secret: secret})
+		}
+	}
+	if f.alertmanager != "" {
+		if pu, err := url.Parse(f.alertmanager); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, &usageError{fmt.Errorf("--alertmanager %q is not an http(s) URL", f.alertmanager)}
+		}
+		sinks = append(sinks, &events.Alertmanager{URL: f.alertmanager})
+	}
+	return sinks, nil
 }
 
 func applyAtStart(cmd *cobra.Command, g *globals, st store.Store, path string, secrets *power.Secrets) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
+	"github.com/drover/drover/internal/events"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/gitops"
 	"github.com/drover/drover/internal/machine"
@@ -40,7 +41,9 @@ type Config struct {
 	API       api.Config  // Store, Fleet and counters are filled in by Run
 	// DNS, when its Addr is set, serves the design's zones (Designs and
 	// AppliedAt are filled in by Run).
-	DNS            nameserver.Config
+	DNS nameserver.Config
+	// EventSinks get every machine state transition (webhooks, Alertmanager).
+	EventSinks     []events.Sink
 	AdminTokenFile string // where the first admin token is written on first start
 	// Follow, when its Repo is set, follows a git repository holding the
 	// design (Commits, Applied, Apply, Check and Rollouts are filled in by Run).
@@ -181,6 +184,11 @@ func Run(ctx context.Context, cfg Config) error {
 		services = append(services, follower.Run)
 	}
 	ready := []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()}
+	if len(cfg.EventSinks) > 0 {
+		disp := events.New(events.Config{Source: cfg.Store, Sinks: cfg.EventSinks, Log: log.With("service", "events")})
+		acfg.Metrics = append(acfg.Metrics, disp.Collectors()...)
+		services = append(services, disp.Run)
+	}
 	if cfg.DNS.Addr != "" {
 		ncfg := cfg.DNS
 		ncfg.Designs, ncfg.Log = fl, log.With("service", "dns")

@@ -164,6 +164,18 @@ CREATE TABLE artifact_channels (
 	FOREIGN KEY (name, version) REFERENCES artifacts(name, version)
 );
 `,
+	// How far each event consumer (webhook, Alertmanager) has delivered the
+	// timeline's transitions: the timeline is the outbox, written in the
+	// transition's own transaction.
+	7: `
+CREATE TABLE event_cursors (
+	name       TEXT PRIMARY KEY,
+	after_id   INTEGER NOT NULL,
+	updated    INTEGER NOT NULL,
+	last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_kind ON events(kind, id);
+`,
 }
 
 // SQLite is the embedded store.

@@ -180,6 +180,11 @@ type Store interface {
 	// MachineInSlot is the machine standing in a slot, or ErrNotFound.
 	MachineInSlot(ctx context.Context, slotKey string) (*machine.Machine, error)
 	Timeline(ctx context.Context, machineID, afterID int64, limit int) ([]machine.Entry, error)
+	// Transitions, EventCursor and SetEventCursor are the outbox of state
+	// changes for consumers outside drover (see outbox.go).
+	Transitions(ctx context.Context, afterID int64, limit int) ([]Transition, error)
+	EventCursor(ctx context.Context, name string) (int64, error)
+	SetEventCursor(ctx context.Context, name string, afterID int64, lastError string) error
 	// AllMachines returns every machine, for a server to load its inventory.
 	AllMachines(ctx context.Context) ([]*machine.Machine, error)
 

@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+)
+
+// Transition is one state change of a machine from its timeline, with the
+// machine as it is now, for consumers outside drover (webhooks, Alertmanager).
+type Transition struct {
+	ID      int64           `json:"id"`
+	At      time.Time       `json:"at"`
+	Actor   string          `json:"actor"`
+	From    machine.State   `json:"from"`
+	To      machine.State   `json:"to"`
+	Reason  string          `json:"reason,omitempty"`
+	Machine machine.Machine `json:"-"`
+}
+
+// Transitions are the timeline's state changes after afterID, oldest first.
+// The timeline is written in the same transaction as the machine's new
+// state, so it is a durable outbox: a consumer that keeps its cursor
+// (EventCursor) gets every transition at least once, in order.
+func (s *SQLite) Transitions(ctx context.Context, afterID int64, limit int) ([]Transition, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, machine_id, at, actor, from_state, to_state, reason FROM events
+		WHERE kind = ? AND id > ? ORDER BY id LIMIT ?`, machine.KindTransition, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("transitions: %w", err)
+	}
+	out := []Transition{}
+	var ids []int64
+	for rows.Next() {
+		var t Transition
+		var at, mid int64
+		var from, to string
+		if err := rows.Scan(&t.ID, &mid, &at, &t.Actor, &from, &to, &t.Reason); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("transitions: %w", err)
+		}
+		t.At, t.From, t.To = time.Unix(0, at).UTC(), machine.State(from), machine.State(to)
+		out = append(out, t)
+		ids = append(ids, mid)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("transitions: %w", err)
+	}
+	machines := map[int64]*machine.Machine{}
+	for i := range out {
+		m, ok := machines[ids[i]]
+		if !ok {
+			if m, err = machineBy(ctx, s.db, "id = ?", ids[i]); err != nil {
+				return nil, fmt.Errorf("transitions: machine %d: %w", ids[i], err)
+			}
+			machines[ids[i]] = m
+		}
+		out[i].Machine = *m
+	}
+	return out, nil
+}
+
+// EventCursor is the last timeline id a consumer has delivered. A consumer
+// seen for the first time starts at the newest entry: it gets what happens
+// from now on, not the whole history.
+func (s *SQLite) EventCursor(ctx context.Context, name string) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT after_id FROM event_cursors WHERE name = ?`, name).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("event cursor %s: %w", name, err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("event cursor %s: %w", name, err)
+	}
+	return id, s.SetEventCursor(ctx, name, id, "")
+}
+
+// SetEventCursor records how far a consumer got, and its last error ("" when it delivered).
+func (s *SQLite) SetEventCursor(ctx context.Context, name string, afterID int64, lastError string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO event_cursors(name, after_id, updated, last_error) VALUES (?, ?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET after_id = excluded.after_id, updated = excluded.updated, last_error = excluded.last_error`,
+		name, afterID, s.now().UnixNano(), lastError)
+	if err != nil {
+		return fmt.Errorf("event cursor %s: %w", name, err)
+	}
+	return nil
+}

@@ -26,12 +26,8 @@ func newDNSCommand(g *globals) *cobra.Command {
 		Short: "List the zones a drover server is authoritative for, with their serials",
 		Args:  args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			_, zs, err := servedZones(cmd, g)
 			if err != nil {
-				return err
-			}
-			var zs []api.DNSZone
-			if err := c.call(cmd.Context(), "GET", "/api/v1/dns/zones", nil, &zs); err != nil {
 				return err
 			}
 			if out.format == "json" {
@@ -75,12 +71,8 @@ as the serial. Files are replaced whole (written aside, then renamed).`,
 				}
 				return nil
 			}
-			c, err := g.client()
+			c, zs, err := servedZones(cmd, g)
 			if err != nil {
-				return err
-			}
-			var zs []api.DNSZone
-			if err := c.call(cmd.Context(), "GET", "/api/v1/dns/zones", nil, &zs); err != nil {
 				return err
 			}
 			for _, z := range zs {
@@ -103,6 +95,19 @@ as the serial. Files are replaced whole (written aside, then renamed).`,
 	export.Flags().StringVar(&design, "design", "", "build the zones from this design file or directory instead of asking a server")
 	cmd.AddCommand(zones, export)
 	return cmd
+}
+
+// servedZones asks the server which zones it serves.
+func servedZones(cmd *cobra.Command, g *globals) (*apiClient, []api.DNSZone, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	var zs []api.DNSZone
+	if err := c.call(cmd.Context(), "GET", "/api/v1/dns/zones", nil, &zs); err != nil {
+		return nil, nil, err
+	}
+	return c, zs, nil
 }
 
 // writeZoneFile writes DIR/ZONE.zone whole or not at all.

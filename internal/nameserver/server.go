@@ -215,7 +215,15 @@ func (s *Server) notify(ctx context.Context, z *dnszone.Zone, to netip.AddrPort)
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 	wait := time.Second
 	var err error
-	for range s.cfg.NotifyRetries {
+	for try := range s.cfg.NotifyRetries {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
 		m := new(dns.Msg)
 		m.SetNotify(z.Origin)
 		m.Answer = []dns.RR{z.SOA()}
@@ -233,12 +241,6 @@ func (s *Server) notify(ctx context.Context, z *dnszone.Zone, to netip.AddrPort)
 			s.cfg.Log.Info("dns notify", "zone", z.Origin, "serial", z.Serial(), "to", to)
 			return
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait *= 2
 	}
 	s.notifies.WithLabelValues("failed").Inc()
 	s.cfg.Log.Warn("dns notify not answered; the secondary will refresh on its own", "zone", z.Origin, "to", to, "err", err)

@@ -88,15 +88,15 @@ func Build(d *zone.Design) *Set {
 					variant = dns.Fqdn(p.RecordName(f) + "." + s.Domain)
 				}
 			}
-			b.add(p, &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: a.AsSlice()})
+			b.add(&dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: a.AsSlice()})
 			if variant != "" {
-				b.add(p, &dns.CNAME{Hdr: hdr(variant, dns.TypeCNAME, ttl), Target: name})
+				b.add(&dns.CNAME{Hdr: hdr(variant, dns.TypeCNAME, ttl), Target: name})
 			}
 			rev, _ := dns.ReverseAddr(a.String())
 			for _, rz := range reverseZones(na.Address.Masked()) {
 				b.zone(rz, p)
 			}
-			b.add(p, &dns.PTR{Hdr: hdr(rev, dns.TypePTR, ttl), Ptr: name})
+			b.add(&dns.PTR{Hdr: hdr(rev, dns.TypePTR, ttl), Ptr: name})
 		}
 	}
 	return b.finish()
@@ -151,7 +151,7 @@ func (b *builder) zone(origin string, p zone.DNSPolicy) {
 }
 
 // add puts a record into the most specific zone that holds its owner name.
-func (b *builder) add(p zone.DNSPolicy, rr dns.RR) {
+func (b *builder) add(rr dns.RR) {
 	name := rr.Header().Name
 	for _, i := range dns.Split(name) {
 		if z, ok := b.zones[name[i:]]; ok {

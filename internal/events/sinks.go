@@ -118,7 +118,6 @@ const silenceTag = "drover maintenance: "
 type Alertmanager struct {
 	URL    string // e.g. http://alertmanager:9093
 	Client *http.Client
-	Now    func() time.Time
 }
 
 // Name is the Alertmanager's cursor name.
@@ -138,10 +137,6 @@ func (a *Alertmanager) Deliver(ctx context.Context, t store.Transition) error {
 	if t.To != machine.Maintenance {
 		return nil
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
 	ends := t.At.Add(DefaultSilence)
 	owner, reason := "drover", t.Reason
 	if mi := t.Machine.Maintenance; mi != nil && t.Machine.State == machine.Maintenance {
@@ -153,7 +148,7 @@ func (a *Alertmanager) Deliver(ctx context.Context, t store.Transition) error {
 		}
 		reason = mi.Reason
 	}
-	if !ends.After(now()) {
+	if !ends.After(time.Now()) {
 		return nil // the maintenance is over already
 	}
 	body, _ := json.Marshal(map[string]any{

@@ -64,8 +64,6 @@ type RecordFields struct {
 	Role    string
 }
 
-const defaultRecords = "{{.Name}}.{{.Network}}"
-
 // DNSPolicy returns the zone's DNS settings with defaults.
 func (z *Zone) DNSPolicy() DNSPolicy {
 	d := &z.DNSZone
@@ -98,12 +96,11 @@ func (z *Zone) DNSPolicy() DNSPolicy {
 
 // RecordName is a host's name in a network other than boot, relative to the domain.
 func (p DNSPolicy) RecordName(f RecordFields) string {
-	t := p.records
-	if t == nil {
-		t = template.Must(template.New("records").Parse(defaultRecords))
+	if p.records == nil { // the default, {{.Name}}.{{.Network}}, without a template per record
+		return strings.ToLower(f.Name + "." + f.Network)
 	}
 	var b bytes.Buffer
-	if err := t.Execute(&b, f); err != nil {
+	if err := p.records.Execute(&b, f); err != nil {
 		return f.Name + "." + f.Network
 	}
 	return strings.ToLower(b.String())
@@ -183,14 +180,17 @@ func (c *compiler) checkDomains() {
 				"zone %s serves domain %s differently from zone %s", z.Name, z.Domain, f.Name)
 		}
 	}
+	policies := map[string]DNSPolicy{}
+	for _, z := range c.d.Zones {
+		policies[z.Name] = z.DNSPolicy()
+	}
 	names := map[string]owner{}
 	const fix = "give dns.records a template that keeps hosts and networks apart, e.g. {{.Name}}.{{.Network}}"
 	for _, s := range c.d.Slots {
-		z := c.d.Zone(s.Zone)
-		if z == nil {
+		p, ok := policies[s.Zone]
+		if !ok {
 			continue
 		}
-		p := z.DNSPolicy()
 		src := c.src[s]
 		hostNames := []string{s.PermanentName}
 		if s.Name != s.PermanentName {

@@ -27,7 +27,7 @@ artifact directory (--artifacts, the same as drover serve's).`,
 	}
 	var dir, channel string
 	// withStore runs fn on the local database: files are not uploaded through the API.
-	withStore := func(ctx context.Context, fn func(st *store.SQLite) error) error {
+	withStore := func(ctx context.Context, fn func(st *store.DB) error) error {
 		if g.remote() {
 			return &usageError{errors.New("artifacts commands run on the server's host with --db and --artifacts (files are not uploaded through the API)")}
 		}
@@ -49,7 +49,7 @@ artifact directory (--artifacts, the same as drover serve's).`,
 			}
 			defer f.Close()
 			var art store.Artifact
-			if err := withStore(cmd.Context(), func(st *store.SQLite) error {
+			if err := withStore(cmd.Context(), func(st *store.DB) error {
 				art, err = catalogue.Add(cmd.Context(), st, dir, a[0], a[1], channel, actorName(), f)
 				return err
 			}); err != nil {
@@ -71,7 +71,7 @@ artifact directory (--artifacts, the same as drover serve's).`,
 		Args:  args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var as []store.Artifact
-			if err := withStore(cmd.Context(), func(st *store.SQLite) (err error) {
+			if err := withStore(cmd.Context(), func(st *store.DB) (err error) {
 				as, err = st.Artifacts(cmd.Context())
 				return err
 			}); err != nil {
@@ -101,7 +101,7 @@ artifact directory (--artifacts, the same as drover serve's).`,
 			if channel == "" {
 				return &usageError{errors.New("give --channel, e.g. --channel prod")}
 			}
-			if err := withStore(cmd.Context(), func(st *store.SQLite) error { return st.Promote(cmd.Context(), a[0], a[1], channel) }); err != nil {
+			if err := withStore(cmd.Context(), func(st *store.DB) error { return st.Promote(cmd.Context(), a[0], a[1], channel) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.env.stdout, "channel %s of %s is now version %s; machines installing from now on get it (roll it out with drover rollout start --profile ...)\n", channel, a[0], a[1])
@@ -115,7 +115,7 @@ artifact directory (--artifacts, the same as drover serve's).`,
 		Args:  args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var removed []store.Artifact
-			err := withStore(cmd.Context(), func(st *store.SQLite) (err error) {
+			err := withStore(cmd.Context(), func(st *store.DB) (err error) {
 				removed, err = catalogue.GC(cmd.Context(), st, dir)
 				return err
 			})

@@ -63,7 +63,7 @@ func (g *globals) backend(ctx context.Context) (backend, error) {
 }
 
 type localBackend struct {
-	st *store.SQLite
+	st *store.DB
 	// planned is the design Plan read, so that Apply applies exactly what was
 	// shown (and reads and parses it once).
 	planned     *zone.Design

@@ -33,7 +33,7 @@ into, installs it for its role and tracks its lifecycle.`,
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
 	root.SetIn(env.stdin)
-	root.PersistentFlags().StringVar(&g.db, "db", dbDefault, "path of the SQLite database (env DROVER_DB)")
+	root.PersistentFlags().StringVar(&g.db, "db", dbDefault, "the database: a SQLite file, or a postgres:// URL for PostgreSQL (env DROVER_DB)")
 	root.PersistentFlags().StringVar(&g.server, "server", env.getenv("DROVER_SERVER"), "operator API of a drover server, e.g. http://127.0.0.1:9090 (env DROVER_SERVER); commands then use it instead of --db")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", env.getenv("DROVER_TOKEN_FILE"), "file holding the API token (or env DROVER_TOKEN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
@@ -76,8 +76,8 @@ type globals struct {
 	tokenFile string
 }
 
-func (g *globals) open(ctx context.Context) (*store.SQLite, error) {
-	return store.OpenSQLite(ctx, g.db)
+func (g *globals) open(ctx context.Context) (*store.DB, error) {
+	return store.Open(ctx, g.db)
 }
 
 // args checks the number of positional arguments and reports misuse as a usage error.

@@ -61,6 +61,7 @@ type serveFlags struct {
 	apiCert         string
 	apiKey          string
 	adminTokenFile  string
+	stateDir        string
 	designDir       string
 	pprofListen     string
 	powerSecrets    string
@@ -126,8 +127,9 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.apiListen, "api-listen", "127.0.0.1:9090", "operator API address (REST, metrics)")
 	fl.StringVar(&f.apiCert, "api-tls-cert", "", "serve the operator API over TLS with this certificate")
 	fl.StringVar(&f.apiKey, "api-tls-key", "", "and this key")
-	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: next to --db)")
-	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: next to --db)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "this server's own files: the first admin token, uploaded designs, the git follower's checkout (default: the SQLite file's directory; with PostgreSQL, the working directory)")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: in --state-dir)")
+	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: in --state-dir)")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
 	fl.StringVar(&f.prometheus, "prometheus", "", "URL of the Prometheus that scrapes the machines (e.g. http://prometheus:9090): `drover monitoring check` asks it which machines are up")
 	fl.StringVar(&f.dnsListen, "dns", "", "serve authoritative DNS for the design's domains and reverse zones on this address (UDP and TCP), e.g. :53; off by default")
@@ -240,7 +242,13 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if (f.apiCert == "") != (f.apiKey == "") {
 		return &usageError{errors.New("--api-tls-cert and --api-tls-key go together")}
 	}
-	dbDir := filepath.Dir(g.db)
+	dbDir := f.stateDir
+	if dbDir == "" {
+		dbDir = "."
+		if !store.IsPostgresURL(g.db) {
+			dbDir = filepath.Dir(g.db)
+		}
+	}
 	if f.adminTokenFile == "" {
 		f.adminTokenFile = filepath.Join(dbDir, "drover-admin.token")
 	}

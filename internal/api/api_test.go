@@ -41,7 +41,7 @@ import (
 type fixture struct {
 	srv    *Server
 	http   *httptest.Server
-	st     *store.SQLite
+	st     *store.DB
 	fl     *fleet.Fleet
 	tokens map[string]string // credential name -> secret
 	design string

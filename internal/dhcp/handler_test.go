@@ -60,7 +60,7 @@ func TestClientKindAndBootFile(t *testing.T) {
 }
 
 // testFleet serves the lab example design from a temporary store.
-func testFleet(t *testing.T) (*fleet.Fleet, *store.SQLite) {
+func testFleet(t *testing.T) (*fleet.Fleet, *store.DB) {
 	return fleettest.Start(t, "../../examples/lab")
 }
 

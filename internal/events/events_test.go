@@ -17,7 +17,7 @@ import (
 )
 
 // transitions writes a machine and n transitions of it, as the fleet does.
-func transitions(t *testing.T, st *store.SQLite, m *machine.Machine, states ...machine.State) {
+func transitions(t *testing.T, st *store.DB, m *machine.Machine, states ...machine.State) {
 	t.Helper()
 	ctx := context.Background()
 	err := st.Update(ctx, func(tx store.Tx) error {

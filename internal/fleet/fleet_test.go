@@ -20,7 +20,7 @@ import (
 
 type env struct {
 	t    *testing.T
-	st   *store.SQLite
+	st   *store.DB
 	path string
 	ix   *zone.Index
 	now  time.Time

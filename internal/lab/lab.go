@@ -710,7 +710,7 @@ func (p *progress) booting(vm *VM) bool {
 	return time.Since(vm.PoweredOn) < 3*time.Minute
 }
 
-func (p *progress) show(ctx context.Context, db *store.SQLite, s *State) {
+func (p *progress) show(ctx context.Context, db *store.DB, s *State) {
 	if p.lines == 0 && !p.header && p.cfg.Progress != nil {
 		p.header = true
 		fmt.Fprintf(p.cfg.Progress, "  %-22s %-5s %-15s %-14s %-18s %s\n", "MACHINE", "FW", "BMC", "STATE", "ELAPSED", "LAST STEP")

@@ -233,7 +233,7 @@ func (c *fakeChecks) Health(ctx context.Context, _ zone.HealthSpec, f Facts) err
 
 type harness struct {
 	t      *testing.T
-	st     *store.SQLite
+	st     *store.DB
 	fleet  *fakeFleet
 	checks *fakeChecks
 	r      *Runner

@@ -25,8 +25,8 @@ type Artifact struct {
 
 // AddArtifact records a version (the same content again is a no-op) and,
 // if channel is set, points the channel at it, in one transaction.
-func (s *SQLite) AddArtifact(ctx context.Context, a Artifact, channel string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *DB) AddArtifact(ctx context.Context, a Artifact, channel string) error {
+	return s.inTx(ctx, func(tx *sqlTx) error {
 		var sum string
 		err := tx.QueryRowContext(ctx, `SELECT sha256 FROM artifacts WHERE name = ? AND version = ?`, a.Name, a.Version).Scan(&sum)
 		switch {
@@ -47,15 +47,15 @@ func (s *SQLite) AddArtifact(ctx context.Context, a Artifact, channel string) er
 	})
 }
 
-func setChannel(ctx context.Context, tx *sql.Tx, name, version, channel string, now time.Time) error {
+func setChannel(ctx context.Context, tx *sqlTx, name, version, channel string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO artifact_channels (name, channel, version, updated) VALUES (?,?,?,?)
 		ON CONFLICT(name, channel) DO UPDATE SET version = excluded.version, updated = excluded.updated`, name, channel, version, now.UnixNano())
 	return err
 }
 
 // Promote points a channel at a version the catalogue has.
-func (s *SQLite) Promote(ctx context.Context, name, version, channel string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *DB) Promote(ctx context.Context, name, version, channel string) error {
+	return s.inTx(ctx, func(tx *sqlTx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM artifacts WHERE name = ? AND version = ?`, name, version).Scan(&n); err != nil {
 			return err
@@ -68,8 +68,8 @@ func (s *SQLite) Promote(ctx context.Context, name, version, channel string) err
 }
 
 // Artifacts lists the catalogue, by name then newest first.
-func (s *SQLite) Artifacts(ctx context.Context) ([]Artifact, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, version, sha256, size, format, disk, added, added_by FROM artifacts`)
+func (s *DB) Artifacts(ctx context.Context) ([]Artifact, error) {
+	rows, err := s.QueryContext(ctx, `SELECT name, version, sha256, size, format, disk, added, added_by FROM artifacts`)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (s *SQLite) Artifacts(ctx context.Context) ([]Artifact, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	ch, err := s.db.QueryContext(ctx, `SELECT name, channel, version FROM artifact_channels ORDER BY channel`)
+	ch, err := s.QueryContext(ctx, `SELECT name, channel, version FROM artifact_channels ORDER BY channel`)
 	if err != nil {
 		return nil, err
 	}
@@ -113,10 +113,10 @@ func (s *SQLite) Artifacts(ctx context.Context) ([]Artifact, error) {
 }
 
 // ResolveArtifact is the version a channel points at.
-func (s *SQLite) ResolveArtifact(ctx context.Context, name, channel string) (Artifact, error) {
+func (s *DB) ResolveArtifact(ctx context.Context, name, channel string) (Artifact, error) {
 	var a Artifact
 	var added int64
-	err := s.db.QueryRowContext(ctx, `SELECT a.name, a.version, a.sha256, a.size, a.format, a.disk, a.added, a.added_by
+	err := s.QueryRowContext(ctx, `SELECT a.name, a.version, a.sha256, a.size, a.format, a.disk, a.added, a.added_by
 		FROM artifact_channels c JOIN artifacts a ON a.name = c.name AND a.version = c.version WHERE c.name = ? AND c.channel = ?`, name, channel).
 		Scan(&a.Name, &a.Version, &a.SHA256, &a.Size, &a.Format, &a.Disk, &added, &a.AddedBy)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -128,8 +128,8 @@ func (s *SQLite) ResolveArtifact(ctx context.Context, name, channel string) (Art
 
 // GCArtifacts removes the versions no channel points at and returns them,
 // with the checksums no remaining version has (their files can go).
-func (s *SQLite) GCArtifacts(ctx context.Context) (removed []Artifact, orphans []string, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *DB) GCArtifacts(ctx context.Context) (removed []Artifact, orphans []string, err error) {
+	err = s.inTx(ctx, func(tx *sqlTx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT name, version, sha256, size FROM artifacts a WHERE NOT EXISTS
 			(SELECT 1 FROM artifact_channels c WHERE c.name = a.name AND c.version = a.version)`)
 		if err != nil {

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-func TestArtifactChannels(t *testing.T) {
+func testArtifactChannels(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s := b.open(t)
 	v1 := Artifact{Name: "debian-12", Version: "1", SHA256: "aa", Size: 10, Format: "raw", Disk: 10, Added: time.Unix(1, 0), AddedBy: "test"}
 	v2 := v1
 	v2.Version, v2.SHA256, v2.Added = "2", "bb", time.Unix(2, 0)

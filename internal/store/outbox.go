@@ -26,11 +26,11 @@ type Transition struct {
 // The timeline is written in the same transaction as the machine's new
 // state, so it is a durable outbox: a consumer that keeps its cursor
 // (EventCursor) gets every transition at least once, in order.
-func (s *SQLite) Transitions(ctx context.Context, afterID int64, limit int) ([]Transition, error) {
+func (s *DB) Transitions(ctx context.Context, afterID int64, limit int) ([]Transition, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, machine_id, at, actor, from_state, to_state, reason FROM events
+	rows, err := s.QueryContext(ctx, `SELECT id, machine_id, at, actor, from_state, to_state, reason FROM events
 		WHERE kind = ? AND id > ? ORDER BY id LIMIT ?`, machine.KindTransition, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("transitions: %w", err)
@@ -57,7 +57,7 @@ func (s *SQLite) Transitions(ctx context.Context, afterID int64, limit int) ([]T
 	for i := range out {
 		m, ok := machines[ids[i]]
 		if !ok {
-			if m, err = machineBy(ctx, s.db, "id = ?", ids[i]); err != nil {
+			if m, err = machineBy(ctx, s, "id = ?", ids[i]); err != nil {
 				return nil, fmt.Errorf("transitions: machine %d: %w", ids[i], err)
 			}
 			machines[ids[i]] = m
@@ -70,24 +70,24 @@ func (s *SQLite) Transitions(ctx context.Context, afterID int64, limit int) ([]T
 // EventCursor is the last timeline id a consumer has delivered. A consumer
 // seen for the first time starts at the newest entry: it gets what happens
 // from now on, not the whole history.
-func (s *SQLite) EventCursor(ctx context.Context, name string) (int64, error) {
+func (s *DB) EventCursor(ctx context.Context, name string) (int64, error) {
 	var id int64
-	err := s.db.QueryRowContext(ctx, `SELECT after_id FROM event_cursors WHERE name = ?`, name).Scan(&id)
+	err := s.QueryRowContext(ctx, `SELECT after_id FROM event_cursors WHERE name = ?`, name).Scan(&id)
 	if err == nil {
 		return id, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("event cursor %s: %w", name, err)
 	}
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id); err != nil {
+	if err := s.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id); err != nil {
 		return 0, fmt.Errorf("event cursor %s: %w", name, err)
 	}
 	return id, s.SetEventCursor(ctx, name, id, "")
 }
 
 // SetEventCursor records how far a consumer got, and its last error ("" when it delivered).
-func (s *SQLite) SetEventCursor(ctx context.Context, name string, afterID int64, lastError string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO event_cursors(name, after_id, updated, last_error) VALUES (?, ?, ?, ?)
+func (s *DB) SetEventCursor(ctx context.Context, name string, afterID int64, lastError string) error {
+	_, err := s.ExecContext(ctx, `INSERT INTO event_cursors(name, after_id, updated, last_error) VALUES (?, ?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET after_id = excluded.after_id, updated = excluded.updated, last_error = excluded.last_error`,
 		name, afterID, s.now().UnixNano(), lastError)
 	if err != nil {

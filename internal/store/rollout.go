@@ -94,19 +94,17 @@ func (m *RolloutMachine) Final() bool {
 }
 
 // CreateRollout records a new rollout and its machines in one transaction, with its audit entry.
-func (s *SQLite) CreateRollout(ctx context.Context, r *Rollout, ms []RolloutMachine, audit *AuditEntry) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *DB) CreateRollout(ctx context.Context, r *Rollout, ms []RolloutMachine, audit *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sqlTx) error {
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO rollouts (created, state, data) VALUES (?,?,?)`, r.Created.UnixNano(), r.State, string(data))
+		id, err := insertID(ctx, tx, `INSERT INTO rollouts (created, state, data) VALUES (?,?,?)`, r.Created.UnixNano(), r.State, string(data))
 		if err != nil {
 			return fmt.Errorf("record rollout: %w", err)
 		}
-		if r.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
+		r.ID = id
 		for i := range ms {
 			ms[i].RolloutID = r.ID
 		}
@@ -125,8 +123,8 @@ func (s *SQLite) CreateRollout(ctx context.Context, r *Rollout, ms []RolloutMach
 }
 
 // UpdateRollout writes a rollout and any of its machines in one transaction, with audit entries.
-func (s *SQLite) UpdateRollout(ctx context.Context, r *Rollout, ms []RolloutMachine, audits ...*AuditEntry) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *DB) UpdateRollout(ctx context.Context, r *Rollout, ms []RolloutMachine, audits ...*AuditEntry) error {
+	return s.inTx(ctx, func(tx *sqlTx) error {
 		if r != nil {
 			res, err := tx.ExecContext(ctx, `UPDATE rollouts SET state = ?, data = ? WHERE id = ?`, r.State, mustJSON(r), r.ID)
 			if err != nil {
@@ -143,7 +141,7 @@ func (s *SQLite) UpdateRollout(ctx context.Context, r *Rollout, ms []RolloutMach
 	})
 }
 
-func putRolloutMachines(ctx context.Context, tx *sql.Tx, ms []RolloutMachine) error {
+func putRolloutMachines(ctx context.Context, tx *sqlTx, ms []RolloutMachine) error {
 	for _, m := range ms {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_machines (rollout_id, slot_key, seq, phase, data) VALUES (?,?,?,?,?)
 			ON CONFLICT(rollout_id, slot_key) DO UPDATE SET phase = excluded.phase, data = excluded.data`,
@@ -163,8 +161,8 @@ func mustJSON(v any) string {
 }
 
 // Rollouts lists rollouts, newest first (without their machines).
-func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
-	out, err := jsonRows[Rollout](ctx, s.db, "rollout", `SELECT data FROM rollouts ORDER BY id DESC`)
+func (s *DB) Rollouts(ctx context.Context) ([]Rollout, error) {
+	out, err := jsonRows[Rollout](ctx, s, "rollout", `SELECT data FROM rollouts ORDER BY id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
@@ -172,9 +170,9 @@ func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
 }
 
 // Rollout returns one rollout and its machines in plan order.
-func (s *SQLite) Rollout(ctx context.Context, id int64) (*Rollout, []RolloutMachine, error) {
+func (s *DB) Rollout(ctx context.Context, id int64) (*Rollout, []RolloutMachine, error) {
 	var data string
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM rollouts WHERE id = ?`, id).Scan(&data)
+	err := s.QueryRowContext(ctx, `SELECT data FROM rollouts WHERE id = ?`, id).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
 	}
@@ -185,7 +183,7 @@ func (s *SQLite) Rollout(ctx context.Context, id int64) (*Rollout, []RolloutMach
 	if err := json.Unmarshal([]byte(data), &r); err != nil {
 		return nil, nil, fmt.Errorf("decode rollout %d: %w", id, err)
 	}
-	ms, err := jsonRows[RolloutMachine](ctx, s.db, "rollout machine", `SELECT data FROM rollout_machines WHERE rollout_id = ? ORDER BY seq`, id)
+	ms, err := jsonRows[RolloutMachine](ctx, s, "rollout machine", `SELECT data FROM rollout_machines WHERE rollout_id = ? ORDER BY seq`, id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rollout %d machines: %w", id, err)
 	}
@@ -218,8 +216,8 @@ const (
 )
 
 // PutCommit records a followed commit (insert or update).
-func (s *SQLite) PutCommit(ctx context.Context, c *PendingCommit) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO commits (hash, seen, status, data) VALUES (?,?,?,?)
+func (s *DB) PutCommit(ctx context.Context, c *PendingCommit) error {
+	_, err := s.ExecContext(ctx, `INSERT INTO commits (hash, seen, status, data) VALUES (?,?,?,?)
 		ON CONFLICT(hash) DO UPDATE SET status = excluded.status, data = excluded.data`, c.Commit, c.Seen.UnixNano(), c.Status, mustJSON(c))
 	if err != nil {
 		return fmt.Errorf("record commit %s: %w", c.Commit, err)
@@ -228,8 +226,8 @@ func (s *SQLite) PutCommit(ctx context.Context, c *PendingCommit) error {
 }
 
 // Commits lists followed commits, newest first.
-func (s *SQLite) Commits(ctx context.Context) ([]PendingCommit, error) {
-	out, err := jsonRows[PendingCommit](ctx, s.db, "commit", `SELECT data FROM commits ORDER BY seen DESC, rowid DESC`)
+func (s *DB) Commits(ctx context.Context) ([]PendingCommit, error) {
+	out, err := jsonRows[PendingCommit](ctx, s, "commit", `SELECT data FROM commits ORDER BY seen DESC, rowid DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list commits: %w", err)
 	}
@@ -238,8 +236,8 @@ func (s *SQLite) Commits(ctx context.Context) ([]PendingCommit, error) {
 
 // jsonRows runs a query whose one column is a JSON document and decodes
 // every row into a T (what names T in errors).
-func jsonRows[T any](ctx context.Context, db *sql.DB, what, query string, args ...any) ([]T, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
+func jsonRows[T any](ctx context.Context, q querier, what, query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func rank(r string) int {
 
 type fixture struct {
 	srv    *httptest.Server
-	st     *store.SQLite
+	st     *store.DB
 	runner *rollout.Runner
 	tokens map[string]string
 }

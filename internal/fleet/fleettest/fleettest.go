@@ -16,7 +16,7 @@ import (
 
 // Start applies the design at path to a new store in a temporary directory,
 // adds the given machines, and runs a fleet on it until the test ends.
-func Start(t testing.TB, path string, machines ...*machine.Machine) (*fleet.Fleet, *store.SQLite) {
+func Start(t testing.TB, path string, machines ...*machine.Machine) (*fleet.Fleet, *store.DB) {
 	t.Helper()
 	ctx := context.Background()
 	d, err := zone.Load(path)

@@ -8,14 +8,16 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/pgtest"
 	"github.com/drover/drover/internal/zone"
 )
 
-func openTemp(t *testing.T) (*SQLite, string) {
+func openTemp(t *testing.T) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "drover.db")
 	s, err := OpenSQLite(context.Background(), path)
@@ -24,6 +26,92 @@ func openTemp(t *testing.T) (*SQLite, string) {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, path
+}
+
+// backend is a database the store suite runs on.
+type backend struct {
+	name string
+	// open opens a new, empty store that lives until the test ends.
+	open func(t *testing.T) *DB
+	// again opens a second handle on the same database, as another process would.
+	again func(t *testing.T, s *DB) *DB
+}
+
+// TestStore runs the store suite on both backends: SQLite in a temporary
+// file, and a real PostgreSQL server the test starts (internal/pgtest).
+func TestStore(t *testing.T) {
+	suite := []struct {
+		name string
+		test func(*testing.T, backend)
+	}{
+		{"ApplyDesign", testApplyDesign},
+		{"ApplySwapsNamesBetweenSlots", testApplySwapsNamesBetweenSlots},
+		{"UpdateIsAllOrNothing", testUpdateIsAllOrNothing},
+		{"MachinesAndTimeline", testMachinesAndTimeline},
+		{"Leases", testLeases},
+		{"SlotAndMachineInSlotLookups", testSlotAndMachineInSlotLookups},
+		{"WriterLockIsExclusiveAndReleased", testWriterLockIsExclusiveAndReleased},
+		{"ArtifactChannels", testArtifactChannels},
+		{"Outbox", testOutbox},
+		{"Rollouts", testRollouts},
+		{"TokensAndAudit", testTokensAndAudit},
+		{"ConcurrentApplies", testConcurrentApplies},
+	}
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range suite {
+				t.Run(tc.name, func(t *testing.T) { tc.test(t, b) })
+			}
+		})
+	}
+}
+
+func backends(t *testing.T) []backend {
+	sqlite := backend{
+		name: "sqlite",
+		open: func(t *testing.T) *DB { s, _ := openTemp(t); return s },
+		again: func(t *testing.T, s *DB) *DB {
+			o, err := OpenSQLite(context.Background(), s.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { o.Close() })
+			return o
+		},
+	}
+	pg, pgErr := pgtest.New()
+	if pgErr == nil {
+		t.Cleanup(pg.Stop)
+	}
+	url := map[*DB]string{}
+	var mu sync.Mutex
+	openURL := func(t *testing.T, u string) *DB {
+		s, err := OpenPostgres(context.Background(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		mu.Lock()
+		url[s] = u
+		mu.Unlock()
+		return s
+	}
+	postgres := backend{
+		name: "postgres",
+		open: func(t *testing.T) *DB {
+			if pgErr != nil {
+				pgtest.Missing(t, pgErr)
+			}
+			return openURL(t, pg.NewDB(t))
+		},
+		again: func(t *testing.T, s *DB) *DB {
+			mu.Lock()
+			u := url[s]
+			mu.Unlock()
+			return openURL(t, u)
+		},
+	}
+	return []backend{sqlite, postgres}
 }
 
 func labDesign(t *testing.T, edits ...string) *zone.Design {
@@ -77,9 +165,9 @@ func TestMigrationsAreIdempotentAndVersioned(t *testing.T) {
 	}
 }
 
-func TestApplyDesign(t *testing.T) {
+func testApplyDesign(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s := b.open(t)
 	d := labDesign(t)
 	if p := apply(t, s, d); len(p.Added) != len(d.Slots) || len(p.Changed)+len(p.Removed) != 0 {
 		t.Fatalf("first apply: %+v", p)
@@ -154,8 +242,8 @@ func TestApplyDesign(t *testing.T) {
 	}
 }
 
-func TestApplySwapsNamesBetweenSlots(t *testing.T) {
-	s, _ := openTemp(t)
+func testApplySwapsNamesBetweenSlots(t *testing.T, b backend) {
+	s := b.open(t)
 	apply(t, s, labDesign(t))
 	// Swap the ids of swp1 and swp2: each name moves to the other slot in one transaction.
 	p := apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1, role: compute, ids: 2}\n          - {ports: swp2, role: compute, ids: 1}"))
@@ -164,9 +252,9 @@ func TestApplySwapsNamesBetweenSlots(t *testing.T) {
 	}
 }
 
-func TestUpdateIsAllOrNothing(t *testing.T) {
+func testUpdateIsAllOrNothing(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s := b.open(t)
 	boom := errors.New("boom")
 	err := s.Update(ctx, func(tx Tx) error {
 		m := &machine.Machine{MAC: "52:54:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
@@ -186,9 +274,9 @@ func TestUpdateIsAllOrNothing(t *testing.T) {
 	}
 }
 
-func TestMachinesAndTimeline(t *testing.T) {
+func testMachinesAndTimeline(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s := b.open(t)
 	apply(t, s, labDesign(t))
 	var id int64
 	err := s.Update(ctx, func(tx Tx) error {
@@ -248,9 +336,9 @@ func TestMachinesAndTimeline(t *testing.T) {
 	}
 }
 
-func TestLeases(t *testing.T) {
+func testLeases(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s := b.open(t)
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
 	a1, a2 := netip.MustParseAddr("10.77.0.11"), netip.MustParseAddr("10.77.0.12")
 	if err := s.PutLeases(ctx, []Lease{{Addr: a1, MAC: "m1", Expires: exp, State: "bound"}, {Addr: a2, MAC: "m2", Expires: exp, State: "offered"}}); err != nil {
@@ -271,17 +359,13 @@ func TestLeases(t *testing.T) {
 	}
 }
 
-func TestWriterLockIsExclusiveAndReleased(t *testing.T) {
-	s, path := openTemp(t)
+func testWriterLockIsExclusiveAndReleased(t *testing.T, b backend) {
+	s := b.open(t)
 	release, err := s.LockWriter("test one")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := OpenSQLite(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := b.again(t, s)
 	if _, err := other.LockWriter("test two"); !errors.Is(err, ErrWriterBusy) || !strings.Contains(err.Error(), "test one (pid ") {
 		t.Fatalf("second writer lock: %v, want ErrWriterBusy naming the holder", err)
 	}
@@ -321,9 +405,9 @@ func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
 	}
 }
 
-func TestSlotAndMachineInSlotLookups(t *testing.T) {
+func testSlotAndMachineInSlotLookups(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s := b.open(t)
 	apply(t, s, labDesign(t))
 	for _, ref := range []string{"lab-compute-lvm-03", "p1-tor1/swp3", "lab-compute-03"} { // name, key, permanent name
 		sl, err := s.Slot(ctx, ref)

@@ -1,0 +1,880 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/zone"
+)
+
+// dialect is what differs between the databases drover runs on.
+type dialect struct {
+	name string
+	// positional turns "?" placeholders into "$1", "$2"... (PostgreSQL).
+	positional bool
+	migrations []string
+	// createMigrations creates the table that records applied migrations.
+	createMigrations string
+	// permanentName extracts a slot's permanent name from its JSON data.
+	permanentName string
+	// lockMigrations, when set, runs first in a migration's transaction so
+	// that two servers starting together migrate one after the other.
+	lockMigrations string
+	// lockApply, when set, runs first in ApplyDesign's transaction: two
+	// applies diff against the slots one after the other.
+	lockApply string
+}
+
+// DB is drover's store on a SQL database: SQLite (embedded, the default) or
+// PostgreSQL (shared by several controllers). Both run the same statements,
+// written with "?" placeholders; the dialect says what differs.
+type DB struct {
+	db      *sql.DB
+	dialect *dialect
+	path    string // the SQLite file, for its writer lock
+	now     func() time.Time
+	bound   sync.Map // query -> query with the dialect's placeholders
+	// lockConn holds PostgreSQL's writer advisory lock (see LockWriter).
+}
+
+var _ Store = (*DB)(nil)
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Dialect names the database: "sqlite" or "postgres".
+func (s *DB) Dialect() string { return s.dialect.name }
+
+// bind rewrites a query's "?" placeholders for the dialect; the statements
+// contain no "?" inside literals.
+func (s *DB) bind(q string) string {
+	if !s.dialect.positional {
+		return q
+	}
+	if b, ok := s.bound.Load(q); ok {
+		return b.(string)
+	}
+	var sb strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			sb.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		sb.WriteRune(r)
+	}
+	s.bound.Store(q, sb.String())
+	return sb.String()
+}
+
+func (s *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.bind(q), args...)
+}
+
+func (s *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.bind(q), args...)
+}
+
+func (s *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return s.db.ExecContext(ctx, s.bind(q), args...)
+}
+
+func (s *DB) migrate(ctx context.Context) error {
+	migrations := s.dialect.migrations
+	if _, err := s.db.ExecContext(ctx, s.dialect.createMigrations); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for {
+		done := false
+		err := s.inTx(ctx, func(tx *sqlTx) error {
+			if s.dialect.lockMigrations != "" {
+				if _, err := tx.ExecContext(ctx, s.dialect.lockMigrations); err != nil {
+					return err
+				}
+			}
+			var have int
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+				return err
+			}
+			if have > len(migrations)-1 {
+				return fmt.Errorf("database schema version %d is newer than this drover knows (%d): upgrade drover", have, len(migrations)-1)
+			}
+			v := have + 1
+			if v == len(migrations) {
+				done = true
+				return nil
+			}
+			// Unprepared: a migration is several statements.
+			if _, err := tx.tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migrate to schema %d: %w", v, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, s.now().UnixNano())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+func (s *DB) inTx(ctx context.Context, fn func(*sqlTx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(&sqlTx{tx: tx, s: s, stmts: map[string]*sql.Stmt{}}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Update runs fn in one transaction.
+func (s *DB) Update(ctx context.Context, fn func(Tx) error) error {
+	return s.inTx(ctx, func(tx *sqlTx) error { return fn(tx) })
+}
+
+// querier is what both a DB and a transaction offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// insertID runs an INSERT and returns the id the database gave the new row.
+func insertID(ctx context.Context, q querier, query string, args ...any) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, query+` RETURNING id`, args...).Scan(&id)
+	return id, err
+}
+
+// sqlTx prepares each statement once per transaction: a group-commit batch
+// runs the same few statements thousands of times, and SQLite's parser was the
+// largest cost in a CPU profile of drover under DHCP load.
+type sqlTx struct {
+	tx    *sql.Tx
+	s     *DB
+	stmts map[string]*sql.Stmt
+}
+
+func (t *sqlTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	st := t.stmts[query]
+	if st == nil {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, t.s.bind(query)); err != nil {
+			return nil, err
+		}
+		t.stmts[query] = st
+	}
+	return st, nil
+}
+
+func (t *sqlTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *sqlTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.s.bind(query), args...)
+}
+
+func (t *sqlTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		// A failed prepare shows as the row's error.
+		return t.tx.QueryRowContext(ctx, t.s.bind(query), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+const machineCols = `id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token`
+
+func scanMachine(row interface{ Scan(...any) error }) (*machine.Machine, error) {
+	var (
+		m                        machine.Machine
+		slot                     sql.NullString
+		since, deadline, created int64
+		maint, facts, state      string
+		needs                    bool
+	)
+	if err := row.Scan(&m.ID, &m.MAC, &slot, &m.Name, &state, &since, &deadline, &maint, &needs, &m.Location, &facts, &created, &m.InstallTokenHash, &m.BootTokenHash); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	m.SlotKey, m.State, m.NeedsReinstall = slot.String, machine.State(state), needs
+	m.StateSince, m.Created = time.Unix(0, since).UTC(), time.Unix(0, created).UTC()
+	if deadline != 0 {
+		m.Deadline = time.Unix(0, deadline).UTC()
+	}
+	if maint != "" {
+		m.Maintenance = &machine.MaintenanceInfo{}
+		if err := json.Unmarshal([]byte(maint), m.Maintenance); err != nil {
+			return nil, fmt.Errorf("machine %d maintenance: %w", m.ID, err)
+		}
+	}
+	if facts != "" {
+		if err := json.Unmarshal([]byte(facts), &m.Facts); err != nil {
+			return nil, fmt.Errorf("machine %d facts: %w", m.ID, err)
+		}
+	}
+	return &m, nil
+}
+
+func machineBy(ctx context.Context, q querier, where string, arg any) (*machine.Machine, error) {
+	return scanMachine(q.QueryRowContext(ctx, `SELECT `+machineCols+` FROM machines WHERE `+where, arg))
+}
+
+func (t *sqlTx) MachineByID(ctx context.Context, id int64) (*machine.Machine, error) {
+	return machineBy(ctx, t, "id = ?", id)
+}
+
+func (t *sqlTx) MachineByMAC(ctx context.Context, mac string) (*machine.Machine, error) {
+	return machineBy(ctx, t, "mac = ?", mac)
+}
+
+func (t *sqlTx) MachineBySlot(ctx context.Context, key string) (*machine.Machine, error) {
+	return machineBy(ctx, t, "slot_key = ?", key)
+}
+
+func (t *sqlTx) PutMachine(ctx context.Context, m *machine.Machine) error {
+	return putMachine(ctx, t, m)
+}
+
+func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
+	var maint, facts string
+	if m.Maintenance != nil {
+		b, _ := json.Marshal(m.Maintenance)
+		maint = string(b)
+	}
+	if m.Facts != nil {
+		b, err := json.Marshal(m.Facts)
+		if err != nil {
+			return fmt.Errorf("machine %s facts: %w", m.Label(), err)
+		}
+		facts = string(b)
+	}
+	var slot any
+	if m.SlotKey != "" {
+		slot = m.SlotKey
+	}
+	var deadline int64
+	if !m.Deadline.IsZero() {
+		deadline = m.Deadline.UnixNano()
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC()
+	}
+	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash, m.BootTokenHash}
+	if m.ID == 0 {
+		id, err := insertID(ctx, q, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
+		if err != nil {
+			return fmt.Errorf("insert machine %s: %w", m.Label(), err)
+		}
+		m.ID = id
+		return nil
+	}
+	// An ID chosen by the caller (the server allocates IDs in memory) is inserted or updated.
+	_, err := q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, name=excluded.name, state=excluded.state, state_since=excluded.state_since,
+		deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token, boot_token=excluded.boot_token`, append([]any{m.ID}, args...)...)
+	if err != nil {
+		return fmt.Errorf("write machine %s: %w", m.Label(), err)
+	}
+	return nil
+}
+
+func (t *sqlTx) PutLeases(ctx context.Context, leases ...Lease) error {
+	return putLeases(ctx, t, leases)
+}
+
+func (t *sqlTx) DeleteLeases(ctx context.Context, addrs ...netip.Addr) error {
+	return deleteLeases(ctx, t, addrs)
+}
+
+func (t *sqlTx) AddAudit(ctx context.Context, entries ...*AuditEntry) error {
+	return addAudit(ctx, t, entries...)
+}
+
+func (t *sqlTx) AddEntries(ctx context.Context, entries ...*machine.Entry) error {
+	return addEntries(ctx, t, entries...)
+}
+
+func addEntries(ctx context.Context, q querier, entries ...*machine.Entry) error {
+	for _, e := range entries {
+		if e.MachineID == 0 {
+			return fmt.Errorf("timeline entry %q has no machine", e.Kind)
+		}
+		id, err := insertID(ctx, q, `INSERT INTO events (machine_id, at, actor, kind, from_state, to_state, reason) VALUES (?,?,?,?,?,?,?)`,
+			e.MachineID, e.At.UnixNano(), e.Actor, e.Kind, string(e.From), string(e.To), e.Reason)
+		if err != nil {
+			return fmt.Errorf("add timeline entry: %w", err)
+		}
+		e.ID = id
+	}
+	return nil
+}
+
+// CurrentRevision returns the last applied design, or ErrNotFound.
+func (s *DB) CurrentRevision(ctx context.Context) (*Revision, error) {
+	revs, err := s.revisions(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(revs) == 0 {
+		return nil, ErrNotFound
+	}
+	return &revs[0], nil
+}
+
+// LatestRevisionID is the id of the applied design, 0 when none.
+func (s *DB) LatestRevisionID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM revisions`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("latest revision: %w", err)
+	}
+	return id, nil
+}
+
+// Revisions lists applied designs, newest first, without their sources.
+func (s *DB) Revisions(ctx context.Context) ([]Revision, error) { return s.revisions(ctx, false) }
+
+func (s *DB) revisions(ctx context.Context, latestWithSources bool) ([]Revision, error) {
+	q := `SELECT id, hash, git_commit, applied_by, applied_at, summary, '', '[]' FROM revisions ORDER BY id DESC`
+	if latestWithSources {
+		q = `SELECT id, hash, git_commit, applied_by, applied_at, summary, sources, '[]' FROM revisions ORDER BY id DESC LIMIT 1`
+	}
+	return s.queryRevisions(ctx, q)
+}
+
+// queryRevisions runs a query for id, hash, git_commit, applied_by,
+// applied_at, summary, sources (” to skip) and effects.
+func (s *DB) queryRevisions(ctx context.Context, q string) ([]Revision, error) {
+	rows, err := s.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list revisions: %w", err)
+	}
+	defer rows.Close()
+	out := []Revision{}
+	for rows.Next() {
+		var r Revision
+		var at int64
+		var sources, effects string
+		if err := rows.Scan(&r.ID, &r.Hash, &r.Commit, &r.AppliedBy, &at, &r.Summary, &sources, &effects); err != nil {
+			return nil, fmt.Errorf("list revisions: %w", err)
+		}
+		r.AppliedAt = time.Unix(0, at).UTC()
+		if sources != "" {
+			if err := json.Unmarshal([]byte(sources), &r.Sources); err != nil {
+				return nil, fmt.Errorf("revision %d sources: %w", r.ID, err)
+			}
+		}
+		if err := json.Unmarshal([]byte(effects), &r.Effects); err != nil {
+			return nil, fmt.Errorf("revision %d effects: %w", r.ID, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ApplyDesign makes slots the current design, in one transaction. It writes
+// slots and the revision with its effects on machines; it never writes a
+// machine row (the fleet carries the effects out).
+func (s *DB) ApplyDesign(ctx context.Context, rev *Revision, slots []*zone.Slot, audit *AuditEntry) (*zone.Plan, error) {
+	var plan *zone.Plan
+	err := s.inTx(ctx, func(tx *sqlTx) error {
+		if s.dialect.lockApply != "" {
+			if _, err := tx.ExecContext(ctx, s.dialect.lockApply); err != nil {
+				return err
+			}
+		}
+		current, err := listSlots(ctx, tx, SlotFilter{})
+		if err != nil {
+			return err
+		}
+		plan = zone.Diff(current, slots)
+		// Removals first, then changes, then additions, so a name moving between
+		// slots never collides with itself on the UNIQUE constraint.
+		for _, sl := range plan.Removed {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM slots WHERE key = ?`, sl.Key); err != nil {
+				return fmt.Errorf("remove slot %s: %w", sl.Key, err)
+			}
+		}
+		for _, ch := range plan.Changed {
+			if _, err := tx.ExecContext(ctx, `UPDATE slots SET name = ? WHERE key = ?`, "\x01"+ch.Key, ch.Key); err != nil {
+				return fmt.Errorf("change slot %s: %w", ch.Key, err)
+			}
+		}
+		for _, ch := range plan.Changed {
+			if err := putSlot(ctx, tx, ch.After); err != nil {
+				return err
+			}
+		}
+		for _, sl := range plan.Added {
+			if err := putSlot(ctx, tx, sl); err != nil {
+				return err
+			}
+		}
+		src, err := json.Marshal(rev.Sources)
+		if err != nil {
+			return err
+		}
+		rev.Effects = effectsOf(plan)
+		effects, err := json.Marshal(rev.Effects)
+		if err != nil {
+			return err
+		}
+		id, err := insertID(ctx, tx, `INSERT INTO revisions (hash, git_commit, applied_by, applied_at, summary, sources, effects) VALUES (?,?,?,?,?,?,?)`,
+			rev.Hash, rev.Commit, rev.AppliedBy, rev.AppliedAt.UnixNano(), rev.Summary, string(src), string(effects))
+		if err != nil {
+			return fmt.Errorf("record revision: %w", err)
+		}
+		rev.ID = id
+		if audit != nil {
+			audit.Revision = rev.ID
+			return addAudit(ctx, tx, audit)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply design: %w", err)
+	}
+	return plan, nil
+}
+
+func putSlot(ctx context.Context, q querier, sl *zone.Slot) error {
+	data, err := json.Marshal(sl)
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, `INSERT INTO slots (key, zone, pod, role, variant, name, data) VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT(key) DO UPDATE SET zone=excluded.zone, pod=excluded.pod, role=excluded.role, variant=excluded.variant, name=excluded.name, data=excluded.data`,
+		sl.Key, sl.Zone, sl.Pod, sl.Role, sl.Variant, sl.Name, string(data))
+	if err != nil {
+		return fmt.Errorf("write slot %s: %w", sl.Key, err)
+	}
+	return nil
+}
+
+// PendingRevisions returns the revisions whose effects on machines the fleet
+// has not carried out yet, oldest first.
+func (s *DB) PendingRevisions(ctx context.Context) ([]Revision, error) {
+	return s.queryRevisions(ctx, `SELECT id, hash, git_commit, applied_by, applied_at, summary, '', effects FROM revisions
+		WHERE id > (SELECT revision FROM fleet_state WHERE id = 1) ORDER BY id`)
+}
+
+// MachinesRevision is the revision whose effects the machine rows reflect.
+func (s *DB) MachinesRevision(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.QueryRowContext(ctx, `SELECT revision FROM fleet_state WHERE id = 1`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("machines revision: %w", err)
+	}
+	return id, nil
+}
+
+func (t *sqlTx) SetMachinesRevision(ctx context.Context, id int64) error {
+	if _, err := t.ExecContext(ctx, `UPDATE fleet_state SET revision = ? WHERE id = 1 AND revision < ?`, id, id); err != nil {
+		return fmt.Errorf("record machines revision %d: %w", id, err)
+	}
+	return nil
+}
+
+// LockWriter takes the database's writer lock, held by the one fleet that
+// writes machines: a lock file for SQLite, an advisory lock for PostgreSQL.
+func (s *DB) LockWriter(holder string) (func(), error) {
+	if s.dialect.positional {
+		return s.lockAdvisory(holder)
+	}
+	return s.lockFile(holder)
+}
+
+// Slots lists applied slots.
+func (s *DB) Slots(ctx context.Context, f SlotFilter) ([]*zone.Slot, error) {
+	return listSlots(ctx, s, f)
+}
+
+func listSlots(ctx context.Context, q querier, f SlotFilter) ([]*zone.Slot, error) {
+	where, args := filterSQL(map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant}, "")
+	rows, err := q.QueryContext(ctx, `SELECT data FROM slots`+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list slots: %w", err)
+	}
+	defer rows.Close()
+	out := []*zone.Slot{}
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("list slots: %w", err)
+		}
+		sl := &zone.Slot{}
+		if err := json.Unmarshal([]byte(data), sl); err != nil {
+			return nil, fmt.Errorf("list slots: %w", err)
+		}
+		out = append(out, sl)
+	}
+	sort.Slice(out, func(i, j int) bool { return zone.SlotLess(out[i], out[j]) })
+	return out, rows.Err()
+}
+
+// Slot finds an applied slot by its name, permanent name or key.
+func (s *DB) Slot(ctx context.Context, ref string) (*zone.Slot, error) {
+	var data string
+	// A variant's slot is also known by its permanent name, kept in the slot's data.
+	err := s.QueryRowContext(ctx, `SELECT data FROM slots WHERE name = ? OR key = ? OR `+s.dialect.permanentName+` = ? LIMIT 1`, ref, ref, ref).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("slot %s: %w", ref, err)
+	}
+	sl := &zone.Slot{}
+	if err := json.Unmarshal([]byte(data), sl); err != nil {
+		return nil, fmt.Errorf("slot %s: %w", ref, err)
+	}
+	return sl, nil
+}
+
+// filterSQL builds "WHERE a = ? AND b = ?" from the non-empty values, in a stable order.
+func filterSQL(values map[string]string, prefix string) (string, []any) {
+	var conds []string
+	var args []any
+	for _, col := range []string{"zone", "pod", "role", "variant", "state"} {
+		if v := values[col]; v != "" {
+			conds = append(conds, prefix+col+" = ?")
+			args = append(args, v)
+		}
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// Machines lists machines; zone, pod, role and variant filter on the slot they are in.
+func (s *DB) Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error) {
+	where, args := filterSQL(map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant}, "s.")
+	if f.State != "" {
+		if where == "" {
+			where = " WHERE "
+		} else {
+			where += " AND "
+		}
+		where += "m.state = ?"
+		args = append(args, string(f.State))
+	}
+	join := " LEFT JOIN slots s ON s.key = m.slot_key"
+	cols := "m." + strings.ReplaceAll(machineCols, ", ", ", m.")
+	rows, err := s.QueryContext(ctx, `SELECT `+cols+` FROM machines m`+join+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list machines: %w", err)
+	}
+	defer rows.Close()
+	out := []*machine.Machine{}
+	for rows.Next() {
+		m, err := scanMachine(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list machines: %w", err)
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return machineLess(out[i], out[j]) })
+	return out, rows.Err()
+}
+
+// machineLess lists named machines by name, then the rest by where they were
+// seen, numbers by value (lab-compute-2 before lab-compute-10, swp2 before swp10).
+func machineLess(a, b *machine.Machine) bool {
+	if (a.Name == "") != (b.Name == "") {
+		return a.Name != ""
+	}
+	if a.Name != b.Name {
+		return zone.NaturalLess(a.Name, b.Name)
+	}
+	if a.Location != b.Location {
+		return zone.NaturalLess(a.Location, b.Location)
+	}
+	return a.MAC < b.MAC
+}
+
+// Machine finds a machine by name (the one currently holding it), MAC or id.
+func (s *DB) Machine(ctx context.Context, ref string) (*machine.Machine, error) {
+	m, err := scanMachine(s.QueryRowContext(ctx, `SELECT `+machineCols+` FROM machines WHERE name = ? OR mac = ? ORDER BY slot_key IS NULL, id DESC LIMIT 1`, ref, strings.ToLower(ref)))
+	if errors.Is(err, ErrNotFound) {
+		if id, perr := strconv.ParseInt(ref, 10, 64); perr == nil {
+			return machineBy(ctx, s, "id = ?", id)
+		}
+	}
+	return m, err
+}
+
+// MachineInSlot is the machine standing in a slot.
+func (s *DB) MachineInSlot(ctx context.Context, slotKey string) (*machine.Machine, error) {
+	return machineBy(ctx, s, "slot_key = ?", slotKey)
+}
+
+// Timeline returns a machine's entries after afterID, oldest first.
+func (s *DB) Timeline(ctx context.Context, machineID, afterID int64, limit int) ([]machine.Entry, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.QueryContext(ctx, `SELECT id, machine_id, at, actor, kind, from_state, to_state, reason FROM events WHERE machine_id = ? AND id > ? ORDER BY id LIMIT ?`, machineID, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("timeline: %w", err)
+	}
+	defer rows.Close()
+	out := []machine.Entry{}
+	for rows.Next() {
+		var e machine.Entry
+		var at int64
+		var from, to string
+		if err := rows.Scan(&e.ID, &e.MachineID, &at, &e.Actor, &e.Kind, &from, &to, &e.Reason); err != nil {
+			return nil, fmt.Errorf("timeline: %w", err)
+		}
+		e.At, e.From, e.To = time.Unix(0, at).UTC(), machine.State(from), machine.State(to)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Leases lists every stored lease.
+func (s *DB) Leases(ctx context.Context) ([]Lease, error) {
+	rows, err := s.QueryContext(ctx, `SELECT addr, mac, slot_key, expires, state FROM leases ORDER BY addr`)
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	defer rows.Close()
+	out := []Lease{}
+	for rows.Next() {
+		var l Lease
+		var addr string
+		var exp int64
+		if err := rows.Scan(&addr, &l.MAC, &l.SlotKey, &exp, &l.State); err != nil {
+			return nil, fmt.Errorf("list leases: %w", err)
+		}
+		if l.Addr, err = netip.ParseAddr(addr); err != nil {
+			return nil, fmt.Errorf("lease %q: %w", addr, err)
+		}
+		l.Expires = time.Unix(0, exp).UTC()
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// PutLeases writes a batch of leases in one transaction.
+func (s *DB) PutLeases(ctx context.Context, leases []Lease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sqlTx) error { return putLeases(ctx, tx, leases) })
+}
+
+func putLeases(ctx context.Context, q querier, leases []Lease) error {
+	for _, l := range leases {
+		_, err := q.ExecContext(ctx, `INSERT INTO leases (addr, mac, slot_key, expires, state) VALUES (?,?,?,?,?)
+			ON CONFLICT(addr) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, expires=excluded.expires, state=excluded.state`,
+			l.Addr.String(), l.MAC, l.SlotKey, l.Expires.UnixNano(), l.State)
+		if err != nil {
+			return fmt.Errorf("write lease %s: %w", l.Addr, err)
+		}
+	}
+	return nil
+}
+
+// DeleteLeases removes leases in one transaction.
+func (s *DB) DeleteLeases(ctx context.Context, addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sqlTx) error { return deleteLeases(ctx, tx, addrs) })
+}
+
+func deleteLeases(ctx context.Context, q querier, addrs []netip.Addr) error {
+	for _, a := range addrs {
+		if _, err := q.ExecContext(ctx, `DELETE FROM leases WHERE addr = ?`, a.String()); err != nil {
+			return fmt.Errorf("delete lease %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// AllMachines returns every machine.
+func (s *DB) AllMachines(ctx context.Context) ([]*machine.Machine, error) {
+	rows, err := s.QueryContext(ctx, `SELECT `+machineCols+` FROM machines ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("load machines: %w", err)
+	}
+	defer rows.Close()
+	out := []*machine.Machine{}
+	for rows.Next() {
+		m, err := scanMachine(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load machines: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func addAudit(ctx context.Context, q querier, entries ...*AuditEntry) error {
+	for _, e := range entries {
+		id, err := insertID(ctx, q, `INSERT INTO audit (at, actor, action, target, outcome, request_id, revision, detail) VALUES (?,?,?,?,?,?,?,?)`,
+			e.At.UnixNano(), e.Actor, e.Action, e.Target, e.Outcome, e.RequestID, e.Revision, e.Detail)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		e.ID = id
+	}
+	return nil
+}
+
+// AddAudit records one audit entry on its own.
+func (s *DB) AddAudit(ctx context.Context, e *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sqlTx) error { return addAudit(ctx, tx, e) })
+}
+
+// Audit lists audit entries, oldest first.
+func (s *DB) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	var conds []string
+	var args []any
+	for col, v := range map[string]string{"actor": f.Actor, "action": f.Action, "target": f.Target, "outcome": f.Outcome} {
+		if v != "" {
+			conds = append(conds, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, "at >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if f.AfterID > 0 {
+		conds = append(conds, "id > ?")
+		args = append(args, f.AfterID)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	rows, err := s.QueryContext(ctx, `SELECT id, at, actor, action, target, outcome, request_id, revision, detail FROM audit`+where+` ORDER BY id LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	out := []AuditEntry{}
+	for rows.Next() {
+		var e AuditEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.RequestID, &e.Revision, &e.Detail); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		e.At = time.Unix(0, at).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ErrExists is returned when a unique name is taken.
+var ErrExists = errors.New("already exists")
+
+// CreateToken stores a token (its hash) and its audit entry.
+func (s *DB) CreateToken(ctx context.Context, t *Token, audit *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sqlTx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE name = ?`, t.Name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("token %q: %w", t.Name, ErrExists)
+		}
+		var exp int64
+		if !t.Expires.IsZero() {
+			exp = t.Expires.UnixNano()
+		}
+		id, err := insertID(ctx, tx, `INSERT INTO tokens (name, role, hash, created, expires) VALUES (?,?,?,?,?)`, t.Name, t.Role, t.Hash, t.Created.UnixNano(), exp)
+		if err != nil {
+			return fmt.Errorf("create token: %w", err)
+		}
+		t.ID = id
+		if audit != nil {
+			return addAudit(ctx, tx, audit)
+		}
+		return nil
+	})
+}
+
+// RevokeToken marks a token revoked, with its audit entry.
+func (s *DB) RevokeToken(ctx context.Context, name string, audit *AuditEntry) error {
+	return s.inTx(ctx, func(tx *sqlTx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked = ? WHERE name = ? AND revoked = ?`, true, name, false)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %q: %w", name, ErrNotFound)
+		}
+		if audit != nil {
+			return addAudit(ctx, tx, audit)
+		}
+		return nil
+	})
+}
+
+func scanToken(row interface{ Scan(...any) error }) (*Token, error) {
+	var t Token
+	var created, exp int64
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &exp, &t.Revoked); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	t.Created = time.Unix(0, created).UTC()
+	if exp != 0 {
+		t.Expires = time.Unix(0, exp).UTC()
+	}
+	return &t, nil
+}
+
+// TokenByHash finds a token by the hash of its secret.
+func (s *DB) TokenByHash(ctx context.Context, hash string) (*Token, error) {
+	return scanToken(s.QueryRowContext(ctx, `SELECT id, name, role, hash, created, expires, revoked FROM tokens WHERE hash = ?`, hash))
+}
+
+// Tokens lists every token (without secrets).
+func (s *DB) Tokens(ctx context.Context) ([]Token, error) {
+	rows, err := s.QueryContext(ctx, `SELECT id, name, role, hash, created, expires, revoked FROM tokens ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	defer rows.Close()
+	out := []Token{}
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *t)
+	}
+	return out, rows.Err()
+}

@@ -59,7 +59,7 @@ type Fleet struct {
 	byMAC   map[string]*machine.Machine
 	bySlot  map[string]*machine.Machine
 	byID    map[int64]*machine.Machine
-	nextID  int64
+	ids     *idBlock
 	leases  map[netip.Addr]*store.Lease
 	leaseOf map[string]netip.Addr // MAC -> its lease
 	tokens  map[string]int64      // install token hash -> machine id
@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg Config) (*Fleet, error) {
 		byMAC: map[string]*machine.Machine{}, bySlot: map[string]*machine.Machine{}, byID: map[int64]*machine.Machine{},
 		leases: map[netip.Addr]*store.Lease{}, leaseOf: map[string]netip.Addr{},
 		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},
-		poolNext: map[netip.Addr]netip.Addr{}, nextID: 1,
+		poolNext: map[netip.Addr]netip.Addr{}, ids: &idBlock{st: cfg.Store},
 	}
 	ms, err := cfg.Store.AllMachines(ctx)
 	if err != nil {
@@ -140,9 +140,6 @@ func (f *Fleet) index(m *machine.Machine) {
 		if h != "" {
 			f.tokens[h] = m.ID
 		}
-	}
-	if m.ID >= f.nextID {
-		f.nextID = m.ID + 1
 	}
 }
 
@@ -240,6 +237,31 @@ func wait(ctx context.Context, done <-chan error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// idBlock hands out machine ids from blocks the database reserves, so that
+// a new machine costs a database round trip only once per block and servers
+// sharing a database never give the same id. Used with f.mu held.
+type idBlock struct {
+	st        store.Store
+	from, end int64
+}
+
+const idBlockSize = 256
+
+func (b *idBlock) take() (int64, error) {
+	if b.from == b.end {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		first, err := b.st.ReserveIDs(ctx, "machines", idBlockSize)
+		if err != nil {
+			return 0, err
+		}
+		b.from, b.end = first, first+idBlockSize
+	}
+	id := b.from
+	b.from++
+	return id, nil
 }
 
 // ErrUnknown is returned for tickets and tokens that open nothing.

@@ -284,3 +284,36 @@ func TestRebootOfAKnownMachineRecordsOnlyTheAck(t *testing.T) {
 		t.Errorf("stored leases %+v", ls)
 	}
 }
+
+// Two fleets on one database (two servers) never give one pool address
+// twice: the database refuses the second, and that fleet's client gets
+// another address when it asks again. Ids come from the database too.
+func TestTwoFleetsShareAPoolThroughTheDatabase(t *testing.T) {
+	e := newEnv(t)
+	a, stopA := e.start()
+	defer stopA()
+	b, stopB := e.start() // loaded before a leases anything: it knows nothing of a's leases
+	defer stopB()
+	first := e.dora(a, at("swp8", "52:54:00:00:70:01"))
+	ctx := context.Background()
+	if _, err := b.Offer(ctx, at("swp8", "52:54:00:00:70:02")); !errors.Is(err, store.ErrAddressTaken) {
+		t.Fatalf("second fleet offering %s: %v, want ErrAddressTaken", first.Addr, err)
+	}
+	second := e.dora(b, at("swp8", "52:54:00:00:70:02"))
+	if second.Addr == first.Addr {
+		t.Fatalf("both clients got %s", first.Addr)
+	}
+	ma, _ := a.Machine("52:54:00:00:70:01")
+	mb, _ := b.Machine("52:54:00:00:70:02")
+	if ma.ID == mb.ID {
+		t.Fatalf("both machines got id %d", ma.ID)
+	}
+	ls, _ := e.st.Leases(ctx)
+	holders := map[netip.Addr]string{}
+	for _, l := range ls {
+		holders[l.Addr] = l.MAC
+	}
+	if holders[first.Addr] != "52:54:00:00:70:01" || holders[second.Addr] != "52:54:00:00:70:02" {
+		t.Fatalf("stored leases %+v", ls)
+	}
+}

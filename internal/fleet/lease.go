@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -67,9 +68,37 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		}
 	}
 	if werr := f.commit(ctx, b); werr != nil {
+		f.failed(b, werr)
 		return Assignment{}, fmt.Errorf("offer to %s: %w", r.MAC, werr)
 	}
 	return a, err
+}
+
+// failed undoes in memory what a batch the database refused added: the
+// machines it created are forgotten (the client's next request creates them
+// again), and an address the database says another client holds (given by
+// another server on the same database) is kept out of use here too, so that
+// the client's next request gets another.
+func (f *Fleet) failed(b *batch, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range b.created {
+		if m := f.byID[id]; m != nil {
+			delete(f.byID, id)
+			delete(f.byMAC, m.MAC)
+			if m.SlotKey != "" && f.bySlot[m.SlotKey] == m {
+				delete(f.bySlot, m.SlotKey)
+			}
+		}
+	}
+	var t *store.AddressTakenError
+	if !errors.As(err, &t) {
+		return
+	}
+	if f.leaseOf[t.MAC] == t.Addr {
+		delete(f.leaseOf, t.MAC)
+	}
+	f.leases[t.Addr] = &store.Lease{Addr: t.Addr, MAC: t.Holder, State: LeaseOffered, Expires: f.now().Add(offerHold)}
 }
 
 // holds reports whether mac holds a bound, unexpired lease on addr. Called with f.mu held.
@@ -117,6 +146,7 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		}
 	}
 	if werr := f.commit(ctx, b); werr != nil {
+		f.failed(b, werr)
 		return Assignment{}, fmt.Errorf("ack to %s: %w", r.MAC, werr)
 	}
 	return a, err
@@ -333,7 +363,7 @@ func (f *Fleet) hold(addr netip.Addr, mac, slot, state string, expires time.Time
 		delete(f.leases, prev)
 		b.freeLease(prev)
 	}
-	l := &store.Lease{Addr: addr, MAC: mac, SlotKey: slot, State: state, Expires: expires}
+	l := &store.Lease{Addr: addr, MAC: mac, SlotKey: slot, State: state, Expires: expires, At: f.now()}
 	f.leases[addr] = l
 	f.leaseOf[mac] = addr
 	b.putLease(l)
@@ -352,11 +382,16 @@ func (f *Fleet) ticketFor(mac string, now time.Time) string {
 	return t
 }
 
-func (f *Fleet) newMachine(mac string, now time.Time, b *batch) *machine.Machine {
-	m := &machine.Machine{ID: f.nextID, MAC: mac, State: machine.Discovered, StateSince: now, Created: now}
+func (f *Fleet) newMachine(mac string, now time.Time, b *batch) (*machine.Machine, error) {
+	id, err := f.ids.take()
+	if err != nil {
+		return nil, err
+	}
+	m := &machine.Machine{ID: id, MAC: mac, State: machine.Discovered, StateSince: now, Created: now}
 	f.index(m)
 	b.touch(m)
-	return m
+	b.created = append(b.created, id)
+	return m, nil
 }
 
 // observe brings the inventory up to date with a client seen at identity id.
@@ -372,7 +407,10 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 		}
 		loc := location(id)
 		if m == nil {
-			m = f.newMachine(mac, now, b)
+			var err error
+			if m, err = f.newMachine(mac, now, b); err != nil {
+				return nil, err
+			}
 			m.Location = loc
 			b.touch(m)
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDiscovered, Reason: id.Reason})
@@ -385,7 +423,10 @@ func (f *Fleet) observe(ix *zone.Index, id zone.Identity, mac string, now time.T
 	}
 	s := id.Slot
 	if m == nil {
-		m = f.newMachine(mac, now, b)
+		var err error
+		if m, err = f.newMachine(mac, now, b); err != nil {
+			return nil, err
+		}
 	}
 	if m.SlotKey == s.Key {
 		return m, nil

@@ -18,7 +18,8 @@ type batch struct {
 	leases   map[netip.Addr]store.Lease
 	freed    map[netip.Addr]bool
 	audits   []*store.AuditEntry
-	revision int64 // machine rows reflect the effects of revisions up to this one
+	revision int64   // machine rows reflect the effects of revisions up to this one
+	created  []int64 // machines new in this batch
 }
 
 func newBatch() *batch {
@@ -162,10 +163,22 @@ func (w *writer) flush(first *pending) {
 		}
 		return nil
 	})
-	if err != nil {
-		w.log.Error("persist changes", "changes", len(group), "err", err)
+	if err == nil || len(group) == 1 {
+		if err != nil {
+			w.log.Error("persist changes", "changes", len(group), "err", err)
+		}
+		for _, p := range group {
+			p.done <- err
+		}
+		return
 	}
+	// One change the database refuses (an address another server holds) must
+	// not fail the others it was grouped with: each is written on its own.
 	for _, p := range group {
+		err := w.st.Update(context.Background(), func(tx store.Tx) error { return p.b.write(context.Background(), tx) })
+		if err != nil {
+			w.log.Error("persist change", "err", err)
+		}
 		p.done <- err
 	}
 }

@@ -150,6 +150,13 @@ CREATE TABLE event_cursors (
 	last_error TEXT NOT NULL DEFAULT ''
 );
 `,
+	2: `
+CREATE TABLE id_blocks (
+	name TEXT PRIMARY KEY,
+	next BIGINT NOT NULL
+);
+INSERT INTO id_blocks (name, next) SELECT 'machines', COALESCE(MAX(id), 0) + 1 FROM machines;
+`,
 }
 
 // Advisory lock keys: PostgreSQL locks named by numbers drover owns.

@@ -285,14 +285,13 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
 	}
 	args := []any{m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash, m.BootTokenHash}
 	if m.ID == 0 {
-		id, err := insertID(ctx, q, `INSERT INTO machines (mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
+		id, err := reserveIDs(ctx, q, "machines", 1)
 		if err != nil {
 			return fmt.Errorf("insert machine %s: %w", m.Label(), err)
 		}
 		m.ID = id
-		return nil
 	}
-	// An ID chosen by the caller (the server allocates IDs in memory) is inserted or updated.
+	// The ID comes from the database's id blocks (ReserveIDs): inserted or updated.
 	_, err := q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, name=excluded.name, state=excluded.state, state_since=excluded.state_since,
 		deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token, boot_token=excluded.boot_token`, append([]any{m.ID}, args...)...)
@@ -303,7 +302,7 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine) error {
 }
 
 func (t *sqlTx) PutLeases(ctx context.Context, leases ...Lease) error {
-	return putLeases(ctx, t, leases)
+	return putLeases(ctx, t, t.s.now(), leases)
 }
 
 func (t *sqlTx) DeleteLeases(ctx context.Context, addrs ...netip.Addr) error {
@@ -683,19 +682,74 @@ func (s *DB) PutLeases(ctx context.Context, leases []Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	return s.inTx(ctx, func(tx *sqlTx) error { return putLeases(ctx, tx, leases) })
+	return s.inTx(ctx, func(tx *sqlTx) error { return putLeases(ctx, tx, s.now(), leases) })
 }
 
-func putLeases(ctx context.Context, q querier, leases []Lease) error {
+// putLeases writes leases; the database, not a server's memory, keeps an
+// address to one holder: a lease held by another MAC is replaced only when it
+// has expired or when both belong to the same slot (the slot's address passes
+// to the machine now standing in it). Anything else is ErrAddressTaken, and
+// the transaction writes nothing.
+func putLeases(ctx context.Context, q querier, now time.Time, leases []Lease) error {
 	for _, l := range leases {
-		_, err := q.ExecContext(ctx, `INSERT INTO leases (addr, mac, slot_key, expires, state) VALUES (?,?,?,?,?)
-			ON CONFLICT(addr) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, expires=excluded.expires, state=excluded.state`,
-			l.Addr.String(), l.MAC, l.SlotKey, l.Expires.UnixNano(), l.State)
+		at := now
+		if !l.At.IsZero() {
+			at = l.At
+		}
+		res, err := q.ExecContext(ctx, `INSERT INTO leases (addr, mac, slot_key, expires, state) VALUES (?,?,?,?,?)
+			ON CONFLICT(addr) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, expires=excluded.expires, state=excluded.state
+			WHERE leases.mac = excluded.mac OR leases.expires < ? OR (leases.slot_key <> '' AND leases.slot_key = excluded.slot_key)`,
+			l.Addr.String(), l.MAC, l.SlotKey, l.Expires.UnixNano(), l.State, at.UnixNano())
 		if err != nil {
 			return fmt.Errorf("write lease %s: %w", l.Addr, err)
 		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			var holder string
+			q.QueryRowContext(ctx, `SELECT mac FROM leases WHERE addr = ?`, l.Addr.String()).Scan(&holder)
+			return &AddressTakenError{Addr: l.Addr, MAC: l.MAC, Holder: holder}
+		}
 	}
 	return nil
+}
+
+// ErrAddressTaken is wrapped by the error of a lease write for an address
+// another client holds.
+var ErrAddressTaken = errors.New("address is leased to another client")
+
+// AddressTakenError says which address and who holds it.
+type AddressTakenError struct {
+	Addr        netip.Addr
+	MAC, Holder string
+}
+
+func (e *AddressTakenError) Error() string {
+	return fmt.Sprintf("lease %s for %s: %v (%s)", e.Addr, e.MAC, ErrAddressTaken, e.Holder)
+}
+
+func (e *AddressTakenError) Unwrap() error { return ErrAddressTaken }
+
+// ReserveIDs takes n consecutive ids of a kind ("machines") from the
+// database and returns the first: a server hands them out from memory, and
+// no two servers on one database get the same.
+func (s *DB) ReserveIDs(ctx context.Context, kind string, n int) (int64, error) {
+	var first int64
+	err := s.inTx(ctx, func(tx *sqlTx) error {
+		var err error
+		first, err = reserveIDs(ctx, tx, kind, n)
+		return err
+	})
+	return first, err
+}
+
+func reserveIDs(ctx context.Context, q querier, kind string, n int) (int64, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("reserve %d %s ids", n, kind)
+	}
+	var next int64
+	if err := q.QueryRowContext(ctx, `UPDATE id_blocks SET next = next + ? WHERE name = ? RETURNING next`, n, kind).Scan(&next); err != nil {
+		return 0, fmt.Errorf("reserve %s ids: %w", kind, err)
+	}
+	return next - int64(n), nil
 }
 
 // DeleteLeases removes leases in one transaction.

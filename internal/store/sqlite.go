@@ -169,6 +169,15 @@ CREATE TABLE event_cursors (
 );
 CREATE INDEX events_kind ON events(kind, id);
 `,
+	// Machine ids come from the database in blocks, so that several servers
+	// on one database never hand out the same one.
+	8: `
+CREATE TABLE id_blocks (
+	name TEXT PRIMARY KEY,
+	next INTEGER NOT NULL
+);
+INSERT INTO id_blocks (name, next) SELECT 'machines', COALESCE(MAX(id), 0) + 1 FROM machines;
+`,
 }
 
 var sqliteDialect = &dialect{
@@ -217,4 +226,3 @@ func (s *DB) lockFile(holder string) (func(), error) {
 	fmt.Fprintf(f, "%s (pid %d)\n", holder, os.Getpid())
 	return func() { f.Close() }, nil
 }
-

@@ -1,6 +1,6 @@
 // Package store persists designs, slots, machines, timelines and leases.
-// SQLite (embedded, pure Go) is the default; the interface is shaped so a
-// PostgreSQL implementation can follow: every multi-row change is one Update.
+// SQLite (embedded, pure Go) is the default; PostgreSQL serves sites that
+// run it for several controllers. Every multi-row change is one Update.
 package store
 
 import (
@@ -91,6 +91,9 @@ type Lease struct {
 	SlotKey string     `json:"slot,omitempty"`
 	Expires time.Time  `json:"expires"`
 	State   string     `json:"state"` // offered, bound, declined
+	// At is when the writer decided on the lease, the clock another client's
+	// lease on the address is expired by (the store's clock when zero).
+	At time.Time `json:"-"`
 }
 
 // Tx is what a transaction can do. Everything done through one Tx commits or
@@ -103,6 +106,8 @@ type Tx interface {
 	PutMachine(ctx context.Context, m *machine.Machine) error
 	// AddEntries appends timeline entries, setting their IDs.
 	AddEntries(ctx context.Context, entries ...*machine.Entry) error
+	// PutLeases fails with ErrAddressTaken for an address another MAC holds
+	// (unexpired, not of the same slot).
 	PutLeases(ctx context.Context, leases ...Lease) error
 	DeleteLeases(ctx context.Context, addrs ...netip.Addr) error
 	// AddAudit records what an operator did, in the same transaction as the change.
@@ -185,6 +190,9 @@ type Store interface {
 	Transitions(ctx context.Context, afterID int64, limit int) ([]Transition, error)
 	EventCursor(ctx context.Context, name string) (int64, error)
 	SetEventCursor(ctx context.Context, name string, afterID int64, lastError string) error
+	// ReserveIDs takes n consecutive machine ids from the database and
+	// returns the first; PutMachine with ID 0 takes one itself.
+	ReserveIDs(ctx context.Context, kind string, n int) (int64, error)
 	// AllMachines returns every machine, for a server to load its inventory.
 	AllMachines(ctx context.Context) ([]*machine.Machine, error)
 

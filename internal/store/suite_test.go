@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -158,5 +159,82 @@ func testConcurrentApplies(t *testing.T, b backend) {
 	slots, _ := s.Slots(ctx, SlotFilter{})
 	if len(slots) != len(want.Slots) {
 		t.Fatalf("%d slots stored, the last applied design has %d", len(slots), len(want.Slots))
+	}
+}
+
+// The database keeps an address to one holder, whoever writes it.
+func testLeaseHolders(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.open(t)
+	other := b.again(t, s)
+	a := netip.MustParseAddr("10.77.0.200")
+	soon := time.Now().Add(time.Hour)
+	if err := s.PutLeases(ctx, []Lease{{Addr: a, MAC: "m1", Expires: soon, State: "offered"}}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name  string
+		lease Lease
+		taken bool
+	}{
+		{"the holder extends it", Lease{Addr: a, MAC: "m1", Expires: soon, State: "bound"}, false},
+		{"another MAC cannot take it", Lease{Addr: a, MAC: "m2", Expires: soon, State: "offered"}, true},
+		{"its holder lets it expire", Lease{Addr: a, MAC: "m1", Expires: time.Now().Add(-time.Second), State: "bound"}, false},
+		{"then another MAC takes it", Lease{Addr: a, MAC: "m2", Expires: soon, State: "offered"}, false},
+		{"a slot's lease", Lease{Addr: a, MAC: "m2", SlotKey: "p1-tor1/swp1", Expires: soon, State: "bound"}, false},
+		{"passes to the slot's new machine", Lease{Addr: a, MAC: "m3", SlotKey: "p1-tor1/swp1", Expires: soon, State: "offered"}, false},
+		{"but not to another slot's", Lease{Addr: a, MAC: "m4", SlotKey: "p1-tor1/swp2", Expires: soon, State: "offered"}, true},
+	}
+	for i, st := range steps {
+		db := []*DB{s, other}[i%2]
+		err := db.Update(ctx, func(tx Tx) error { return tx.PutLeases(ctx, st.lease) })
+		if st.taken != errors.Is(err, ErrAddressTaken) || !st.taken && err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+	}
+	ls, _ := s.Leases(ctx)
+	if len(ls) != 1 || ls[0].MAC != "m3" {
+		t.Fatalf("leases %+v", ls)
+	}
+}
+
+// Machine ids come from the database: two servers reserving at once never
+// get the same, and a machine written without one takes the next.
+func testReserveIDs(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.open(t)
+	other := b.again(t, s)
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		db := []*DB{s, other}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				first, err := db.ReserveIDs(ctx, "machines", 16)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for id := first; id < first+16; id++ {
+					if seen[id] {
+						t.Errorf("id %d given twice", id)
+					}
+					seen[id] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	m := &machine.Machine{MAC: "52:54:00:00:00:99", State: machine.Discovered, StateSince: time.Now()}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
+		t.Fatal(err)
+	}
+	if seen[m.ID] || m.ID != int64(len(seen))+1 {
+		t.Fatalf("new machine id %d after %d reserved", m.ID, len(seen))
 	}
 }

@@ -135,8 +135,20 @@ func (s *Server) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, db)
 }
 
+// SocketURL is the address of a database through the server's Unix socket,
+// which reaches it from inside a network namespace too.
+func (s *Server) SocketURL(db string) string {
+	return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%d&sslmode=disable", db, s.Dir, s.Port)
+}
+
 // NewDB creates an empty database and returns its URL.
 func (s *Server) NewDB(t testing.TB) string {
+	t.Helper()
+	return s.URL(s.NewDatabase(t))
+}
+
+// NewDatabase creates an empty database and returns its name.
+func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("t%d", s.dbs.Add(1))
 	db, err := sql.Open("pgx", s.URL("postgres"))
@@ -149,7 +161,7 @@ func (s *Server) NewDB(t testing.TB) string {
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
-	return s.URL(name)
+	return name
 }
 
 // Stop stops the server at once and removes its files.

@@ -94,7 +94,11 @@ ratio={{index .Params "ratio"}}
 phone_home={{.PhoneHomeURL}}
 `
 
-func newTopo(t *testing.T) *topo {
+func newTopo(t *testing.T) *topo { t.Helper(); return newTopoOn(t, "") }
+
+// newTopoOn builds the topology with drover on the database db (a postgres://
+// URL), or on a SQLite file in the test's directory when db is empty.
+func newTopoOn(t *testing.T, db string) *topo {
 	t.Helper()
 	tp := &topo{t: t, dir: t.TempDir(), x: 100 + rand.IntN(150)}
 	tp.net = netns.New("dv" + randomID() + "-")
@@ -162,7 +166,10 @@ func newTopo(t *testing.T) *topo {
 	must(os.MkdirAll(art, 0o755))
 	must(os.WriteFile(filepath.Join(art, "vmlinuz"), bytes.Repeat([]byte("k"), 300_000), 0o644))
 	must(os.WriteFile(filepath.Join(art, "initrd.gz"), bytes.Repeat([]byte("i"), 500_000), 0o644))
-	tp.db = filepath.Join(tp.dir, "drover.db")
+	tp.db = db
+	if db == "" {
+		tp.db = filepath.Join(tp.dir, "drover.db")
+	}
 	tp.startServer(true)
 	return tp
 }
@@ -170,7 +177,7 @@ func newTopo(t *testing.T) *topo {
 // startServer runs drover serve in the server namespace and waits until it answers.
 func (tp *topo) startServer(withDesign bool) {
 	tp.t.Helper()
-	args := []string{droverBin, "--db", tp.db, "serve", "--artifacts", filepath.Join(tp.dir, "artifacts"), "--log-level", "debug",
+	args := []string{droverBin, "--db", tp.db, "serve", "--state-dir", tp.dir, "--artifacts", filepath.Join(tp.dir, "artifacts"), "--log-level", "debug",
 		"--prometheus", "http://127.0.0.1:9099"} // the Prometheus of the monitoring test
 	if withDesign {
 		args = append(args, "--design", tp.design)
@@ -283,29 +290,94 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// identities checks that every port's client gets its slot's identity through ISC dhcrelay.
+func (tp *topo) identities(t *testing.T) {
+	want := map[string]lease{
+		"c11": {tp.ip("11.2"), "e2e-compute-01", ""}, "c12": {tp.ip("11.10"), "e2e-compute-02", ""},
+		"c21": {tp.ip("12.2"), "e2e-storage-01", ""}, "c22": {tp.ip("12.10"), "e2e-storage-02", ""},
+	}
+	for ns, w := range want {
+		l, err := tp.dhclient(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Addr != w.Addr || l.Host != w.Host {
+			t.Errorf("%s got %s %s, want %s %s", ns, l.Addr, l.Host, w.Addr, w.Host)
+		}
+		if !strings.HasPrefix(l.File, "http://") || !strings.HasSuffix(l.File, ".ipxe") {
+			t.Errorf("%s boot file %q is not a script URL", ns, l.File)
+		}
+	}
+}
+
+// install takes e2e-storage-01 through relay, script, kernel, template and
+// phone-home with its one-time token, and returns its install script.
+func (tp *topo) install(t *testing.T) string {
+	var script string
+	l, err := tp.dhclient("c21")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ := tp.curl("rg", l.File)
+	if code != 403 {
+		t.Errorf("script fetched from another host: %d", code)
+	}
+	code, body := tp.curl("c21", l.File)
+	if code != 200 || !strings.Contains(body, "kernel http://") || !strings.Contains(body, "initrd=initrd.gz") || !strings.Contains(body, "hostname=e2e-storage-01") {
+		t.Fatalf("script %d:\n%s", code, body)
+	}
+	script = body
+	token := between(body, "drover.token=", " ")
+	base := between(body, "drover.url=", " ")
+	kernel := between(body, "kernel ", " ")
+	if code, b := tp.curl("c21", "-o", "/dev/null", kernel); code != 200 {
+		t.Errorf("kernel: %d %s", code, b)
+	}
+	if code, b := tp.curl("c21", "-r", "100-199", kernel); code != 206 || len(b) != 100 {
+		t.Errorf("kernel range: %d, %d bytes", code, len(b))
+	}
+	code, body = tp.curl("c21", base+"/install/install?token="+token)
+	if code != 200 || !strings.Contains(body, "hostname=e2e-storage-01") || !strings.Contains(body, "address="+tp.ip("12.2")+"/29") || !strings.Contains(body, "phone_home="+base+"/phone-home?token=") {
+		t.Fatalf("template %d:\n%s", code, body)
+	}
+	if code, _ := tp.curl("c21", base+"/install/install?token=wrong"); code != 403 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code, b := tp.curl("c21", "-X", "POST", "-d", "status=progress", "-d", "message=partitioning", base+"/phone-home?token="+token); code != 200 {
+		t.Errorf("progress: %d %s", code, b)
+	}
+	code, body = tp.curl("c21", "-X", "POST", "-H", "Content-Type: application/json", "-d", `{"status":"installed","facts":{"cpus":2}}`, base+"/phone-home?token="+token)
+	if code != 200 || !strings.Contains(body, `"state":"deployed"`) {
+		t.Fatalf("phone-home: %d %s", code, body)
+	}
+	if code, _ := tp.curl("c21", base+"/install/install?token="+token); code != 403 {
+		t.Errorf("reused token: %d", code)
+	}
+	if code, _ := tp.curl("c21", "-X", "POST", "-d", "status=installed", base+"/phone-home?token="+token); code != 403 {
+		t.Errorf("reused token on phone-home: %d", code)
+	}
+	code, body = tp.curl("c21", l.File)
+	if code != 200 || !strings.Contains(body, "\nexit\n") || strings.Contains(body, "kernel") {
+		t.Fatalf("script of a deployed machine %d:\n%s", code, body)
+	}
+	s := tp.show(t, "e2e-storage-01")
+	if s.Machine.State != "deployed" || s.Machine.Facts["cpus"] != 2.0 {
+		t.Errorf("machine %+v", s.Machine)
+	}
+	for _, k := range []string{"dhcp-offer", "dhcp-ack", "ipxe-script", "kernel", "template", "progress", "phone-home"} {
+		if !s.has(k) {
+			t.Errorf("timeline lacks %s", k)
+		}
+	}
+	return script
+}
+
 func TestNetworkBoot(t *testing.T) {
 	require(t, map[string]string{"ip": "iproute2", "dhclient": "isc-dhcp-client", "dhcrelay": "isc-dhcp-relay",
 		"atftp": "atftp", "curl": "curl", "perfdhcp": "kea-admin", "tcpdump": "tcpdump", "prometheus": "prometheus", "python3": "python3"})
 	tp := newTopo(t)
 
-	t.Run("each port gets its slot's identity through ISC dhcrelay", func(t *testing.T) {
-		want := map[string]lease{
-			"c11": {tp.ip("11.2"), "e2e-compute-01", ""}, "c12": {tp.ip("11.10"), "e2e-compute-02", ""},
-			"c21": {tp.ip("12.2"), "e2e-storage-01", ""}, "c22": {tp.ip("12.10"), "e2e-storage-02", ""},
-		}
-		for ns, w := range want {
-			l, err := tp.dhclient(ns)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Addr != w.Addr || l.Host != w.Host {
-				t.Errorf("%s got %s %s, want %s %s", ns, l.Addr, l.Host, w.Addr, w.Host)
-			}
-			if !strings.HasPrefix(l.File, "http://") || !strings.HasSuffix(l.File, ".ipxe") {
-				t.Errorf("%s boot file %q is not a script URL", ns, l.File)
-			}
-		}
-	})
+	t.Run("each port gets its slot's identity through ISC dhcrelay", tp.identities)
 
 	t.Run("a machine moved to another port takes that port's identity", func(t *testing.T) {
 		// c11's machine (compute-01) is unplugged and plugged into swp3.
@@ -324,63 +396,7 @@ func TestNetworkBoot(t *testing.T) {
 	})
 
 	var script string
-	t.Run("script, template and phone-home with a one-time token", func(t *testing.T) {
-		l, err := tp.dhclient("c21")
-		if err != nil {
-			t.Fatal(err)
-		}
-		code, _ := tp.curl("rg", l.File)
-		if code != 403 {
-			t.Errorf("script fetched from another host: %d", code)
-		}
-		code, body := tp.curl("c21", l.File)
-		if code != 200 || !strings.Contains(body, "kernel http://") || !strings.Contains(body, "initrd=initrd.gz") || !strings.Contains(body, "hostname=e2e-storage-01") {
-			t.Fatalf("script %d:\n%s", code, body)
-		}
-		script = body
-		token := between(body, "drover.token=", " ")
-		base := between(body, "drover.url=", " ")
-		kernel := between(body, "kernel ", " ")
-		if code, b := tp.curl("c21", "-o", "/dev/null", kernel); code != 200 {
-			t.Errorf("kernel: %d %s", code, b)
-		}
-		if code, b := tp.curl("c21", "-r", "100-199", kernel); code != 206 || len(b) != 100 {
-			t.Errorf("kernel range: %d, %d bytes", code, len(b))
-		}
-		code, body = tp.curl("c21", base+"/install/install?token="+token)
-		if code != 200 || !strings.Contains(body, "hostname=e2e-storage-01") || !strings.Contains(body, "address="+tp.ip("12.2")+"/29") || !strings.Contains(body, "phone_home="+base+"/phone-home?token=") {
-			t.Fatalf("template %d:\n%s", code, body)
-		}
-		if code, _ := tp.curl("c21", base+"/install/install?token=wrong"); code != 403 {
-			t.Errorf("wrong token: %d", code)
-		}
-		if code, b := tp.curl("c21", "-X", "POST", "-d", "status=progress", "-d", "message=partitioning", base+"/phone-home?token="+token); code != 200 {
-			t.Errorf("progress: %d %s", code, b)
-		}
-		code, body = tp.curl("c21", "-X", "POST", "-H", "Content-Type: application/json", "-d", `{"status":"installed","facts":{"cpus":2}}`, base+"/phone-home?token="+token)
-		if code != 200 || !strings.Contains(body, `"state":"deployed"`) {
-			t.Fatalf("phone-home: %d %s", code, body)
-		}
-		if code, _ := tp.curl("c21", base+"/install/install?token="+token); code != 403 {
-			t.Errorf("reused token: %d", code)
-		}
-		if code, _ := tp.curl("c21", "-X", "POST", "-d", "status=installed", base+"/phone-home?token="+token); code != 403 {
-			t.Errorf("reused token on phone-home: %d", code)
-		}
-		code, body = tp.curl("c21", l.File)
-		if code != 200 || !strings.Contains(body, "\nexit\n") || strings.Contains(body, "kernel") {
-			t.Fatalf("script of a deployed machine %d:\n%s", code, body)
-		}
-		s := tp.show(t, "e2e-storage-01")
-		if s.Machine.State != "deployed" || s.Machine.Facts["cpus"] != 2.0 {
-			t.Errorf("machine %+v", s.Machine)
-		}
-		for _, k := range []string{"dhcp-offer", "dhcp-ack", "ipxe-script", "kernel", "template", "progress", "phone-home"} {
-			if !s.has(k) {
-				t.Errorf("timeline lacks %s", k)
-			}
-		}
-	})
+	t.Run("script, template and phone-home with a one-time token", func(t *testing.T) { script = tp.install(t) })
 
 	t.Run("Prometheus discovers the deployed machine through http_sd and scrapes it", func(t *testing.T) {
 		if script == "" {

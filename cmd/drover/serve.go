@@ -62,6 +62,7 @@ type serveFlags struct {
 	apiKey          string
 	adminTokenFile  string
 	stateDir        string
+	standby         bool
 	designDir       string
 	pprofListen     string
 	powerSecrets    string
@@ -127,6 +128,7 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.apiListen, "api-listen", "127.0.0.1:9090", "operator API address (REST, metrics)")
 	fl.StringVar(&f.apiCert, "api-tls-cert", "", "serve the operator API over TLS with this certificate")
 	fl.StringVar(&f.apiKey, "api-tls-key", "", "and this key")
+	fl.BoolVar(&f.standby, "standby", false, "with PostgreSQL: when another server is active on the database, wait and take over when it stops or dies (docs/ha.md)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "this server's own files: the first admin token, uploaded designs, the git follower's checkout (default: the SQLite file's directory; with PostgreSQL, the working directory)")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: in --state-dir)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: in --state-dir)")
@@ -274,11 +276,28 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	defer st.Close()
 	// The writer lock is taken before a design is applied at start, so that the
 	// fleet this server starts is the one that carries out its effects.
-	release, err := serve.LockWriter(ctx, st, log)
+	if f.standby && !store.IsPostgresURL(g.db) {
+		return &usageError{errors.New("--standby needs a PostgreSQL database (--db postgres://...): a standby takes over on another host")}
+	}
+	release, err := serve.LockWriter(ctx, st, log, f.standby)
 	if err != nil {
 		return err
 	}
 	defer release()
+	// A server that loses its lock stops at once: a standby may be taking over.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	errLost := errors.New("lost the database's writer lock (its PostgreSQL session ended): stopped so as never to write beside the server taking over")
+	if lost := st.WriterLost(); lost != nil {
+		go func() {
+			select {
+			case <-lost:
+				log.Error(errLost.Error())
+				stop(errLost)
+			case <-ctx.Done():
+			}
+		}()
+	}
 	if f.design != "" && f.follow != "" {
 		return &usageError{errors.New("--design and --follow exclude each other: the design comes from one place")}
 	}
@@ -304,7 +323,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	return serve.Run(ctx, serve.Config{
+	err = serve.Run(ctx, serve.Config{
 		Store: st, LockHeld: true, DNS: dnsCfg, EventSinks: sinks,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
 			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
@@ -323,6 +342,10 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 			log.Info("ready", "startup", time.Since(start).Round(time.Millisecond))
 		},
 	})
+	if cause := context.Cause(ctx); errors.Is(cause, errLost) {
+		return cause
+	}
+	return err
 }
 
 // eventSinks are the consumers of state transitions the flags name.

@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.ReloadInterval = 2 * time.Second
 	}
 	if !cfg.LockHeld {
-		release, err := LockWriter(ctx, cfg.Store, log)
+		release, err := LockWriter(ctx, cfg.Store, log, false)
 		if err != nil {
 			return err
 		}
@@ -305,19 +305,37 @@ const serverHolder = "drover serve"
 
 // LockWriter takes the store's writer lock for a server. It waits a little
 // for a short-lived holder (a CLI apply carrying out its machine changes) and
-// refuses at once when the holder is another server.
-func LockWriter(ctx context.Context, st store.Store, log *slog.Logger) (func(), error) {
+// refuses at once when the holder is another server, unless standby is set:
+// then it waits for as long as the other server holds the lock, and returns
+// when that one stops or dies.
+func LockWriter(ctx context.Context, st store.Store, log *slog.Logger, standby bool) (func(), error) {
 	deadline := time.Now().Add(15 * time.Second)
+	var waitingFor string
 	for {
 		release, err := st.LockWriter(serverHolder)
 		var busy *store.WriterBusyError
 		if err == nil {
+			if waitingFor != "" {
+				log.Warn("taking over: the active server is gone", "was", waitingFor)
+			}
 			return release, nil
 		}
-		if !errors.As(err, &busy) || strings.HasPrefix(busy.Holder, serverHolder) || time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w (one drover serve per database: stop the other one first)", err)
+		server := errors.As(err, &busy) && strings.HasPrefix(busy.Holder, serverHolder)
+		switch {
+		case standby && server:
+			if busy.Holder != waitingFor {
+				log.Info("standing by: another server is active; taking over when it stops", "active", busy.Holder)
+				waitingFor = busy.Holder
+			}
+		case busy == nil || server || time.Now().After(deadline):
+			hint := "one drover serve per database: stop the other one first"
+			if server {
+				hint = "one active drover serve per database: stop the other one, or start this one with --standby"
+			}
+			return nil, fmt.Errorf("%w (%s)", err, hint)
+		default:
+			log.Info("waiting for the database's writer lock", "holder", busy.Holder)
 		}
-		log.Info("waiting for the database's writer lock", "holder", busy.Holder)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -253,11 +254,60 @@ func (s *DB) lockAdvisory(holder string) (func(), error) {
 			WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1`, int64(pgLockWriter)).Scan(&who)
 		return nil, &WriterBusyError{Lock: "advisory lock on " + s.path, Holder: who}
 	}
+	// The server drops a dead holder's session (kill -9 at once, a host that
+	// is gone within about 11 s of TCP keepalives), which frees the lock for a
+	// standby; the holder checks its session every 2 s and reports a lost one.
+	for _, q := range []string{`SET tcp_keepalives_idle = 5`, `SET tcp_keepalives_interval = 2`, `SET tcp_keepalives_count = 3`} {
+		conn.ExecContext(ctx, q)
+	}
+	lost := make(chan struct{})
+	stop := make(chan struct{})
+	s.lost.Store(&lost)
+	var mu sync.Mutex // the check and the release do not share the connection at once
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			var held bool
+			err := conn.QueryRowContext(cctx, `SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND ((classid::bigint << 32) | objid::bigint) = $1`, int64(pgLockWriter)).Scan(&held)
+			cancel()
+			mu.Unlock()
+			if err != nil || !held {
+				close(lost)
+				return
+			}
+		}
+	}()
 	// Releasing ends the session rather than handing the connection back to
 	// the pool, so that nothing of the lock outlives it.
+	var once sync.Once
 	return func() {
-		conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, int64(pgLockWriter))
-		conn.Raw(func(any) error { return driver.ErrBadConn })
-		conn.Close()
+		once.Do(func() {
+			close(stop)
+			mu.Lock()
+			defer mu.Unlock()
+			conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, int64(pgLockWriter))
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+			conn.Close()
+		})
 	}, nil
+}
+
+// WriterLost is closed when the writer lock this store took is lost (its
+// session ended: the database restarted, or the network to it failed). A
+// server that sees it stops, so that it never writes beside the standby
+// that takes over. It is nil (never closed) for SQLite's lock file and
+// before LockWriter.
+func (s *DB) WriterLost() <-chan struct{} {
+	if p := s.lost.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

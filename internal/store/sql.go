@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover/drover/internal/machine"
@@ -43,8 +44,8 @@ type DB struct {
 	dialect *dialect
 	path    string // the SQLite file, for its writer lock
 	now     func() time.Time
-	bound   sync.Map // query -> query with the dialect's placeholders
-	// lockConn holds PostgreSQL's writer advisory lock (see LockWriter).
+	bound   sync.Map                      // query -> query with the dialect's placeholders
+	lost    atomic.Pointer[chan struct{}] // see WriterLost
 }
 
 var _ Store = (*DB)(nil)

@@ -58,6 +58,7 @@ func TestStore(t *testing.T) {
 		{"ConcurrentApplies", testConcurrentApplies},
 		{"LeaseHolders", testLeaseHolders},
 		{"ReserveIDs", testReserveIDs},
+		{"WriterLost", testWriterLost},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {

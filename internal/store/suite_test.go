@@ -238,3 +238,32 @@ func testReserveIDs(t *testing.T, b backend) {
 		t.Fatalf("new machine id %d after %d reserved", m.ID, len(seen))
 	}
 }
+
+// A server whose lock session ends (the database restarted, the network to
+// it failed) learns it within seconds, so that it stops before a standby
+// takes over; PostgreSQL only (SQLite's lock is a file held by the process).
+func testWriterLost(t *testing.T, b backend) {
+	if b.name != "postgres" {
+		t.Skip("SQLite's writer lock is held by the process itself")
+	}
+	s := b.open(t)
+	release, err := s.LockWriter("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	other := b.again(t, s)
+	if _, err := other.ExecContext(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.WriterLost():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the lock's session was terminated, and WriterLost did not say so")
+	}
+	again, err := other.LockWriter("test two")
+	if err != nil {
+		t.Fatalf("the lock after its session ended: %v", err)
+	}
+	again()
+}

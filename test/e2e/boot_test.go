@@ -174,15 +174,20 @@ func newTopoOn(t *testing.T, db string) *topo {
 	return tp
 }
 
-// startServer runs drover serve in the server namespace and waits until it answers.
-func (tp *topo) startServer(withDesign bool) {
-	tp.t.Helper()
+// serveArgs is the command line of drover serve in the server namespace.
+func (tp *topo) serveArgs(withDesign bool, extra ...string) []string {
 	args := []string{droverBin, "--db", tp.db, "serve", "--state-dir", tp.dir, "--artifacts", filepath.Join(tp.dir, "artifacts"), "--log-level", "debug",
 		"--prometheus", "http://127.0.0.1:9099"} // the Prometheus of the monitoring test
 	if withDesign {
 		args = append(args, "--design", tp.design)
 	}
-	p, err := tp.net.Start("srv", filepath.Join(tp.dir, "drover.log"), nil, args...)
+	return append(args, extra...)
+}
+
+// startServer runs drover serve in the server namespace and waits until it answers.
+func (tp *topo) startServer(withDesign bool) {
+	tp.t.Helper()
+	p, err := tp.net.Start("srv", filepath.Join(tp.dir, "drover.log"), nil, tp.serveArgs(withDesign)...)
 	if err != nil {
 		tp.t.Fatal(err)
 	}

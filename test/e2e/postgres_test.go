@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/pgtest"
@@ -62,6 +66,92 @@ func TestNetworkBootOnPostgres(t *testing.T) {
 		// The CLI reads the same database.
 		if s := tp.show(t, "e2e-storage-01"); s.Machine.State != "deployed" || !s.has("phone-home") {
 			t.Errorf("drover show on PostgreSQL: %+v", s.Machine)
+		}
+	})
+}
+
+// TestStandbyTakesOver runs an active and a standby drover serve on one
+// PostgreSQL; the active one is killed with SIGKILL after its clients got
+// their addresses. The standby takes over the same service address (as a
+// floating address or a relay forwarding to both would give it), and the
+// clients carry on: same addresses, an install to deployed, whole timelines.
+func TestStandbyTakesOver(t *testing.T) {
+	require(t, map[string]string{"ip": "iproute2", "dhclient": "isc-dhcp-client", "dhcrelay": "isc-dhcp-relay", "curl": "curl"})
+	pg := pgtest.Start(t)
+	name := pg.NewDatabase(t)
+	tp := newTopoOn(t, pg.SocketURL(name))
+	standbyLog := filepath.Join(tp.dir, "standby.log")
+	standby, err := tp.net.Start("srv", standbyLog, nil, tp.serveArgs(false, "--standby")...)
+	must(t, err)
+	t.Cleanup(standby.Kill)
+	waitFor(t, "the standby to stand by", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(standbyLog)
+		return strings.Contains(string(b), "standing by")
+	})
+
+	t.Run("the active server gives the clients their identities", tp.identities)
+	before := map[string]lease{}
+	for _, ns := range []string{"c11", "c22"} {
+		l, err := tp.dhclient(ns)
+		must(t, err)
+		before[ns] = l
+	}
+
+	killed := time.Now()
+	tp.server.Kill()
+	waitFor(t, "the standby to take over", 30*time.Second, func() bool {
+		if standby.Exited() {
+			b, _ := os.ReadFile(standbyLog)
+			t.Fatalf("standby exited: %v\n%s", standby.Wait(), tail(string(b), 20))
+		}
+		out, err := tp.net.Run(context.Background(), "srv", "curl", "-sf", "http://127.0.0.1:8080/healthz")
+		return err == nil && strings.TrimSpace(string(out)) == "ok"
+	})
+	t.Logf("standby answered /healthz %s after the active server was killed", time.Since(killed).Round(time.Millisecond))
+	tp.server = standby
+
+	t.Run("clients keep their addresses through the standby", func(t *testing.T) {
+		for ns, w := range before {
+			l, err := tp.dhclient(ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Addr != w.Addr || l.Host != w.Host {
+				t.Errorf("%s: %s %s after the takeover, %s %s before", ns, l.Addr, l.Host, w.Addr, w.Host)
+			}
+		}
+	})
+	t.Run("an install reaches deployed through the standby", func(t *testing.T) { tp.install(t) })
+	t.Run("the database holds one machine per client and one holder per address", func(t *testing.T) {
+		ctx := context.Background()
+		st, err := store.OpenPostgres(ctx, pg.URL(name))
+		must(t, err)
+		defer st.Close()
+		ms, err := st.Machines(ctx, store.MachineFilter{})
+		must(t, err)
+		names := map[string]int{}
+		for _, m := range ms {
+			names[m.Name]++
+		}
+		for _, n := range []string{"e2e-compute-01", "e2e-compute-02", "e2e-storage-01", "e2e-storage-02"} {
+			if names[n] != 1 {
+				t.Errorf("%d machines named %s", names[n], n)
+			}
+		}
+		ls, err := st.Leases(ctx)
+		must(t, err)
+		held := map[string]string{}
+		for _, l := range ls {
+			if prev, ok := held[l.MAC]; ok {
+				t.Errorf("%s holds %s and %s", l.MAC, prev, l.Addr)
+			}
+			held[l.MAC] = l.Addr.String()
+		}
+		s := tp.show(t, "e2e-storage-01")
+		for _, k := range []string{"dhcp-offer", "dhcp-ack", "ipxe-script", "template", "phone-home"} {
+			if !s.has(k) {
+				t.Errorf("timeline of e2e-storage-01 lacks %s", k)
+			}
 		}
 	})
 }

@@ -80,6 +80,16 @@ func TestStandbyTakesOver(t *testing.T) {
 	pg := pgtest.Start(t)
 	name := pg.NewDatabase(t)
 	tp := newTopoOn(t, pg.SocketURL(name))
+	// A second server without --standby refuses to start and names the active one.
+	secondLog := filepath.Join(tp.dir, "second.log")
+	second, err := tp.net.Start("srv", secondLog, nil, tp.serveArgs(false)...)
+	must(t, err)
+	if err := second.Wait(); err == nil {
+		t.Fatal("a second active server started on the same database")
+	}
+	if b, _ := os.ReadFile(secondLog); !strings.Contains(string(b), "drover serve (pid ") || !strings.Contains(string(b), "start this one with --standby") {
+		t.Errorf("the second server's refusal does not name the active one:\n%s", b)
+	}
 	standbyLog := filepath.Join(tp.dir, "standby.log")
 	standby, err := tp.net.Start("srv", standbyLog, nil, tp.serveArgs(false, "--standby")...)
 	must(t, err)

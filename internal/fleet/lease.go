@@ -80,6 +80,9 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 // another server on the same database) is kept out of use here too, so that
 // the client's next request gets another.
 func (f *Fleet) failed(b *batch, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return // the caller stopped waiting: the batch may still land
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, id := range b.created {

@@ -93,7 +93,18 @@ func (s *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 
 func (s *DB) migrate(ctx context.Context) error {
 	migrations := s.dialect.migrations
-	if _, err := s.db.ExecContext(ctx, s.dialect.createMigrations); err != nil {
+	// Under the migration lock too: two servers creating the table at once
+	// can collide in PostgreSQL's catalogue.
+	err := s.inTx(ctx, func(tx *sqlTx) error {
+		if s.dialect.lockMigrations != "" {
+			if _, err := tx.tx.ExecContext(ctx, s.dialect.lockMigrations); err != nil {
+				return err
+			}
+		}
+		_, err := tx.tx.ExecContext(ctx, s.dialect.createMigrations)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for {

@@ -167,6 +167,10 @@ const (
 	pgLockApply   = 0x64726f7603
 )
 
+// writerLockRow selects, in pg_locks l, the granted writer lock: a bigint
+// advisory key shows as its high (classid) and low (objid) halves.
+const writerLockRow = `l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = $1`
+
 var postgresDialect = &dialect{
 	name:             "postgres",
 	positional:       true,
@@ -232,15 +236,6 @@ func (s *DB) lockAdvisory(holder string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("writer lock: %w", err)
 	}
-	// application_name tells the next one who holds the lock (63 bytes at most).
-	name := fmt.Sprintf("%s (pid %d)", holder, os.Getpid())
-	if len(name) > 63 {
-		name = name[len(name)-63:]
-	}
-	if _, err := conn.ExecContext(ctx, `SELECT set_config('application_name', $1, false)`, name); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("writer lock: %w", err)
-	}
 	var got bool
 	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, int64(pgLockWriter)).Scan(&got); err != nil {
 		conn.Close()
@@ -250,9 +245,18 @@ func (s *DB) lockAdvisory(holder string) (func(), error) {
 		conn.Close()
 		var who string
 		s.db.QueryRowContext(ctx, `SELECT a.application_name || ' on ' || COALESCE(host(a.client_addr), 'the local socket')
-			FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-			WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1`, int64(pgLockWriter)).Scan(&who)
+			FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE `+writerLockRow+` LIMIT 1`, int64(pgLockWriter)).Scan(&who)
 		return nil, &WriterBusyError{Lock: "advisory lock on " + s.path, Holder: who}
+	}
+	// application_name tells the next one who holds the lock (63 bytes at most).
+	name := fmt.Sprintf("%s (pid %d)", holder, os.Getpid())
+	if len(name) > 63 {
+		name = name[len(name)-63:]
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT set_config('application_name', $1, false)`, name); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // ends the session, and the lock with it
+		conn.Close()
+		return nil, fmt.Errorf("writer lock: %w", err)
 	}
 	// The server drops a dead holder's session (kill -9 at once, a host that
 	// is gone within about 11 s of TCP keepalives), which frees the lock for a
@@ -276,7 +280,7 @@ func (s *DB) lockAdvisory(holder string) (func(), error) {
 			mu.Lock()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var held bool
-			err := conn.QueryRowContext(cctx, `SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND ((classid::bigint << 32) | objid::bigint) = $1`, int64(pgLockWriter)).Scan(&held)
+			err := conn.QueryRowContext(cctx, `SELECT count(*) > 0 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND `+writerLockRow, int64(pgLockWriter)).Scan(&held)
 			cancel()
 			mu.Unlock()
 			if err != nil || !held {

@@ -37,7 +37,7 @@ type dialect struct {
 }
 
 // DB is drover's store on a SQL database: SQLite (embedded, the default) or
-// PostgreSQL (shared by several controllers). Both run the same statements,
+// PostgreSQL (an active server and its standbys). Both run the same statements,
 // written with "?" placeholders; the dialect says what differs.
 type DB struct {
 	db      *sql.DB
@@ -52,9 +52,6 @@ var _ Store = (*DB)(nil)
 
 // Close closes the database.
 func (s *DB) Close() error { return s.db.Close() }
-
-// Dialect names the database: "sqlite" or "postgres".
-func (s *DB) Dialect() string { return s.dialect.name }
 
 // bind rewrites a query's "?" placeholders for the dialect; the statements
 // contain no "?" inside literals.
@@ -79,6 +76,8 @@ func (s *DB) bind(q string) string {
 	return sb.String()
 }
 
+// QueryContext, QueryRowContext and ExecContext run a statement written
+// with "?" placeholders outside any transaction.
 func (s *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return s.db.QueryContext(ctx, s.bind(q), args...)
 }
@@ -93,31 +92,23 @@ func (s *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 
 func (s *DB) migrate(ctx context.Context) error {
 	migrations := s.dialect.migrations
-	// Under the migration lock too: two servers creating the table at once
-	// can collide in PostgreSQL's catalogue.
-	err := s.inTx(ctx, func(tx *sqlTx) error {
-		if s.dialect.lockMigrations != "" {
-			if _, err := tx.tx.ExecContext(ctx, s.dialect.lockMigrations); err != nil {
-				return err
-			}
-		}
-		_, err := tx.tx.ExecContext(ctx, s.dialect.createMigrations)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	for {
-		done := false
+	// One migration per transaction, each under the migration lock, which
+	// also covers creating the table of versions: two servers doing that at
+	// once collide in PostgreSQL's catalogue.
+	for done := false; !done; {
 		err := s.inTx(ctx, func(tx *sqlTx) error {
-			if s.dialect.lockMigrations != "" {
-				if _, err := tx.ExecContext(ctx, s.dialect.lockMigrations); err != nil {
-					return err
+			// Unprepared: the lock's statement comes first, a migration is several statements.
+			for _, q := range []string{s.dialect.lockMigrations, s.dialect.createMigrations} {
+				if q == "" {
+					continue
+				}
+				if _, err := tx.tx.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("prepare migrations: %w", err)
 				}
 			}
 			var have int
 			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-				return err
+				return fmt.Errorf("read schema version: %w", err)
 			}
 			if have > len(migrations)-1 {
 				return fmt.Errorf("database schema version %d is newer than this drover knows (%d): upgrade drover", have, len(migrations)-1)
@@ -127,20 +118,19 @@ func (s *DB) migrate(ctx context.Context) error {
 				done = true
 				return nil
 			}
-			// Unprepared: a migration is several statements.
 			if _, err := tx.tx.ExecContext(ctx, migrations[v]); err != nil {
 				return fmt.Errorf("migrate to schema %d: %w", v, err)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, s.now().UnixNano())
-			return err
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, s.now().UnixNano()); err != nil {
+				return fmt.Errorf("migrate to schema %d: %w", v, err)
+			}
+			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if done {
-			return nil
+			return err
 		}
 	}
+	return nil
 }
 
 func (s *DB) inTx(ctx context.Context, fn func(*sqlTx) error) error {

@@ -1,6 +1,6 @@
 // Package store persists designs, slots, machines, timelines and leases.
 // SQLite (embedded, pure Go) is the default; PostgreSQL serves sites that
-// run it for several controllers. Every multi-row change is one Update.
+// run an active server and a standby on it. Every multi-row change is one Update.
 package store
 
 import (

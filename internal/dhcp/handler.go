@@ -52,11 +52,16 @@ type Reply struct {
 }
 
 // errDrop marks requests that get no reply, with the reason counted.
-type errDrop struct{ reason string }
+type errDrop struct {
+	reason string
+	// counter names the drop in drover_dhcp_dropped_total: "refused", or
+	// "other_server" for a pod another server on the database answers for.
+	counter string
+}
 
 func (e *errDrop) Error() string { return "dropped: " + e.reason }
 
-func drop(reason string) error { return &errDrop{reason} }
+func drop(reason string) error { return &errDrop{reason, "refused"} }
 
 // Handle answers a request. A nil reply with a nil error means "no answer due".
 func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) (*Reply, error) {
@@ -207,6 +212,9 @@ func (h *Handler) inform(req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Repl
 func refused(err error) error {
 	var ref *fleet.Refusal
 	if errors.As(err, &ref) {
+		if ref.Elsewhere {
+			return &errDrop{ref.Reason, "other_server"}
+		}
 		return drop(ref.Reason)
 	}
 	return err

@@ -202,7 +202,7 @@ func (s *Server) serve(ctx context.Context, pc *ipv4.PacketConn, j job) {
 	if err != nil {
 		var d *errDrop
 		if errors.As(err, &d) {
-			stats.Add("drop_refused")
+			stats.Add("drop_" + d.counter)
 			s.cfg.Log.Debug("dhcp no reply", "mac", j.req.ClientHWAddr.String(), "type", j.req.MessageType().String(), "reason", d.reason)
 			return
 		}

@@ -81,7 +81,7 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 		t.Machine = *m
 	}
 	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: machine.KindIPXEScript, Reason: scriptReason(t)})
-	done := f.w.submit(b)
+	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
 		return Target{}, fmt.Errorf("script for %s: %w", m.MAC, err)
@@ -156,7 +156,7 @@ func (f *Fleet) IssueBootToken(ctx context.Context, installToken string) (string
 	f.tokens[m.BootTokenHash] = m.ID
 	b := newBatch()
 	b.touch(m)
-	done := f.w.submit(b)
+	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
 		return "", fmt.Errorf("boot token for %s: %w", m.Label(), err)
@@ -257,7 +257,7 @@ func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, fa
 		return machine.Machine{}, fmt.Errorf("%w %q (use progress, installed, failed or booted)", ErrBadStatus, status)
 	}
 	snap := *m
-	done := f.w.submit(b)
+	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
 		return machine.Machine{}, fmt.Errorf("phone-home from %s: %w", snap.Label(), err)
@@ -280,7 +280,7 @@ func (f *Fleet) Note(addr netip.Addr, kind machine.Kind, reason string) {
 	}
 	b := newBatch()
 	b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
-	f.w.submit(b)
+	f.submit(b)
 }
 
 // NoteMachine adds a timeline entry to a machine by id, without waiting.
@@ -310,7 +310,7 @@ func (f *Fleet) submitEntry(e machine.Entry) (<-chan error, bool) {
 	}
 	b := newBatch()
 	b.add(e)
-	return f.w.submit(b), true
+	return f.submit(b), true
 }
 
 // InSlot returns a copy of the machine standing in a slot.

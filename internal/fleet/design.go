@@ -72,7 +72,7 @@ func (f *Fleet) Sync(ctx context.Context, latest *Applied) error {
 	f.mu.Lock()
 	b := newBatch()
 	f.switchTo(ap, pending, b)
-	done := f.w.submit(b)
+	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
 		return fmt.Errorf("carry out design revision %d: %w", ap.Revision.ID, err)
@@ -91,9 +91,23 @@ func (f *Fleet) switchTo(ap Applied, pending []store.Revision, b *batch) {
 			break
 		}
 		for _, e := range rev.Effects {
-			f.carryOut(rev, e, b)
+			// Another server's pods are its own to change; a pod whose rows
+			// are ahead (written while servers divided the database) has
+			// this effect already.
+			if pod := f.effectPod(ap.Index, e); f.owns(pod) && f.podRev[pod] < rev.ID {
+				f.carryOut(rev, e, b)
+			}
 		}
-		b.revision = rev.ID
+		if f.owner == "" {
+			b.revision = rev.ID
+		}
+	}
+	if f.owner != "" {
+		b.podRevisions = map[string]int64{}
+		for pod := range f.owned {
+			b.podRevisions[pod] = ap.Revision.ID
+			f.podRev[pod] = ap.Revision.ID
+		}
 	}
 }
 

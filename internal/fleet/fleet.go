@@ -41,6 +41,10 @@ type Config struct {
 	Now   func() time.Time // defaults to time.Now
 	// Power runs power actions through BMCs; nil: power actions are refused.
 	Power Power
+	// Owner, when set, names this server among several that divide the
+	// database's pods: the fleet starts owning none and serves the pods it
+	// is given (Acquire), fencing its writes with their epochs.
+	Owner string
 }
 
 // Fleet is the in-memory inventory. All methods are safe for concurrent use.
@@ -67,6 +71,12 @@ type Fleet struct {
 	ticket  map[string]string     // MAC -> its current ticket
 	// poolNext is where the next free-address search starts, per discovery pool.
 	poolNext map[netip.Addr]netip.Addr
+	// owner, owned and fence: see pods.go. podRev is, per pod, the revision
+	// whose effects its machine rows reflect, where it is ahead of the database's.
+	owner  string
+	owned  map[string]int64
+	fence  *fence
+	podRev map[string]int64
 }
 
 type ticket struct {
@@ -96,6 +106,17 @@ func New(ctx context.Context, cfg Config) (*Fleet, error) {
 		leases: map[netip.Addr]*store.Lease{}, leaseOf: map[string]netip.Addr{},
 		tokens: map[string]int64{}, tickets: map[string]ticket{}, ticket: map[string]string{},
 		poolNext: map[netip.Addr]netip.Addr{}, ids: &idBlock{st: cfg.Store},
+		owner: cfg.Owner, owned: map[string]int64{}, fence: &fence{},
+	}
+	f.w.owner = cfg.Owner
+	if f.podRev, err = cfg.Store.PodRevisions(ctx); err != nil {
+		return nil, err
+	}
+	if f.owner != "" {
+		// Pods come later, one at a time, as the cluster gives them.
+		f.ix.Store(ap.Index)
+		f.served.Store(ap.Revision.ID)
+		return f, nil
 	}
 	ms, err := cfg.Store.AllMachines(ctx)
 	if err != nil {
@@ -210,7 +231,7 @@ func (f *Fleet) Tick() {
 			}
 		}
 	}
-	f.w.submit(b)
+	f.submit(b)
 }
 
 // revokeToken ends every token of the machine: install and boot.

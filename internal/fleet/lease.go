@@ -42,6 +42,9 @@ type Assignment struct {
 type Refusal struct {
 	Reason string
 	Silent bool
+	// Elsewhere: the client's pod is another server's (servers sharing a
+	// database); that server answers it.
+	Elsewhere bool
 }
 
 func (r *Refusal) Error() string { return r.Reason }
@@ -115,7 +118,7 @@ func (f *Fleet) holds(addr netip.Addr, mac string, now time.Time) bool {
 // entries alone, so a known machine's reboot or renewal never waits on disk.
 func (f *Fleet) commit(ctx context.Context, b *batch) error {
 	durable := len(b.machines)+len(b.leases)+len(b.freed)+len(b.audits) > 0
-	done := f.w.submit(b)
+	done := f.submit(b)
 	f.mu.Unlock()
 	if !durable {
 		return nil
@@ -192,7 +195,7 @@ func (f *Fleet) Release(mac string, addr netip.Addr) {
 	if m := f.byMAC[mac]; m != nil {
 		b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorDHCP, Kind: machine.KindDHCPRelease, Reason: "released " + addr.String()})
 	}
-	f.w.submit(b)
+	f.submit(b)
 }
 
 // Decline marks an address a client found in use: it is kept out of use for a
@@ -200,6 +203,9 @@ func (f *Fleet) Release(mac string, addr netip.Addr) {
 func (f *Fleet) Decline(mac string, addr netip.Addr) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.owner != "" && f.byMAC[mac] == nil && f.leases[addr] == nil {
+		return // a client of another server's pod
+	}
 	now := f.now()
 	b := newBatch()
 	l := &store.Lease{Addr: addr, MAC: mac, State: LeaseDeclined, Expires: now.Add(declineHold)}
@@ -216,7 +222,7 @@ func (f *Fleet) Decline(mac string, addr netip.Addr) {
 		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindAddressDeclined, Reason: reason})
 	}
 	f.log.Warn("address declined", "mac", mac, "addr", addr, "held_until", l.Expires)
-	f.w.submit(b)
+	f.submit(b)
 }
 
 // bmcSlotPrefix marks a lease held by a slot's BMC rather than its host.
@@ -250,6 +256,9 @@ func describe(a Assignment, r Request) string {
 func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine.Machine, error) {
 	ix := f.Index()
 	id := ix.Resolve(r.Query)
+	if pod := PodOf(ix, id); !f.owns(pod) {
+		return Assignment{}, nil, &Refusal{Reason: "pod " + podName(pod) + " is served by another server", Silent: true, Elsewhere: true}
+	}
 	if id.BMC {
 		return f.assignBMC(ix, id, r, now, b)
 	}

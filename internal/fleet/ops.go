@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,6 +32,10 @@ type Op struct {
 	Reason      string
 	Maintenance *machine.MaintenanceInfo
 	Audit       store.AuditEntry // written in the same transaction as the change
+	// Finish, when set, is another server's request this op carries out: its
+	// outcome (Result, the machine as JSON) is recorded in the same
+	// transaction as the change, so it is done once even across a crash.
+	Finish *store.MachineOp `json:"-"`
 }
 
 // find resolves a machine reference. Called with f.mu held.
@@ -77,7 +82,16 @@ func (f *Fleet) Operate(ctx context.Context, op Op) (machine.Machine, error) {
 	}
 	b.audits = append(b.audits, &audit)
 	snap := *m
-	done := f.w.submit(b)
+	if op.Finish != nil {
+		res, err := json.Marshal(snap)
+		if err != nil {
+			f.mu.Unlock()
+			return machine.Machine{}, err
+		}
+		op.Finish.Result = string(res)
+		b.ops = append(b.ops, op.Finish)
+	}
+	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
 		return machine.Machine{}, fmt.Errorf("%s %s: %w", op.Action, snap.Label(), err)

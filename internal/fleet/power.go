@@ -98,7 +98,7 @@ func (f *Fleet) PowerAction(ctx context.Context, op PowerOp) (PowerResult, error
 		audit.Detail = strings.TrimSpace(audit.Detail + " " + perr.Error())
 	}
 	b.audits = append(b.audits, &audit)
-	done := f.w.submit(b)
+	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
 		return out, fmt.Errorf("record power action on %s: %w", label, err)

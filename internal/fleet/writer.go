@@ -20,6 +20,11 @@ type batch struct {
 	audits   []*store.AuditEntry
 	revision int64   // machine rows reflect the effects of revisions up to this one
 	created  []int64 // machines new in this batch
+	// podRevisions is revision per pod, for a fleet that shares its database.
+	podRevisions map[string]int64
+	ops          []*store.MachineOp // ops of other servers this change carries out
+	fence        *fence             // the pods the change was decided under
+	barrier      bool               // written (as nothing) after everything queued before it
 }
 
 func newBatch() *batch {
@@ -31,7 +36,8 @@ func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...)
 func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
 func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
 func (b *batch) empty() bool {
-	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits) == 0 && b.revision == 0
+	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&
+		b.revision == 0 && !b.barrier
 }
 
 // write applies the batch in a transaction. Machines leaving a slot are
@@ -80,6 +86,16 @@ func (b *batch) write(ctx context.Context, tx store.Tx) error {
 			return err
 		}
 	}
+	for pod, rev := range b.podRevisions {
+		if err := tx.SetPodRevision(ctx, pod, rev); err != nil {
+			return err
+		}
+	}
+	for _, op := range b.ops {
+		if err := tx.FinishMachineOp(ctx, op); err != nil {
+			return err
+		}
+	}
 	return tx.AddAudit(ctx, b.audits...)
 }
 
@@ -87,10 +103,11 @@ func (b *batch) write(ctx context.Context, tx store.Tx) error {
 // transaction ran is written in the next one, so the DHCP path never pays a
 // disk write per packet, and a reply is sent only once its change is durable.
 type writer struct {
-	st   store.Store
-	log  *slog.Logger
-	ch   chan *pending
-	done chan struct{}
+	st    store.Store
+	owner string // set when servers divide the database: changes are fenced
+	log   *slog.Logger
+	ch    chan *pending
+	done  chan struct{}
 }
 
 type pending struct {
@@ -156,7 +173,11 @@ func (w *writer) flush(first *pending) {
 	// The transaction outlives a cancelled server context on purpose: what was
 	// queued must land before shutdown completes.
 	err := w.st.Update(context.Background(), func(tx store.Tx) error {
+		var fenced *fence
 		for _, p := range group {
+			if err := w.fenced(tx, p.b, &fenced); err != nil {
+				return err
+			}
 			if err := p.b.write(context.Background(), tx); err != nil {
 				return err
 			}
@@ -175,10 +196,29 @@ func (w *writer) flush(first *pending) {
 	// One change the database refuses (an address another server holds) must
 	// not fail the others it was grouped with: each is written on its own.
 	for _, p := range group {
-		err := w.st.Update(context.Background(), func(tx store.Tx) error { return p.b.write(context.Background(), tx) })
+		err := w.st.Update(context.Background(), func(tx store.Tx) error {
+			var fenced *fence
+			if err := w.fenced(tx, p.b, &fenced); err != nil {
+				return err
+			}
+			return p.b.write(context.Background(), tx)
+		})
 		if err != nil {
 			w.log.Error("persist change", "err", err)
 		}
 		p.done <- err
 	}
+}
+
+// fenced checks, once per distinct fence in a transaction, that this server
+// still owns the pods a change was decided under.
+func (w *writer) fenced(tx store.Tx, b *batch, last **fence) error {
+	if w.owner == "" || b.fence == nil || b.fence == *last {
+		return nil
+	}
+	if err := tx.Fence(context.Background(), w.owner, b.fence.epochs); err != nil {
+		return err
+	}
+	*last = b.fence
+	return nil
 }

@@ -34,6 +34,12 @@ type dialect struct {
 	// lockApply, when set, runs first in ApplyDesign's transaction: two
 	// applies diff against the slots one after the other.
 	lockApply string
+	// nowMillis is the database's clock in Unix milliseconds: pod ownership
+	// expires by one clock, whichever server reads it.
+	nowMillis string
+	// forShare, appended to a SELECT, locks the rows read against updates
+	// until the transaction ends (PostgreSQL); SQLite's one writer needs none.
+	forShare string
 }
 
 // DB is drover's store on a SQL database: SQLite (embedded, the default) or
@@ -368,8 +374,8 @@ func (s *DB) revisions(ctx context.Context, latestWithSources bool) ([]Revision,
 
 // queryRevisions runs a query for id, hash, git_commit, applied_by,
 // applied_at, summary, sources (” to skip) and effects.
-func (s *DB) queryRevisions(ctx context.Context, q string) ([]Revision, error) {
-	rows, err := s.QueryContext(ctx, q)
+func (s *DB) queryRevisions(ctx context.Context, q string, args ...any) ([]Revision, error) {
+	rows, err := s.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list revisions: %w", err)
 	}

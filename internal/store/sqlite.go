@@ -178,6 +178,33 @@ CREATE TABLE id_blocks (
 );
 INSERT INTO id_blocks (name, next) SELECT 'machines', COALESCE(MAX(id), 0) + 1 FROM machines;
 `,
+	// Several servers on one database divide its pods (see pods.go).
+	9: `
+CREATE TABLE pod_owners (
+	pod      TEXT PRIMARY KEY,
+	owner    TEXT NOT NULL DEFAULT '',
+	epoch    INTEGER NOT NULL DEFAULT 0,
+	expires  INTEGER NOT NULL DEFAULT 0,
+	revision INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE controllers (
+	name TEXT PRIMARY KEY,
+	api  TEXT NOT NULL DEFAULT '',
+	seen INTEGER NOT NULL
+);
+CREATE TABLE machine_ops (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	pod        TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	request    TEXT NOT NULL,
+	created    INTEGER NOT NULL,
+	done       BOOLEAN NOT NULL DEFAULT FALSE,
+	result     TEXT NOT NULL DEFAULT '',
+	error_kind TEXT NOT NULL DEFAULT '',
+	error      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX machine_ops_open ON machine_ops(pod) WHERE NOT done;
+`,
 }
 
 var sqliteDialect = &dialect{
@@ -185,6 +212,7 @@ var sqliteDialect = &dialect{
 	migrations:       sqliteMigrations,
 	createMigrations: `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
 	permanentName:    `json_extract(data, '$.permanent_name')`,
+	nowMillis:        `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`,
 }
 
 // OpenSQLite opens (creating if needed) a database file and migrates it to the

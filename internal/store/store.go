@@ -41,16 +41,19 @@ type SlotEffect struct {
 	Removed   bool     `json:"removed,omitempty"`
 	Fields    []string `json:"fields,omitempty"`
 	Reinstall bool     `json:"reinstall,omitempty"`
+	// Pod is the zone/pod the slot was in: the server owning it carries the
+	// effect out (empty in revisions from before pods were recorded).
+	Pod string `json:"pod,omitempty"`
 }
 
 // effectsOf lists what a plan does to the machines in its changed and removed slots.
 func effectsOf(p *zone.Plan) []SlotEffect {
 	out := make([]SlotEffect, 0, len(p.Removed)+len(p.Changed))
 	for _, sl := range p.Removed {
-		out = append(out, SlotEffect{Slot: sl.Key, Name: sl.Name, Removed: true})
+		out = append(out, SlotEffect{Slot: sl.Key, Name: sl.Name, Removed: true, Pod: sl.PodKey()})
 	}
 	for _, ch := range p.Changed {
-		out = append(out, SlotEffect{Slot: ch.Key, Name: ch.After.Name, Fields: ch.Fields, Reinstall: ch.Reinstall})
+		out = append(out, SlotEffect{Slot: ch.Key, Name: ch.After.Name, Fields: ch.Fields, Reinstall: ch.Reinstall, Pod: ch.Before.PodKey()})
 	}
 	return out
 }
@@ -115,6 +118,11 @@ type Tx interface {
 	// SetMachinesRevision records that machine rows reflect the effects of
 	// every revision up to id, in the same transaction as those effects.
 	SetMachinesRevision(ctx context.Context, id int64) error
+	// Fence, SetPodRevision and FinishMachineOp serve servers that divide
+	// the pods of one database (see pods.go).
+	Fence(ctx context.Context, owner string, epochs map[string]int64) error
+	SetPodRevision(ctx context.Context, pod string, id int64) error
+	FinishMachineOp(ctx context.Context, op *MachineOp) error
 }
 
 // AuditEntry is one line of the audit log.
@@ -170,6 +178,11 @@ type Store interface {
 	PendingRevisions(ctx context.Context) ([]Revision, error)
 	// MachinesRevision is the newest revision whose effects machine rows reflect.
 	MachinesRevision(ctx context.Context) (int64, error)
+	// PodRevisions is, per pod, the revision its machine rows reflect, for
+	// pods written by servers that divide the database; RevisionsAfter lists
+	// the revisions after one, oldest first.
+	PodRevisions(ctx context.Context) (map[string]int64, error)
+	RevisionsAfter(ctx context.Context, id int64) ([]Revision, error)
 	// LockWriter takes the database's writer lock, held by the one fleet that
 	// writes machines; ErrWriterBusy when another process holds it. The
 	// returned function releases it; a dead holder's lock is released too.

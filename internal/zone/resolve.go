@@ -123,6 +123,10 @@ func (ix *Index) TrustedRelay(addr netip.Addr) bool {
 // Slot returns the slot with the given key.
 func (ix *Index) Slot(key string) *Slot { return ix.slots[key] }
 
+// PodKey is the "zone/pod" the slot belongs to: the unit that servers
+// sharing a database divide among themselves.
+func (s *Slot) PodKey() string { return s.Zone + "/" + s.Pod }
+
 // SwitchPod is the "zone/pod" a switch of the design belongs to.
 func (ix *Index) SwitchPod(name string) (string, bool) {
 	p, ok := ix.podOf[name]

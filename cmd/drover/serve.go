@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/drover/drover/internal/api"
+	"github.com/drover/drover/internal/cluster"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/events"
@@ -63,6 +64,9 @@ type serveFlags struct {
 	adminTokenFile  string
 	stateDir        string
 	standby         bool
+	shared          bool
+	serverName      string
+	advertiseAPI    string
 	designDir       string
 	pprofListen     string
 	powerSecrets    string
@@ -129,6 +133,9 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.apiCert, "api-tls-cert", "", "serve the operator API over TLS with this certificate")
 	fl.StringVar(&f.apiKey, "api-tls-key", "", "and this key")
 	fl.BoolVar(&f.standby, "standby", false, "with PostgreSQL: when another server is active on the database, wait and take over when it stops or dies (docs/ha.md)")
+	fl.BoolVar(&f.shared, "shared", false, "with PostgreSQL: be one of several active servers on the database, which divide its pods between them and take over a dead one's (docs/ha.md)")
+	fl.StringVar(&f.serverName, "name", "", "with --shared: this server's name among them (default: host name and process id)")
+	fl.StringVar(&f.advertiseAPI, "advertise-api", "", "with --shared: this server's operator API URL, as operators and the other servers reach it (default: from --api-listen)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "this server's own files: the first admin token, uploaded designs, the git follower's checkout (default: the SQLite file's directory; with PostgreSQL, the working directory)")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: in --state-dir)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: in --state-dir)")
@@ -279,7 +286,31 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	if f.standby && !store.IsPostgresURL(g.db) {
 		return &usageError{errors.New("--standby needs a PostgreSQL database (--db postgres://...): a standby takes over on another host")}
 	}
-	release, err := serve.LockWriter(ctx, st, log, f.standby)
+	var member cluster.Config
+	var release func()
+	if f.shared {
+		if !store.IsPostgresURL(g.db) {
+			return &usageError{errors.New("--shared needs a PostgreSQL database (--db postgres://...): the servers share it")}
+		}
+		if f.standby {
+			return &usageError{errors.New("--shared and --standby exclude each other: a shared server is active beside the others, a standby waits")}
+		}
+		member = cluster.Config{Name: f.serverName, API: f.advertiseAPI}
+		if member.Name == "" {
+			host, _ := os.Hostname()
+			member.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+		}
+		if member.API == "" {
+			scheme := "http"
+			if f.apiCert != "" {
+				scheme = "https"
+			}
+			member.API = scheme + "://" + f.apiListen
+		}
+		release, err = st.LockShared("drover serve --shared " + member.Name)
+	} else {
+		release, err = serve.LockWriter(ctx, st, log, f.standby)
+	}
 	if err != nil {
 		return err
 	}
@@ -324,7 +355,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		return err
 	}
 	err = serve.Run(ctx, serve.Config{
-		Store: st, LockHeld: true, DNS: dnsCfg, EventSinks: sinks,
+		Store: st, LockHeld: true, Cluster: member, DNS: dnsCfg, EventSinks: sinks,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
 			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},

@@ -40,8 +40,14 @@ func (s *Server) runner(w http.ResponseWriter) bool {
 	return true
 }
 
+// ErrElsewhere is wrapped by a Rollouts error when rollouts run on another
+// server (servers dividing a database's pods: the leader runs them).
+var ErrElsewhere = errors.New("not on this server")
+
 func rolloutError(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, ErrElsewhere):
+		writeError(w, http.StatusServiceUnavailable, "elsewhere", err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, rollout.ErrState):

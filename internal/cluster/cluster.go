@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"log/slog"
 	"sort"
@@ -66,6 +67,7 @@ type Cluster struct {
 	leader  bool
 	changed chan struct{} // closed when leader changes
 	live    []store.Controller
+	leadBy  string // the leader's name, as last read
 	running map[int64]bool // ops being carried out here
 }
 
@@ -152,6 +154,14 @@ func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.leadBy = ""
+	for _, o := range owners {
+		if o.Pod == fleet.LeaderPod && o.Live {
+			c.leadBy = o.Owner
+		}
+	}
+	c.mu.Unlock()
 	pods := designPods(fl.Index())
 	inDesign := map[string]bool{}
 	for _, p := range pods {
@@ -192,6 +202,11 @@ func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 		}
 	}
 	c.setLeader()
+	if lead, _ := c.Leader(); lead {
+		if err := st.DeleteMachineOps(ctx, time.Now().Add(-time.Hour)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -248,6 +263,21 @@ func (c *Cluster) Leader() (bool, <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.leader, c.changed
+}
+
+// LeaderAPI names the leading server and its API, as last seen.
+func (c *Cluster) LeaderAPI() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leadBy == "" {
+		return "the leading server (none holds the zone-wide work right now; one takes it within seconds)"
+	}
+	for _, l := range c.live {
+		if l.Name == c.leadBy && l.API != "" {
+			return fmt.Sprintf("%s at %s", l.Name, l.API)
+		}
+	}
+	return c.leadBy
 }
 
 // Live lists the servers seen within the ownership TTL.

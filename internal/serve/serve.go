@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
+	"github.com/drover/drover/internal/cluster"
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/events"
@@ -54,7 +55,11 @@ type Config struct {
 	// LockHeld says the caller holds the store's writer lock (it applied a
 	// design at start under it); otherwise Run takes the lock itself.
 	LockHeld bool
-	Log      *slog.Logger
+	// Cluster, when its Name is set, makes this server one of several on one
+	// PostgreSQL database that divide its pods (Store, Fleet and Log are
+	// filled in by Run); the caller holds the store's shared lock.
+	Cluster cluster.Config
+	Log     *slog.Logger
 	// Started, if set, is called once every listener is ready.
 	Started func(Listeners)
 }
@@ -93,7 +98,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ReloadInterval <= 0 {
 		cfg.ReloadInterval = 2 * time.Second
 	}
-	if !cfg.LockHeld {
+	shared := cfg.Cluster.Name != ""
+	if !cfg.LockHeld && !shared {
 		release, err := LockWriter(ctx, cfg.Store, log, false)
 		if err != nil {
 			return err
@@ -109,7 +115,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	fcfg := fleet.Config{Store: cfg.Store, Log: log}
+	fcfg := fleet.Config{Store: cfg.Store, Log: log, Owner: cfg.Cluster.Name}
 	if ctl != nil {
 		fcfg.Power = ctl
 	}
@@ -160,11 +166,33 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	runner := rollout.New(rollout.Config{Store: cfg.Store, Fleet: fl, Log: log.With("service", "rollout")})
+	// Operators, the UI and rollouts act on machines through the fleet, or,
+	// when servers divide the pods, through the cluster, which reaches the
+	// owner of each machine's pod.
+	var anyPod interface {
+		rollout.Fleet
+		ui.Fleet
+	} = fl
+	// once wraps the work that runs on one server of several: the leader's.
+	once := func(_ string, run func(context.Context) error) func(context.Context) error { return run }
+	var member *cluster.Cluster
+	if shared {
+		ccfg := cfg.Cluster
+		ccfg.Store, ccfg.Fleet, ccfg.Log = cfg.Store.(cluster.Store), fl, log.With("service", "cluster")
+		member = cluster.New(ccfg)
+		anyPod, once = member, member.WhileLeader
+	}
+	runner := rollout.New(rollout.Config{Store: cfg.Store, Fleet: anyPod, Log: log.With("service", "rollout")})
 	acfg := cfg.API
-	acfg.Store, acfg.Fleet, acfg.Log, acfg.Rollouts = cfg.Store, fl, log.With("service", "api"), runner
+	acfg.Store, acfg.Fleet, acfg.Log, acfg.Rollouts = cfg.Store, apiFleet{anyPod, fl}, log.With("service", "api"), runner
+	if member != nil {
+		acfg.Rollouts = leaderRollouts{runner, member}
+	}
 	acfg.Metrics = append(acfg.Metrics, runner.Collectors()...)
-	services := []func(context.Context) error{runner.Run}
+	services := []func(context.Context) error{once("rollouts", runner.Run)}
+	if member != nil {
+		services = append(services, member.Run)
+	}
 	if cfg.Follow.Repo != "" {
 		gc := cfg.Follow
 		gc.Commits, gc.Rollouts, gc.Log = cfg.Store, runner, log.With("service", "gitops")
@@ -181,13 +209,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		follower := gitops.New(gc)
 		acfg.GitOps = follower
-		services = append(services, follower.Run)
+		services = append(services, once("git follower", follower.Run))
 	}
 	ready := []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()}
 	if len(cfg.EventSinks) > 0 {
 		disp := events.New(events.Config{Source: cfg.Store, Sinks: cfg.EventSinks, Log: log.With("service", "events")})
 		acfg.Metrics = append(acfg.Metrics, disp.Collectors()...)
-		services = append(services, disp.Run)
+		services = append(services, once("events", disp.Run))
 	}
 	if cfg.DNS.Addr != "" {
 		ncfg := cfg.DNS
@@ -210,7 +238,7 @@ func Run(ctx context.Context, cfg Config) error {
 		acfg.Metrics = append(acfg.Metrics, ctl.Collectors()...)
 		acfg.CheckDesign = cfg.PowerSecrets.Check
 	}
-	web, err := ui.New(ui.Config{Store: cfg.Store, Fleet: fl, Rollouts: runner, RoleRank: api.RoleRank, Secure: acfg.TLSCert != "", Log: log.With("service", "ui")})
+	web, err := ui.New(ui.Config{Store: cfg.Store, Fleet: anyPod, Rollouts: acfg.Rollouts, RoleRank: api.RoleRank, Secure: acfg.TLSCert != "", Log: log.With("service", "ui")})
 	if err != nil {
 		return err
 	}
@@ -330,7 +358,7 @@ func LockWriter(ctx context.Context, st store.Store, log *slog.Logger, standby b
 		case busy == nil || server || time.Now().After(deadline):
 			hint := "one drover serve per database: stop the other one first"
 			if server {
-				hint = "one active drover serve per database: stop the other one, or start this one with --standby"
+				hint = "one active drover serve per database: stop the other one, start this one with --standby, or run every server with --shared"
 			}
 			return nil, fmt.Errorf("%w (%s)", err, hint)
 		default:
@@ -392,4 +420,69 @@ func bootstrap(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("nothing was applied from %s", cfg.Follow.Repo)
 	}
 	return nil
+}
+
+// apiFleet is the API's fleet: actions reach any pod, a design is synced here.
+type apiFleet struct {
+	anyPod interface {
+		rollout.Fleet
+		ui.Fleet
+	}
+	own *fleet.Fleet
+}
+
+func (a apiFleet) Operate(ctx context.Context, op fleet.Op) (machine.Machine, error) {
+	return a.anyPod.Operate(ctx, op)
+}
+
+func (a apiFleet) PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.PowerResult, error) {
+	return a.anyPod.PowerAction(ctx, op)
+}
+
+func (a apiFleet) Index() *zone.Index { return a.own.Index() }
+
+func (a apiFleet) Sync(ctx context.Context, latest *fleet.Applied) error { return a.own.Sync(ctx, latest) }
+
+// leaderRollouts starts and steers rollouts on the leader only, where the
+// runner runs: another server refuses, naming the leader.
+type leaderRollouts struct {
+	runner *rollout.Runner
+	member *cluster.Cluster
+}
+
+func (l leaderRollouts) Plan(q rollout.Request) (rollout.Schedule, error) { return l.runner.Plan(q) }
+
+func (l leaderRollouts) lead() error {
+	if lead, _ := l.member.Leader(); lead {
+		return nil
+	}
+	return fmt.Errorf("%w: rollouts run on the leading server; send this to %s", api.ErrElsewhere, l.member.LeaderAPI())
+}
+
+func (l leaderRollouts) Start(ctx context.Context, q rollout.Request, actor string, audit store.AuditEntry) (*store.Rollout, rollout.Schedule, error) {
+	if err := l.lead(); err != nil {
+		return nil, rollout.Schedule{}, err
+	}
+	return l.runner.Start(ctx, q, actor, audit)
+}
+
+func (l leaderRollouts) Pause(ctx context.Context, id int64, actor, reason string, audit store.AuditEntry) (*store.Rollout, error) {
+	if err := l.lead(); err != nil {
+		return nil, err
+	}
+	return l.runner.Pause(ctx, id, actor, reason, audit)
+}
+
+func (l leaderRollouts) Resume(ctx context.Context, id int64, actor string, audit store.AuditEntry) (*store.Rollout, error) {
+	if err := l.lead(); err != nil {
+		return nil, err
+	}
+	return l.runner.Resume(ctx, id, actor, audit)
+}
+
+func (l leaderRollouts) Abort(ctx context.Context, id int64, actor, reason string, audit store.AuditEntry) (*store.Rollout, error) {
+	if err := l.lead(); err != nil {
+		return nil, err
+	}
+	return l.runner.Abort(ctx, id, actor, reason, audit)
 }

@@ -258,14 +258,21 @@ func redactURL(ref string) string {
 // lockAdvisory is PostgreSQL's writer lock: a session advisory lock held on
 // a connection of its own, which the server releases when that session ends,
 // a killed holder included. Who holds it is read from pg_stat_activity.
-func (s *DB) lockAdvisory(holder string) (func(), error) {
+//
+// Servers that divide the database's pods hold it shared: they exclude a
+// server that wants the database alone, and a CLI apply, but not each other.
+func (s *DB) lockAdvisory(holder string, shared bool) (func(), error) {
 	ctx := context.Background()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("writer lock: %w", err)
 	}
+	try, unlock := `SELECT pg_try_advisory_lock($1)`, `SELECT pg_advisory_unlock($1)`
+	if shared {
+		try, unlock = `SELECT pg_try_advisory_lock_shared($1)`, `SELECT pg_advisory_unlock_shared($1)`
+	}
 	var got bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, int64(pgLockWriter)).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, try, int64(pgLockWriter)).Scan(&got); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("writer lock: %w", err)
 	}
@@ -325,7 +332,7 @@ func (s *DB) lockAdvisory(holder string) (func(), error) {
 			close(stop)
 			mu.Lock()
 			defer mu.Unlock()
-			conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, int64(pgLockWriter))
+			conn.ExecContext(ctx, unlock, int64(pgLockWriter))
 			conn.Raw(func(any) error { return driver.ErrBadConn })
 			conn.Close()
 		})

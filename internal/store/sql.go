@@ -508,9 +508,19 @@ func (t *sqlTx) SetMachinesRevision(ctx context.Context, id int64) error {
 // writes machines: a lock file for SQLite, an advisory lock for PostgreSQL.
 func (s *DB) LockWriter(holder string) (func(), error) {
 	if s.dialect.positional {
-		return s.lockAdvisory(holder)
+		return s.lockAdvisory(holder, false)
 	}
 	return s.lockFile(holder)
+}
+
+// LockShared takes the writer lock for one of several servers that divide
+// the database's pods (PostgreSQL only): they hold it together, and it
+// keeps out a server or a CLI that would write machines alone.
+func (s *DB) LockShared(holder string) (func(), error) {
+	if !s.dialect.positional {
+		return nil, errors.New("several servers can share a PostgreSQL database only, not a SQLite file")
+	}
+	return s.lockAdvisory(holder, true)
 }
 
 // Slots lists applied slots.

@@ -59,6 +59,7 @@ func TestStore(t *testing.T) {
 		{"LeaseHolders", testLeaseHolders},
 		{"ReserveIDs", testReserveIDs},
 		{"WriterLost", testWriterLost},
+		{"PodOwnership", testPodOwnership},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -220,8 +221,8 @@ func testApplyDesign(t *testing.T, b backend) {
 		t.Fatalf("pending revisions: %d %v", len(pending), err)
 	}
 	want := []SlotEffect{
-		{Slot: "p1-tor1/swp2", Name: "lab-compute-02", Removed: true},
-		{Slot: "p1-tor1/swp1", Name: "lab-storage-09", Fields: p.Changed[0].Fields, Reinstall: true},
+		{Slot: "p1-tor1/swp2", Name: "lab-compute-02", Removed: true, Pod: "lab/p1"},
+		{Slot: "p1-tor1/swp1", Name: "lab-storage-09", Fields: p.Changed[0].Fields, Reinstall: true, Pod: "lab/p1"},
 	}
 	if got := pending[2].Effects; !reflect.DeepEqual(got, want) {
 		t.Fatalf("effects of the last revision:\n got %+v\nwant %+v", got, want)
@@ -388,7 +389,7 @@ func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
 	apply(t, s, labDesign(t))
 	apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1-swp2, role: compute, ids: 5-6}",
 		"{ports: swp1-swp3, bmc_of: compute, ids: 1-3}", "{ports: swp3, bmc_of: compute, ids: 3}"))
-	for _, q := range []string{`DROP TABLE id_blocks`, `DROP INDEX events_kind`, `DROP TABLE event_cursors`, `DROP TABLE artifact_channels`, `DROP TABLE artifacts`, `ALTER TABLE machines DROP COLUMN boot_token`, `DROP TABLE rollout_machines`, `DROP TABLE rollouts`, `DROP TABLE commits`, `DROP TABLE fleet_state`,
+	for _, q := range []string{`DROP TABLE machine_ops`, `DROP TABLE controllers`, `DROP TABLE pod_owners`, `DROP TABLE id_blocks`, `DROP INDEX events_kind`, `DROP TABLE event_cursors`, `DROP TABLE artifact_channels`, `DROP TABLE artifacts`, `ALTER TABLE machines DROP COLUMN boot_token`, `DROP TABLE rollout_machines`, `DROP TABLE rollouts`, `DROP TABLE commits`, `DROP TABLE fleet_state`,
 		`ALTER TABLE revisions DROP COLUMN effects`, `DELETE FROM schema_migrations WHERE version >= 4`} {
 		if _, err := s.db.Exec(q); err != nil {
 			t.Fatal(err)

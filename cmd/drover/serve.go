@@ -21,8 +21,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/drover/drover/internal/api"
-	"github.com/drover/drover/internal/cluster"
 	"github.com/drover/drover/internal/boot"
+	"github.com/drover/drover/internal/cluster"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/events"
 	"github.com/drover/drover/internal/gitops"

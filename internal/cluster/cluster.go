@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -67,7 +67,7 @@ type Cluster struct {
 	leader  bool
 	changed chan struct{} // closed when leader changes
 	live    []store.Controller
-	leadBy  string // the leader's name, as last read
+	leadBy  string         // the leader's name, as last read
 	running map[int64]bool // ops being carried out here
 }
 

@@ -441,7 +441,9 @@ func (a apiFleet) PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.Powe
 
 func (a apiFleet) Index() *zone.Index { return a.own.Index() }
 
-func (a apiFleet) Sync(ctx context.Context, latest *fleet.Applied) error { return a.own.Sync(ctx, latest) }
+func (a apiFleet) Sync(ctx context.Context, latest *fleet.Applied) error {
+	return a.own.Sync(ctx, latest)
+}
 
 // leaderRollouts starts and steers rollouts on the leader only, where the
 // runner runs: another server refuses, naming the leader.

@@ -124,15 +124,19 @@ func (c *Cluster) Run(ctx context.Context) error {
 func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 	ttl, me, st, fl := c.cfg.TTL, c.cfg.Name, c.cfg.Store, c.cfg.Fleet
 	sent := time.Now()
-	live, err := st.Heartbeat(ctx, store.Controller{Name: me, API: c.cfg.API}, ttl)
+	// A renewal that takes longer than a round is as good as failed: a
+	// database that hangs must not keep this server answering past its leases.
+	rctx, cancel := context.WithTimeout(ctx, ttl/3)
+	live, err := st.Heartbeat(rctx, store.Controller{Name: me, API: c.cfg.API}, ttl)
 	var renewed map[string]int64
 	if err == nil {
-		renewed, err = st.RenewPods(ctx, me, ttl)
+		renewed, err = st.RenewPods(rctx, me, ttl)
 	}
+	cancel()
 	if err != nil {
 		// Unrenewed pods pass to others after ttl by the database's clock;
 		// stop answering for them well before that.
-		if !lastRenew.IsZero() && time.Since(*lastRenew) > ttl*2/3 {
+		if !lastRenew.IsZero() && time.Since(*lastRenew) > ttl/2 {
 			for pod := range fl.Owned() {
 				fl.Drop(ctx, pod, false)
 			}

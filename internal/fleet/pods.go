@@ -166,7 +166,6 @@ func (f *Fleet) Acquire(ctx context.Context, pod string, epoch int64) error {
 	owned := maps.Clone(f.owned)
 	owned[pod] = epoch
 	f.setOwned(owned)
-	f.podRev[pod] = base
 	b := newBatch()
 	served := f.served.Load()
 	for _, rev := range pending {

@@ -124,13 +124,27 @@ func TestSharedServersDivideThePods(t *testing.T) {
 		return string(out), err
 	}
 
+	// keep checks that every client keeps its address and name, now from server s.
+	var before map[string]lease
+	keep := func(t *testing.T, s *sharedServer) {
+		for ns, w := range before {
+			l, err := tp.dhclient(ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Addr != w.Addr || l.Host != w.Host || !strings.Contains(l.File, s.addr) {
+				t.Errorf("%s: %s %s from %s, had %s %s", ns, l.Addr, l.Host, l.File, w.Addr, w.Host)
+			}
+		}
+	}
+
 	a, b := start(1), start(2)
 	own := owners("two servers to divide the pods", a, b)
 	leader, p1 := byName(own[""], a, b), byName(own["e2e/p1"], a, b)
 	t.Logf("leader %s, e2e/p1 served by %s", leader.name, p1.name)
 
 	t.Run("the pod's owner answers every client", tp.identities)
-	before := map[string]lease{}
+	before = map[string]lease{}
 	for _, ns := range []string{"c11", "c12", "c21", "c22"} {
 		l, err := tp.dhclient(ns)
 		must(t, err)
@@ -167,20 +181,7 @@ func TestSharedServersDivideThePods(t *testing.T) {
 	own = owners("the survivor to take over e2e/p1", leader)
 	took := time.Since(killed)
 	t.Logf("%s served e2e/p1 %s after %s was killed", leader.name, took.Round(time.Millisecond), p1.name)
-	t.Run("clients keep their addresses through the survivor", func(t *testing.T) {
-		for ns, w := range before {
-			l, err := tp.dhclient(ns)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Addr != w.Addr || l.Host != w.Host {
-				t.Errorf("%s: %s %s after the takeover, %s %s before", ns, l.Addr, l.Host, w.Addr, w.Host)
-			}
-			if !strings.Contains(l.File, leader.addr) {
-				t.Errorf("%s boots from %s, not from the surviving server %s", ns, l.File, leader.addr)
-			}
-		}
-	})
+	t.Run("clients keep their addresses through the survivor", func(t *testing.T) { keep(t, leader) })
 	t.Run("an install reaches deployed through the survivor", func(t *testing.T) {
 		l, err := tp.dhclient("c11")
 		must(t, err)
@@ -208,43 +209,14 @@ func TestSharedServersDivideThePods(t *testing.T) {
 		b, _ := os.ReadFile(c.log)
 		return strings.Contains(string(b), "leading: running the zone-wide work here")
 	})
-	t.Run("clients are answered after both kills", func(t *testing.T) {
-		for ns, w := range before {
-			l, err := tp.dhclient(ns)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Addr != w.Addr || l.Host != w.Host {
-				t.Errorf("%s: %s %s, %s %s before", ns, l.Addr, l.Host, w.Addr, w.Host)
-			}
-		}
-	})
+	t.Run("clients keep their addresses after both kills", func(t *testing.T) { keep(t, c) })
 
 	t.Run("no address was given to two clients", func(t *testing.T) {
-		ms, err := st.Machines(ctx, store.MachineFilter{})
-		must(t, err)
-		names := map[string]int{}
-		for _, m := range ms {
-			names[m.Name]++
-		}
-		for _, n := range []string{"e2e-compute-01", "e2e-compute-02", "e2e-storage-01", "e2e-storage-02"} {
-			if names[n] != 1 {
-				t.Errorf("%d machines named %s", names[n], n)
-			}
-		}
+		oneMachineAndAddressEach(t, st)
 		for _, n := range []string{"e2e-storage-01", "e2e-compute-01"} {
 			if m, err := st.Machine(ctx, n); err != nil || m.State != machine.Deployed {
 				t.Errorf("%s: %+v %v", n, m, err)
 			}
-		}
-		ls, err := st.Leases(ctx)
-		must(t, err)
-		held := map[string]string{}
-		for _, l := range ls {
-			if prev, ok := held[l.MAC]; ok && l.State != "declined" {
-				t.Errorf("%s holds %s and %s", l.MAC, prev, l.Addr)
-			}
-			held[l.MAC] = l.Addr.String()
 		}
 		capture.Stop(2 * time.Second)
 		out, err := tp.net.Run(ctx, "srv", "tcpdump", "-r", pcap, "-n", "-v")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
+	"github.com/drover/drover/internal/cabling"
 	"github.com/drover/drover/internal/cluster"
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
@@ -488,3 +489,6 @@ func (l leaderRollouts) Abort(ctx context.Context, id int64, actor, reason strin
 	}
 	return l.runner.Abort(ctx, id, actor, reason, audit)
 }
+
+// Cabling checks the machines of this server's pods against the design.
+func (a apiFleet) Cabling() []cabling.Report { return a.own.Cabling() }

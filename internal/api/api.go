@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover/drover/internal/cabling"
 	"github.com/drover/drover/internal/dnszone"
 	"github.com/drover/drover/internal/monitoring"
 	"log/slog"
@@ -63,6 +64,8 @@ type Fleet interface {
 	Index() *zone.Index
 	// Sync serves the newest applied revision and carries out its effects on machines.
 	Sync(ctx context.Context, latest *fleet.Applied) error
+	// Cabling checks what the machines' NICs heard over LLDP against the design.
+	Cabling() []cabling.Report
 }
 
 // Config configures the API server.

@@ -665,10 +665,6 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *call) {
 
 // cabling lists what the machines' NICs heard over LLDP against the design.
 func (s *Server) cabling(w http.ResponseWriter, _ *http.Request, _ *call) {
-	c, ok := s.cfg.Fleet.(interface{ Cabling() []cabling.Report })
-	reports := []cabling.Report{}
-	if ok {
-		reports = append(reports, c.Cabling()...)
-	}
+	reports := append([]cabling.Report{}, s.cfg.Fleet.Cabling()...)
 	writeJSON(w, http.StatusOK, reports)
 }

@@ -323,6 +323,11 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	}
 	audit := &store.AuditEntry{At: now, Actor: "drover", Action: "token-create", Target: "admin", Outcome: "ok", Detail: "first start: admin token written to " + path}
 	if err := st.CreateToken(ctx, t, audit); err != nil {
+		// Servers sharing a new database start together: one of them creates it.
+		if ts, terr := st.Tokens(ctx); terr == nil && len(ts) > 0 {
+			os.Remove(path)
+			return nil
+		}
 		return err
 	}
 	log.Warn("first start: created an admin token; keep it safe", "file", path)

@@ -323,12 +323,13 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the first admin token: %w", err)
 	}
-	defer os.Remove(tmp)
 	if err := os.Chmod(tmp, 0o600); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	audit := &store.AuditEntry{At: now, Actor: "drover", Action: "token-create", Target: "admin", Outcome: "ok", Detail: "first start: admin token written to " + path}
 	if err := st.CreateToken(ctx, t, audit); err != nil {
+		os.Remove(tmp)
 		if ts, terr := st.Tokens(ctx); terr == nil && len(ts) > 0 {
 			return nil // another server created it
 		}

@@ -319,7 +319,7 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	// nobody has), under a name of its own until then: servers sharing a new
 	// database that start together with one state directory race for the
 	// token, and the file must end up holding the one that was created.
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	tmp := path + "." + secret.Hex(6) + ".tmp"
 	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the first admin token: %w", err)
 	}

@@ -315,15 +315,28 @@ func firstAdminToken(ctx context.Context, st store.Store, path string, log *slog
 	token := api.NewSecret()
 	now := time.Now()
 	t := &store.Token{Name: "admin", Role: api.RoleAdmin, Hash: secret.Hash(token), Created: now}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+	// The secret is on disk before its hash is in the database (never a token
+	// nobody has), under a name of its own until then: servers sharing a new
+	// database that start together with one state directory race for the
+	// token, and the file must end up holding the one that was created.
+	tmp := path + "." + secret.Hex(6) + ".tmp"
+	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the first admin token: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	audit := &store.AuditEntry{At: now, Actor: "drover", Action: "token-create", Target: "admin", Outcome: "ok", Detail: "first start: admin token written to " + path}
 	if err := st.CreateToken(ctx, t, audit); err != nil {
+		os.Remove(tmp)
+		if ts, terr := st.Tokens(ctx); terr == nil && len(ts) > 0 {
+			return nil // another server created it
+		}
 		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write the first admin token: %w (it is in %s)", err, tmp)
 	}
 	log.Warn("first start: created an admin token; keep it safe", "file", path)
 	return nil

@@ -50,3 +50,40 @@ func TestFirstAdminToken(t *testing.T) {
 		t.Errorf("audit %+v", es)
 	}
 }
+
+// Servers sharing a new database may start together with one state
+// directory: one token is created, and the file holds that one.
+func TestFirstAdminTokenStartingTogether(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var stores []*store.DB
+	for range 2 {
+		st, err := store.OpenSQLite(ctx, filepath.Join(dir, "d.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		stores = append(stores, st)
+	}
+	path := filepath.Join(dir, "admin.token")
+	errs := make(chan error, len(stores))
+	for _, st := range stores {
+		go func() { errs <- firstAdminToken(ctx, st, path, slog.New(slog.DiscardHandler)) }()
+	}
+	for range stores {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := stores[0].Tokens(ctx)
+	if err != nil || len(ts) != 1 || ts[0].Hash != secret.Hash(strings.TrimSpace(string(b))) {
+		t.Fatalf("tokens %+v %v; the file does not hold the created one", ts, err)
+	}
+	if left, _ := filepath.Glob(path + ".*"); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}

@@ -284,13 +284,6 @@ func (c *Cluster) LeaderAPI() string {
 	return c.leadBy
 }
 
-// Live lists the servers seen within the ownership TTL.
-func (c *Cluster) Live() []store.Controller {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]store.Controller(nil), c.live...)
-}
-
 // WhileLeader runs work whenever this server leads, stopping it when
 // leadership moves elsewhere, until ctx ends.
 func (c *Cluster) WhileLeader(name string, work func(context.Context) error) func(context.Context) error {

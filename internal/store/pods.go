@@ -76,26 +76,6 @@ func (s *DB) Heartbeat(ctx context.Context, c Controller, ttl time.Duration) ([]
 	return live, nil
 }
 
-// Controllers lists the controllers seen within the last hour.
-func (s *DB) Controllers(ctx context.Context) ([]Controller, error) {
-	rows, err := s.QueryContext(ctx, `SELECT name, api, seen FROM controllers ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("list controllers: %w", err)
-	}
-	defer rows.Close()
-	var out []Controller
-	for rows.Next() {
-		var c Controller
-		var seen int64
-		if err := rows.Scan(&c.Name, &c.API, &seen); err != nil {
-			return nil, err
-		}
-		c.Seen = time.UnixMilli(seen).UTC()
-		out = append(out, c)
-	}
-	return out, rows.Err()
-}
-
 // PodOwners lists every pod's ownership lease, by pod.
 func (s *DB) PodOwners(ctx context.Context) ([]PodOwner, error) {
 	rows, err := s.QueryContext(ctx, `SELECT pod, owner, epoch, expires, expires > `+s.clock()+`, revision FROM pod_owners ORDER BY pod`)

@@ -36,7 +36,7 @@ type Fleet interface {
 	Index() *zone.Index
 	Owned() map[string]int64
 	Owns(pod string) bool
-	Acquire(ctx context.Context, pod string, epoch int64) error
+	Acquire(ctx context.Context, pods map[string]int64) error
 	Drop(ctx context.Context, pod string, drain bool) error
 	Operate(ctx context.Context, op fleet.Op) (machine.Machine, error)
 	PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.PowerResult, error)
@@ -148,6 +148,10 @@ func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 	c.mu.Lock()
 	c.live = live
 	c.mu.Unlock()
+	// The rest of the round (claims, loading pods) is bounded too, so that the
+	// next renewal comes, or its failure is seen, in time.
+	ctx, cancel = context.WithTimeout(ctx, ttl)
+	defer cancel()
 	for pod, epoch := range fl.Owned() {
 		if renewed[pod] != epoch {
 			c.cfg.Log.Warn("lost a pod to another server (renewal came too late)", "pod", pod)
@@ -191,19 +195,21 @@ func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 			errs = append(errs, err)
 		}
 	}
+	claimed := map[string]int64{}
 	for _, pod := range moves.Claim {
 		epoch, ok, err := st.ClaimPod(ctx, pod, me, ttl)
-		if err != nil || !ok {
-			if err != nil {
-				errs = append(errs, err)
-			}
-			continue
+		if err != nil {
+			errs = append(errs, err)
+		} else if ok {
+			claimed[pod] = epoch
 		}
-		if err := fl.Acquire(ctx, pod, epoch); err != nil {
+	}
+	if err := fl.Acquire(ctx, claimed); err != nil {
+		for pod := range claimed {
 			fl.Drop(ctx, pod, false)
 			st.ReleasePod(ctx, pod, me)
-			errs = append(errs, err)
 		}
+		errs = append(errs, err)
 	}
 	c.setLeader()
 	if lead, _ := c.Leader(); lead {

@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, err
 	}
 	if f.owner != "" {
-		// Pods come later, one at a time, as the cluster gives them.
+		// Pods come later, as the cluster gives them (Acquire).
 		f.ix.Store(ap.Index)
 		f.served.Store(ap.Revision.ID)
 		return f, nil

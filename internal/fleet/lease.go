@@ -256,8 +256,10 @@ func describe(a Assignment, r Request) string {
 func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine.Machine, error) {
 	ix := f.Index()
 	id := ix.Resolve(r.Query)
-	if pod := PodOf(ix, id); !f.owns(pod) {
-		return Assignment{}, nil, &Refusal{Reason: "pod " + podName(pod) + " is served by another server", Silent: true, Elsewhere: true}
+	if f.owner != "" { // servers divide the pods: answer only for this one's
+		if pod := PodOf(ix, id); !f.owns(pod) {
+			return Assignment{}, nil, &Refusal{Reason: "pod " + podName(pod) + " is served by another server", Silent: true, Elsewhere: true}
+		}
 	}
 	if id.BMC {
 		return f.assignBMC(ix, id, r, now, b)

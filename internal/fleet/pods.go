@@ -114,48 +114,59 @@ func (f *Fleet) submit(b *batch) <-chan error {
 	return f.w.submit(b)
 }
 
-// Acquire makes the fleet the owner of pod under epoch (just claimed in the
-// database): it loads the pod's machines and leases, carries out the design
-// revisions the pod's machines do not reflect yet, and answers for the pod
-// from then on.
-func (f *Fleet) Acquire(ctx context.Context, pod string, epoch int64) error {
+// Acquire makes the fleet the owner of pods (just claimed in the database,
+// pod to epoch): it loads their machines and leases, in one read whatever
+// their number, carries out the design revisions their machines do not
+// reflect yet, and answers for them from then on.
+func (f *Fleet) Acquire(ctx context.Context, pods map[string]int64) error {
+	if len(pods) == 0 {
+		return nil
+	}
 	f.syncMu.Lock()
 	defer f.syncMu.Unlock()
 	ms, err := f.st.AllMachines(ctx)
 	if err != nil {
-		return fmt.Errorf("acquire pod %q: %w", pod, err)
+		return fmt.Errorf("acquire pods: %w", err)
 	}
 	ls, err := f.st.Leases(ctx)
 	if err != nil {
-		return fmt.Errorf("acquire pod %q: %w", pod, err)
+		return fmt.Errorf("acquire pods: %w", err)
 	}
 	revs, err := f.st.PodRevisions(ctx)
 	if err != nil {
 		return err
 	}
-	base, ok := revs[pod]
-	if global, err := f.st.MachinesRevision(ctx); err != nil {
+	global, err := f.st.MachinesRevision(ctx)
+	if err != nil {
 		return err
-	} else if !ok || global > base {
-		base = global
 	}
-	pending, err := f.st.RevisionsAfter(ctx, base)
+	// base is, per pod, the revision its machine rows reflect.
+	base, lowest := map[string]int64{}, int64(-1)
+	for pod := range pods {
+		base[pod] = max(revs[pod], global)
+		if lowest < 0 || base[pod] < lowest {
+			lowest = base[pod]
+		}
+	}
+	pending, err := f.st.RevisionsAfter(ctx, lowest)
 	if err != nil {
 		return err
 	}
 	ix := f.Index()
 	f.mu.Lock()
 	macPod := make(map[string]string, len(ms))
+	count := map[string]int{}
 	for _, m := range ms {
 		p := MachinePod(ix, m)
 		macPod[m.MAC] = p
-		if p == pod && f.byID[m.ID] == nil {
+		if _, ok := pods[p]; ok && f.byID[m.ID] == nil {
 			f.index(m)
+			count[p]++
 		}
 	}
 	for i := range ls {
 		l := ls[i]
-		if leasePod(ix, &l, macPod) != pod {
+		if _, ok := pods[leasePod(ix, &l, macPod)]; !ok {
 			continue
 		}
 		f.leases[l.Addr] = &l
@@ -164,7 +175,7 @@ func (f *Fleet) Acquire(ctx context.Context, pod string, epoch int64) error {
 		}
 	}
 	owned := maps.Clone(f.owned)
-	owned[pod] = epoch
+	maps.Copy(owned, pods)
 	f.setOwned(owned)
 	b := newBatch()
 	served := f.served.Load()
@@ -173,19 +184,25 @@ func (f *Fleet) Acquire(ctx context.Context, pod string, epoch int64) error {
 			break
 		}
 		for _, e := range rev.Effects {
-			if f.effectPod(ix, e) == pod {
+			pod := f.effectPod(ix, e)
+			if from, ok := base[pod]; ok && rev.ID > from {
 				f.carryOut(rev, e, b)
 			}
 		}
 	}
-	b.podRevisions = map[string]int64{pod: served}
-	f.podRev[pod] = served
+	b.podRevisions = map[string]int64{}
+	for pod := range pods {
+		b.podRevisions[pod] = served
+		f.podRev[pod] = served
+	}
 	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
-		return fmt.Errorf("acquire pod %q: %w", pod, err)
+		return fmt.Errorf("acquire pods: %w", err)
 	}
-	f.log.Info("serving pod", "pod", podName(pod), "epoch", epoch, "machines", f.countPod(ix, pod))
+	for pod, epoch := range pods {
+		f.log.Info("serving pod", "pod", podName(pod), "epoch", epoch, "machines", count[pod])
+	}
 	return nil
 }
 
@@ -241,18 +258,6 @@ func (f *Fleet) Drop(ctx context.Context, pod string, drain bool) error {
 		return nil
 	}
 	return wait(ctx, done)
-}
-
-func (f *Fleet) countPod(ix *zone.Index, pod string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, m := range f.byID {
-		if MachinePod(ix, m) == pod {
-			n++
-		}
-	}
-	return n
 }
 
 // effectPod is the pod whose owner carries out a revision's effect.

@@ -178,8 +178,12 @@ func Run(ctx context.Context, cfg Config) error {
 	once := func(_ string, run func(context.Context) error) func(context.Context) error { return run }
 	var member *cluster.Cluster
 	if shared {
+		cst, ok := cfg.Store.(cluster.Store)
+		if !ok {
+			return errors.New("this store cannot be shared by several servers: use PostgreSQL")
+		}
 		ccfg := cfg.Cluster
-		ccfg.Store, ccfg.Fleet, ccfg.Log = cfg.Store.(cluster.Store), fl, log.With("service", "cluster")
+		ccfg.Store, ccfg.Fleet, ccfg.Log = cst, fl, log.With("service", "cluster")
 		member = cluster.New(ccfg)
 		anyPod, once = member, member.WhileLeader
 	}

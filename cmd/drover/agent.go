@@ -21,11 +21,11 @@ import (
 
 type agentFlags struct {
 	controller, artifactsFrom, tokenFile, pod, state string
-	dhcpListen, serverIP, httpListen, httpHost      string
-	tftpListen, ipxeDir, biosFile, uefiFile         string
-	dhcpInterfaces                                  []string
-	every, offline                                  time.Duration
-	logLevel, logFormat                             string
+	dhcpListen, serverIP, httpListen, httpHost       string
+	tftpListen, ipxeDir, biosFile, uefiFile          string
+	dhcpInterfaces                                   []string
+	every, offline                                   time.Duration
+	logLevel, logFormat                              string
 }
 
 func newAgentCommand(g *globals) *cobra.Command {

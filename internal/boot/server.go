@@ -57,7 +57,7 @@ type Config struct {
 	// Fill, when set, puts an artifact that ArtifactRoot lacks there (a pod
 	// agent fetches it from its controller); rel is a clean local path.
 	Fill func(ctx context.Context, rel string) error
-	Log          *slog.Logger
+	Log  *slog.Logger
 }
 
 // Server is the machine-facing HTTP service.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drover/drover/internal/api"
 	"github.com/drover/drover/internal/boot"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/podagent"
@@ -119,4 +120,55 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		Boot:      boot.Config{Listen: f.httpListen, IPXERoot: f.ipxeDir},
 		Every:     f.every, Offline: f.offline, Log: log,
 	})
+}
+
+func newAgentsCommand(g *globals) *cobra.Command {
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "agents",
+		Short: "List the pods held by their pod agents",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var list []api.AgentInfo
+			if err := c.call(cmd.Context(), "GET", "/api/v1/agents", nil, &list); err != nil {
+				return err
+			}
+			if out.format == "json" {
+				return writeJSON(g.env.stdout, list)
+			}
+			tw := newTable(g.env.stdout)
+			fmt.Fprintln(tw, "POD\tEPOCH\tREVISION\tLAST ENTRY HELD")
+			for _, a := range list {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", a.Pod, a.Epoch, a.Revision, a.Acked)
+			}
+			return tw.Flush()
+		},
+	}
+	out.register(cmd)
+	detach := &cobra.Command{
+		Use:   "detach ZONE/POD",
+		Short: "Give a pod back to the servers (role admin); its agent stops",
+		Args:  args(1, "a pod as zone/pod"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			zoneName, pod, ok := strings.Cut(a[0], "/")
+			if !ok {
+				return &usageError{fmt.Errorf("%q: give the pod as zone/pod", a[0])}
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.call(cmd.Context(), "DELETE", "/api/v1/agents/"+url.PathEscape(zoneName)+"/"+url.PathEscape(pod), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.env.stdout, "pod %s detached: the servers serve it again\n", a[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(detach)
+	return cmd
 }

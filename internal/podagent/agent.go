@@ -256,9 +256,6 @@ func (a *Agent) serve(ctx context.Context) error {
 		return err
 	}
 	a.fl = fl
-	if err := fl.Acquire(ctx, map[string]int64{cfg.Pod: epoch}); err != nil {
-		return err
-	}
 	dcfg := cfg.DHCP
 	dcfg.Log = log.With("service", "dhcp")
 	if dcfg.Handler == nil {
@@ -295,6 +292,11 @@ func (a *Agent) serve(ctx context.Context) error {
 	fleetCtx, stopFleet := context.WithCancel(context.Background())
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fl.Run(fleetCtx) }()
+	if err := fl.Acquire(ctx, map[string]int64{cfg.Pod: epoch}); err != nil {
+		stopFleet()
+		<-fleetDone
+		return err
+	}
 	netCtx, stopNet := context.WithCancel(ctx)
 	defer stopNet()
 	go a.prefetch(netCtx)

@@ -186,10 +186,10 @@ func newAuditCommand(g *globals) *cobra.Command {
 
 func newTokensCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "tokens", Short: "Create, list and revoke operator API tokens (role admin)"}
-	var role, expires string
+	var role, expires, pod string
 	var out outputFlag
 	create := &cobra.Command{
-		Use:   "create NAME --role viewer|operator|admin [--expires 720h]",
+		Use:   "create NAME --role viewer|operator|admin|agent [--pod ZONE/POD] [--expires 720h]",
 		Short: "Create a token and print its secret, once",
 		Args:  args(1, "a token name"),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -201,7 +201,7 @@ func newTokensCommand(g *globals) *cobra.Command {
 				Token  store.Token `json:"token"`
 				Secret string      `json:"secret"`
 			}
-			if err := c.call(cmd.Context(), "POST", "/api/v1/tokens", map[string]string{"name": a[0], "role": role, "expires_in": expires}, &got); err != nil {
+			if err := c.call(cmd.Context(), "POST", "/api/v1/tokens", map[string]string{"name": a[0], "role": role, "expires_in": expires, "pod": pod}, &got); err != nil {
 				return err
 			}
 			if out.format == "json" {
@@ -212,7 +212,8 @@ func newTokensCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	create.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
+	create.Flags().StringVar(&role, "role", "viewer", "viewer, operator, admin, or agent (a pod agent's: its pod's agent calls, nothing else)")
+	create.Flags().StringVar(&pod, "pod", "", "with --role agent: the one pod (zone/pod) the agent serves")
 	create.Flags().StringVar(&expires, "expires", "", "lifetime, e.g. 720h (default: never)")
 	out.register(create)
 	list := &cobra.Command{
@@ -229,13 +230,17 @@ func newTokensCommand(g *globals) *cobra.Command {
 				return err
 			}
 			tw := newTable(g.env.stdout)
-			fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tEXPIRES\tREVOKED")
+			fmt.Fprintln(tw, "NAME\tROLE\tPOD\tCREATED\tEXPIRES\tREVOKED")
 			for _, t := range ts {
 				exp := "never"
 				if !t.Expires.IsZero() {
 					exp = t.Expires.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", t.Name, t.Role, t.Created.Format(time.RFC3339), exp, t.Revoked)
+				pod := t.Pod
+				if pod == "" {
+					pod = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", t.Name, t.Role, pod, t.Created.Format(time.RFC3339), exp, t.Revoked)
 			}
 			return tw.Flush()
 		},

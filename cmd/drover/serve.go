@@ -65,6 +65,7 @@ type serveFlags struct {
 	stateDir        string
 	standby         bool
 	shared          bool
+	agents          bool
 	serverName      string
 	advertiseAPI    string
 	designDir       string
@@ -134,7 +135,8 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.apiKey, "api-tls-key", "", "and this key")
 	fl.BoolVar(&f.standby, "standby", false, "with PostgreSQL: when another server is active on the database, wait and take over when it stops or dies (docs/ha.md)")
 	fl.BoolVar(&f.shared, "shared", false, "with PostgreSQL: be one of several active servers on the database, which divide its pods between them and take over a dead one's (docs/ha.md)")
-	fl.StringVar(&f.serverName, "name", "", "with --shared: this server's name among them (default: host name and process id)")
+	fl.BoolVar(&f.agents, "agents", false, "accept pod agents (drover agent): a pod is handed to its agent when the agent attaches (docs/ha.md)")
+	fl.StringVar(&f.serverName, "name", "", "with --shared or --agents: this server's name among the pods' owners (default: host name and process id)")
 	fl.StringVar(&f.advertiseAPI, "advertise-api", "", "with --shared: this server's operator API URL, as operators and the other servers reach it (default: from --api-listen)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "this server's own files: the first admin token, uploaded designs, the git follower's checkout (default: the SQLite file's directory; with PostgreSQL, the working directory)")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: in --state-dir)")
@@ -288,13 +290,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	}
 	var member cluster.Config
 	var release func()
-	if f.shared {
-		if !store.IsPostgresURL(g.db) {
-			return &usageError{errors.New("--shared needs a PostgreSQL database (--db postgres://...): the servers share it")}
-		}
-		if f.standby {
-			return &usageError{errors.New("--shared and --standby exclude each other: a shared server is active beside the others, a standby waits")}
-		}
+	if f.shared || f.agents {
 		member = cluster.Config{Name: f.serverName, API: f.advertiseAPI}
 		if member.Name == "" {
 			host, _ := os.Hostname()
@@ -306,6 +302,14 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 				scheme = "https"
 			}
 			member.API = scheme + "://" + f.apiListen
+		}
+	}
+	if f.shared {
+		if !store.IsPostgresURL(g.db) {
+			return &usageError{errors.New("--shared needs a PostgreSQL database (--db postgres://...): the servers share it")}
+		}
+		if f.standby {
+			return &usageError{errors.New("--shared and --standby exclude each other: a shared server is active beside the others, a standby waits")}
 		}
 		release, err = st.LockShared("drover serve --shared " + member.Name)
 	} else {
@@ -355,7 +359,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		return err
 	}
 	err = serve.Run(ctx, serve.Config{
-		Store: st, LockHeld: true, Cluster: member, DNS: dnsCfg, EventSinks: sinks,
+		Store: st, LockHeld: true, Cluster: member, Agents: f.agents, DNS: dnsCfg, EventSinks: sinks,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
 			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},

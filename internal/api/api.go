@@ -95,6 +95,8 @@ type Config struct {
 	DNS interface {
 		Zones() *dnszone.Set
 	}
+	// Agents is the controller's side of pod agents; nil: agent calls answer 409.
+	Agents Agents
 	// Metrics are the services' own collectors, served at /metrics.
 	Metrics []prometheus.Collector
 	Log     *slog.Logger
@@ -170,7 +172,7 @@ func New(cfg Config) *Server {
 }
 
 func (s *Server) table() []route {
-	return []route{
+	return append([]route{
 		{"GET", "/healthz", "", false, func(w http.ResponseWriter, _ *http.Request, _ *call) {
 			writeJSON(w, 200, map[string]string{"status": "ok"})
 		}},
@@ -219,7 +221,7 @@ func (s *Server) table() []route {
 		{"GET", "/api/v1/tokens", RoleAdmin, false, s.tokens},
 		{"POST", "/api/v1/tokens", RoleAdmin, true, s.createToken},
 		{"DELETE", "/api/v1/tokens/{name}", RoleAdmin, true, s.revokeToken},
-	}
+	}, s.agentRoutes()...)
 }
 
 // Handler is the API's HTTP handler.
@@ -323,6 +325,11 @@ func (s *Server) authorise(w http.ResponseWriter, r *http.Request, rt route, c *
 		return deny(http.StatusUnauthorized, "token_expired", "the token expired at "+t.Expires.Format(time.RFC3339)+": ask an admin for a new one", t.Name)
 	}
 	c.token = t
+	// An agent's token opens the agent calls of its own pod and nothing
+	// else; those calls are for agents only.
+	if (t.Role == RoleAgent) != (rt.Role == RoleAgent) || (t.Role == RoleAgent && t.Pod == "") {
+		return deny(http.StatusForbidden, "forbidden", fmt.Sprintf("token %q has role %s; %s %s is for %s", t.Name, t.Role, rt.Method, rt.Path, map[bool]string{true: "pod agents only", false: "operators"}[rt.Role == RoleAgent]), t.Name)
+	}
 	if roleRank(t.Role) < roleRank(rt.Role) {
 		return deny(http.StatusForbidden, "forbidden", fmt.Sprintf("token %q has role %s; %s %s needs %s", t.Name, t.Role, rt.Method, rt.Path, rt.Role), t.Name)
 	}

@@ -59,7 +59,11 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{st: st, fl: fl, tokens: map[string]string{}, design: labDesign}
 	mk := func(name, role string, expires time.Time, revoke bool) {
 		token := NewSecret()
-		if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: secret.Hash(token), Created: now, Expires: expires}, nil); err != nil {
+		var pod string
+		if role == RoleAgent {
+			pod = "lab/p1"
+		}
+		if err := st.CreateToken(ctx, &store.Token{Name: name, Role: role, Hash: secret.Hash(token), Created: now, Expires: expires, Pod: pod}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if revoke {
@@ -70,6 +74,7 @@ func newFixture(t *testing.T) *fixture {
 	mk("viewer", RoleViewer, time.Time{}, false)
 	mk("operator", RoleOperator, time.Time{}, false)
 	mk("admin", RoleAdmin, time.Time{}, false)
+	mk("agent", RoleAgent, time.Time{}, false)
 	mk("expired", RoleAdmin, now.Add(-time.Minute), false)
 	mk("revoked", RoleAdmin, time.Time{}, true)
 	f.tokens["bad"] = "drv_not-a-token"
@@ -122,10 +127,10 @@ func (f *fixture) auditCount(t *testing.T, filter store.AuditFilter) []store.Aud
 
 func TestAuthorisationMatrix(t *testing.T) {
 	f := newFixture(t)
-	creds := []string{"none", "bad", "expired", "revoked", "viewer", "operator", "admin"}
+	creds := []string{"none", "bad", "expired", "revoked", "viewer", "operator", "admin", "agent"}
 	denials := 0
 	for _, rt := range f.srv.routes {
-		path := strings.NewReplacer("{ref}", "lab-compute-02", "{name}", "nobody").Replace(rt.Path)
+		path := strings.NewReplacer("{ref}", "lab-compute-02", "{name}", "nobody", "{id}", "1", "{zone}", "lab", "{pod}", "p1").Replace(rt.Path)
 		for _, cred := range creds {
 			t.Run(rt.Method+" "+rt.Path+" as "+cred, func(t *testing.T) {
 				code, body := f.do(t, cred, rt.Method, path, nil)
@@ -135,6 +140,9 @@ func TestAuthorisationMatrix(t *testing.T) {
 					want = "allowed"
 				case cred == "none" || cred == "bad" || cred == "expired" || cred == "revoked":
 					want = "401"
+				case (cred == RoleAgent) != (rt.Role == RoleAgent):
+					// An agent token opens its pod's agent calls and nothing else.
+					want = "403"
 				case roleRank(cred) < roleRank(rt.Role):
 					want = "403"
 				default:

@@ -610,6 +610,7 @@ type tokenBody struct {
 	Name      string `json:"name"`
 	Role      string `json:"role"`
 	ExpiresIn string `json:"expires_in"` // a duration; empty: never
+	Pod       string `json:"pod"`        // the pod (zone/pod) of an agent token
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c *call) {
@@ -622,13 +623,22 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusBadRequest, "bad_request", `"name" is required: letters, digits, dashes, at most 64`)
 		return
 	}
-	if roleRank(b.Role) == 0 {
-		writeError(w, http.StatusBadRequest, "bad_request", `"role" must be viewer, operator or admin`)
+	switch {
+	case b.Role == RoleAgent:
+		if !s.podInDesign(b.Pod) {
+			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf(`an agent token serves one pod: "pod" must be a pod of the applied design as zone/pod (got %q)`, b.Pod))
+			return
+		}
+	case roleRank(b.Role) == 0:
+		writeError(w, http.StatusBadRequest, "bad_request", `"role" must be viewer, operator, admin or agent`)
+		return
+	case b.Pod != "":
+		writeError(w, http.StatusBadRequest, "bad_request", `"pod" is for agent tokens only`)
 		return
 	}
 	now := s.cfg.Now()
 	token := NewSecret()
-	t := &store.Token{Name: b.Name, Role: b.Role, Hash: secret.Hash(token), Created: now}
+	t := &store.Token{Name: b.Name, Role: b.Role, Hash: secret.Hash(token), Created: now, Pod: b.Pod}
 	if b.ExpiresIn != "" {
 		d, err := time.ParseDuration(b.ExpiresIn)
 		if err != nil || d <= 0 {
@@ -637,7 +647,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c *call) {
 		}
 		t.Expires = now.Add(d)
 	}
-	audit := &store.AuditEntry{At: now, Actor: c.actor(), Action: "token-create", Target: b.Name, Outcome: "ok", RequestID: c.requestID, Detail: "role " + b.Role}
+	audit := &store.AuditEntry{At: now, Actor: c.actor(), Action: "token-create", Target: b.Name, Outcome: "ok", RequestID: c.requestID, Detail: "role " + b.Role + map[bool]string{true: " of pod " + b.Pod}[b.Pod != ""]}
 	if err := s.cfg.Store.CreateToken(r.Context(), t, audit); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			writeError(w, http.StatusConflict, "exists", err.Error())
@@ -667,4 +677,16 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *call) {
 func (s *Server) cabling(w http.ResponseWriter, _ *http.Request, _ *call) {
 	reports := append([]cabling.Report{}, s.cfg.Fleet.Cabling()...)
 	writeJSON(w, http.StatusOK, reports)
+}
+
+// podInDesign reports whether pod (zone/pod) is a pod of the applied design.
+func (s *Server) podInDesign(pod string) bool {
+	for _, z := range s.cfg.Fleet.Index().Design().Zones {
+		for _, p := range z.Pods {
+			if z.Name+"/"+p.Name == pod {
+				return true
+			}
+		}
+	}
+	return false
 }

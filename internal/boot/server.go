@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/template"
@@ -53,7 +54,10 @@ type Config struct {
 	Discovery    Discovery
 	Catalogue    Catalogue    // images of profiles; files under ArtifactRoot/sha256/
 	Stats        *counter.Set // requests by kind and status: "script|200"
-	Log          *slog.Logger
+	// Fill, when set, puts an artifact that ArtifactRoot lacks there (a pod
+	// agent fetches it from its controller); rel is a clean local path.
+	Fill func(ctx context.Context, rel string) error
+	Log  *slog.Logger
 }
 
 // Server is the machine-facing HTTP service.
@@ -356,6 +360,13 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request, root *files.Dir, k
 	}
 	p := path.Clean(r.PathValue("path"))
 	f, st, err := root.Open(p)
+	if err != nil && root == s.artifacts && s.cfg.Fill != nil && filepath.IsLocal(p) {
+		if ferr := s.cfg.Fill(r.Context(), p); ferr == nil {
+			f, st, err = root.Open(p)
+		} else {
+			s.cfg.Log.Warn("artifact not available", "path", p, "err", ferr)
+		}
+	}
 	if err != nil {
 		http.NotFound(w, r)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type Store interface {
 	ClaimPod(ctx context.Context, pod, owner string, ttl time.Duration) (int64, bool, error)
 	RenewPods(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error)
 	ReleasePod(ctx context.Context, pod, owner string) error
+	AssignPod(ctx context.Context, pod, owner string) (int64, error)
 	AddMachineOp(ctx context.Context, op *store.MachineOp) error
 	MachineOp(ctx context.Context, id int64) (*store.MachineOp, error)
 	OpenMachineOps(ctx context.Context, pods []string) ([]store.MachineOp, error)
@@ -62,6 +64,9 @@ type Config struct {
 // Cluster is one server's membership: Run keeps its share of the pods.
 type Cluster struct {
 	cfg Config
+
+	// rounds serialises rounds with pods being handed to their agents.
+	rounds sync.Mutex
 
 	mu      sync.Mutex
 	leader  bool
@@ -122,6 +127,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 // round renews this server's pods, drops the ones it lost, and claims or
 // releases pods toward its fair share.
 func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
+	c.rounds.Lock()
+	defer c.rounds.Unlock()
 	ttl, me, st, fl := c.cfg.TTL, c.cfg.Name, c.cfg.Store, c.cfg.Fleet
 	sent := time.Now()
 	// A renewal that takes longer than a round is as good as failed: a
@@ -164,16 +171,24 @@ func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 	}
 	c.mu.Lock()
 	c.leadBy = ""
+	agents := map[string]bool{}
 	for _, o := range owners {
 		if o.Pod == fleet.LeaderPod && o.Live {
 			c.leadBy = o.Owner
 		}
+		if store.IsAgent(o.Owner) {
+			agents[o.Pod] = true
+		}
 	}
 	c.mu.Unlock()
-	pods := designPods(fl.Index())
+	// Pods with an agent are the agents': the servers divide the others.
+	var pods []string
 	inDesign := map[string]bool{}
-	for _, p := range pods {
-		inDesign[p] = true
+	for _, p := range designPods(fl.Index()) {
+		if !agents[p] {
+			pods = append(pods, p)
+			inDesign[p] = true
+		}
 	}
 	names := make([]string, len(live))
 	for i, l := range live {
@@ -218,6 +233,34 @@ func (c *Cluster) round(ctx context.Context, lastRenew *time.Time) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Attach hands pod to its agent: this server writes out and forgets the
+// pod's machines if it owns them, and the agent becomes the pod's owner with
+// a new epoch (fencing any server or earlier agent that still writes for
+// it). The servers leave the pod alone until Detach.
+func (c *Cluster) Attach(ctx context.Context, pod string) (int64, error) {
+	if pod == fleet.LeaderPod || !slices.Contains(designPods(c.Index()), pod) {
+		return 0, fmt.Errorf("%w: pod %q is not in the applied design", fleet.ErrNotFound, pod)
+	}
+	c.rounds.Lock()
+	defer c.rounds.Unlock()
+	if c.cfg.Fleet.Owns(pod) {
+		if err := c.cfg.Fleet.Drop(ctx, pod, true); err != nil {
+			return 0, fmt.Errorf("hand pod %s to its agent: %w", pod, err)
+		}
+	}
+	epoch, err := c.cfg.Store.AssignPod(ctx, pod, store.AgentOwner(pod))
+	if err != nil {
+		return 0, err
+	}
+	c.cfg.Log.Info("pod handed to its agent", "pod", pod, "epoch", epoch)
+	return epoch, nil
+}
+
+// Detach takes pod back from its agent: the servers claim it in their next round.
+func (c *Cluster) Detach(ctx context.Context, pod string) error {
+	return c.cfg.Store.ReleasePod(ctx, pod, store.AgentOwner(pod))
 }
 
 // handOver releases every pod at shutdown, once its changes are written.

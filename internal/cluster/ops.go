@@ -212,15 +212,47 @@ func (c *Cluster) carryOutOps(ctx context.Context) {
 // entry) record it afterwards, so a crash in between repeats them on the
 // pod's next owner.
 func (c *Cluster) carryOut(ctx context.Context, op *store.MachineOp) {
-	fl := c.cfg.Fleet
-	var err error
+	written, err := Execute(ctx, c.cfg.Fleet, op, true)
+	if written {
+		return
+	}
+	if errors.Is(err, store.ErrNotOwner) || errors.Is(err, fleet.ErrStopped) || ctx.Err() != nil {
+		return // the pod's next owner carries it out
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ferr := c.cfg.Store.FinishMachineOp(fctx, op); ferr != nil {
+		c.cfg.Log.Error("record the outcome of a machine op", "op", op.ID, "err", ferr)
+	}
+}
+
+// Executor is the fleet a queued action is carried out on.
+type Executor interface {
+	Operate(ctx context.Context, op fleet.Op) (machine.Machine, error)
+	PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.PowerResult, error)
+	Record(ctx context.Context, e machine.Entry) error
+}
+
+// Execute carries out a queued action on fl and fills in op's result and
+// error for the caller to record. With finishInTx, an operator action that
+// succeeds records its outcome in its change's own transaction (written is
+// then true). The error returned is the action's.
+func Execute(ctx context.Context, fl Executor, op *store.MachineOp, finishInTx bool) (written bool, err error) {
 	switch op.Kind {
 	case opOperate:
 		var o fleet.Op
 		if err = json.Unmarshal([]byte(op.Request), &o); err == nil {
-			o.Finish = op
-			if _, err = fl.Operate(ctx, o); err == nil {
-				return // finished with the change
+			if finishInTx {
+				o.Finish = op
+			}
+			var m machine.Machine
+			if m, err = fl.Operate(ctx, o); err == nil {
+				if finishInTx {
+					return true, nil
+				}
+				if b, merr := json.Marshal(m); merr == nil {
+					op.Result = string(b)
+				}
 			}
 		}
 	case opPower:
@@ -240,15 +272,8 @@ func (c *Cluster) carryOut(ctx context.Context, op *store.MachineOp) {
 	default:
 		err = fmt.Errorf("unknown machine op %q", op.Kind)
 	}
-	if errors.Is(err, store.ErrNotOwner) || errors.Is(err, fleet.ErrStopped) || ctx.Err() != nil {
-		return // the pod's next owner carries it out
-	}
 	if err != nil {
 		recordError(op, err)
 	}
-	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if ferr := c.cfg.Store.FinishMachineOp(fctx, op); ferr != nil {
-		c.cfg.Log.Error("record the outcome of a machine op", "op", op.ID, "err", ferr)
-	}
+	return false, err
 }

@@ -267,6 +267,15 @@ func (f *Fleet) PhoneHome(ctx context.Context, token, status, message string, fa
 
 // Note adds a timeline entry to the machine holding addr's lease, if any. It
 // does not wait: these are boot steps (TFTP file, kernel, initrd), not state.
+// NoteTransfer records a finished TFTP transfer on the client's timeline.
+func (f *Fleet) NoteTransfer(client netip.Addr, file string, n int64, err error) {
+	if err != nil {
+		f.Note(client, machine.KindTFTPError, fmt.Sprintf("%s: %v", file, err))
+		return
+	}
+	f.Note(client, machine.KindTFTP, fmt.Sprintf("%s (%d bytes)", file, n))
+}
+
 func (f *Fleet) Note(addr netip.Addr, kind machine.Kind, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

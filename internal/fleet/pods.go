@@ -55,8 +55,8 @@ func MachinePod(ix *zone.Index, m *machine.Machine) string {
 	return LeaderPod
 }
 
-// leasePod is the pod of a lease: its holder's, or its slot's.
-func leasePod(ix *zone.Index, l *store.Lease, macPod map[string]string) string {
+// LeasePod is the pod of a lease: its holder's, or its slot's.
+func LeasePod(ix *zone.Index, l *store.Lease, macPod map[string]string) string {
 	if p, ok := macPod[l.MAC]; ok {
 		return p
 	}
@@ -87,6 +87,13 @@ func (f *Fleet) Owned() map[string]int64 {
 		return nil
 	}
 	return maps.Clone(f.owned)
+}
+
+// Knows reports whether the fleet holds a machine with this MAC.
+func (f *Fleet) Knows(mac string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.byMAC[mac] != nil
 }
 
 // Owns reports whether this fleet answers for a pod.
@@ -166,7 +173,7 @@ func (f *Fleet) Acquire(ctx context.Context, pods map[string]int64) error {
 	}
 	for i := range ls {
 		l := ls[i]
-		if _, ok := pods[leasePod(ix, &l, macPod)]; !ok {
+		if _, ok := pods[LeasePod(ix, &l, macPod)]; !ok {
 			continue
 		}
 		f.leases[l.Addr] = &l
@@ -236,7 +243,7 @@ func (f *Fleet) Drop(ctx context.Context, pod string, drain bool) error {
 		macPod[mac] = pod
 	}
 	for addr, l := range f.leases {
-		if macs[l.MAC] || leasePod(ix, l, macPod) == pod {
+		if macs[l.MAC] || LeasePod(ix, l, macPod) == pod {
 			delete(f.leases, addr)
 			if f.leaseOf[l.MAC] == addr {
 				delete(f.leaseOf, l.MAC)

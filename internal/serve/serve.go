@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -60,7 +59,11 @@ type Config struct {
 	// PostgreSQL database that divide its pods (Store, Fleet and Log are
 	// filled in by Run); the caller holds the store's shared lock.
 	Cluster cluster.Config
-	Log     *slog.Logger
+	// Agents accepts pod agents (drover agent): a pod is handed to its agent
+	// when the agent attaches. Needs Cluster: the server owns its pods the
+	// way servers sharing a database do.
+	Agents bool
+	Log    *slog.Logger
 	// Started, if set, is called once every listener is ready.
 	Started func(Listeners)
 }
@@ -149,13 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 	tcfg := cfg.TFTP
 	tcfg.Log = log.With("service", "tftp")
 	tcfg.Metrics = tftpMetrics
-	tcfg.Done = func(client netip.Addr, file string, n int64, err error) {
-		if err != nil {
-			fl.Note(client, machine.KindTFTPError, fmt.Sprintf("%s: %v", file, err))
-			return
-		}
-		fl.Note(client, machine.KindTFTP, fmt.Sprintf("%s (%d bytes)", file, n))
-	}
+	tcfg.Done = fl.NoteTransfer
 	tsrv, err := tftp.NewServer(tcfg)
 	if err != nil {
 		return err
@@ -186,6 +183,13 @@ func Run(ctx context.Context, cfg Config) error {
 		ccfg.Store, ccfg.Fleet, ccfg.Log = cst, fl, log.With("service", "cluster")
 		member = cluster.New(ccfg)
 		anyPod, once = member, member.WhileLeader
+	}
+	if cfg.Agents {
+		ast, ok := cfg.Store.(agentStore)
+		if member == nil || !ok {
+			return errors.New("pod agents need a server that owns its pods: run it with a cluster name (drover serve --agents does)")
+		}
+		cfg.API.Agents = &agents{st: ast, member: member, fl: fl}
 	}
 	runner := rollout.New(rollout.Config{Store: cfg.Store, Fleet: anyPod, Log: log.With("service", "rollout")})
 	acfg := cfg.API

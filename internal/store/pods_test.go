@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/drover/drover/internal/machine"
 )
 
 func testPodOwnership(t *testing.T, b backend) {
@@ -81,5 +84,67 @@ func testPodOwnership(t *testing.T, b backend) {
 	}
 	if open, _ := s.OpenMachineOps(ctx, []string{"bgo/p1"}); len(open) != 0 {
 		t.Fatalf("a finished op is still open: %+v", open)
+	}
+}
+
+// testAgentMirror: an agent's pod is assigned over a live server lease,
+// never expires, and takes the agent's reports once each, fenced by its epoch.
+func testAgentMirror(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.open(t)
+	if _, ok, err := s.ClaimPod(ctx, "bgo/p1", "server", time.Minute); err != nil || !ok {
+		t.Fatalf("server claim: %v %v", ok, err)
+	}
+	epoch, err := s.AssignPod(ctx, "bgo/p1", AgentOwner("bgo/p1"))
+	if err != nil || epoch != 2 {
+		t.Fatalf("assign: epoch %d %v, want 2", epoch, err)
+	}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.Fence(ctx, "server", map[string]int64{"bgo/p1": 1}) }); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("the server's write after the agent took the pod: %v, want ErrNotOwner", err)
+	}
+	first, err := s.ReserveIDs(ctx, "machines", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	m := &machine.Machine{ID: first, MAC: "52:54:00:00:00:01", State: machine.Deploying, StateSince: now, Created: now, InstallTokenHash: "h"}
+	report := &Mirror{Pod: "bgo/p1", Epoch: epoch, Machines: []*machine.Machine{m},
+		Leases:  []Lease{{Addr: netip.MustParseAddr("10.0.0.5"), MAC: m.MAC, Expires: now.Add(time.Hour), State: "bound"}},
+		Entries: []machine.Entry{{ID: 7, MachineID: first, At: now, Actor: "agent", Kind: machine.KindDHCPAck}, {ID: 9, MachineID: first, At: now, Actor: "agent", Kind: machine.KindIPXEScript}}}
+	for range 2 { // sent twice: its answer was lost
+		acked, err := s.MirrorPod(ctx, report)
+		if err != nil || acked != 9 {
+			t.Fatalf("mirror: acked %d %v, want 9", acked, err)
+		}
+	}
+	tl, err := s.Timeline(ctx, first, 0, 0)
+	if err != nil || len(tl) != 2 || tl[1].Kind != machine.KindIPXEScript {
+		t.Fatalf("timeline after a report sent twice: %+v %v", tl, err)
+	}
+	got, err := s.Machine(ctx, m.MAC)
+	if err != nil || got.State != machine.Deploying || got.InstallTokenHash != "h" {
+		t.Fatalf("mirrored machine %+v %v", got, err)
+	}
+	report.Gone, report.Leases, report.Entries = []netip.Addr{netip.MustParseAddr("10.0.0.5")}, nil, nil
+	if _, err := s.MirrorPod(ctx, report); err != nil {
+		t.Fatal(err)
+	}
+	if ls, _ := s.Leases(ctx); len(ls) != 0 {
+		t.Errorf("a lease the agent let go is still held: %+v", ls)
+	}
+	stale := *report
+	stale.Epoch = 1
+	if _, err := s.MirrorPod(ctx, &stale); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("a report under an old epoch: %v, want ErrNotOwner", err)
+	}
+	if acked, err := s.AgentCursor(ctx, "bgo/p1"); err != nil || acked != 9 {
+		t.Fatalf("cursor %d %v", acked, err)
+	}
+	owners, err := s.PodOwners(ctx)
+	if err != nil || len(owners) != 1 || !owners[0].Live || !IsAgent(owners[0].Owner) {
+		t.Fatalf("owners %+v %v", owners, err)
+	}
+	if all, err := s.Entries(ctx, 0, 10); err != nil || len(all) != 2 {
+		t.Fatalf("entries %+v %v", all, err)
 	}
 }

@@ -184,6 +184,10 @@ CREATE TABLE machine_ops (
 );
 CREATE INDEX machine_ops_open ON machine_ops(pod) WHERE NOT done;
 `,
+	// Pod agents: an agent token serves one pod (see agents.go).
+	4: `
+ALTER TABLE tokens ADD COLUMN pod TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // Advisory lock keys: PostgreSQL locks named by numbers drover owns.

@@ -659,16 +659,25 @@ func (s *DB) Timeline(ctx context.Context, machineID, afterID int64, limit int) 
 	defer rows.Close()
 	out := []machine.Entry{}
 	for rows.Next() {
-		var e machine.Entry
-		var at int64
-		var from, to string
-		if err := rows.Scan(&e.ID, &e.MachineID, &at, &e.Actor, &e.Kind, &from, &to, &e.Reason); err != nil {
-			return nil, fmt.Errorf("timeline: %w", err)
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
 		}
-		e.At, e.From, e.To = time.Unix(0, at).UTC(), machine.State(from), machine.State(to)
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// scanEntry reads a timeline row: id, machine_id, at, actor, kind, from_state, to_state, reason.
+func scanEntry(rows *sql.Rows) (machine.Entry, error) {
+	var e machine.Entry
+	var at int64
+	var from, to string
+	if err := rows.Scan(&e.ID, &e.MachineID, &at, &e.Actor, &e.Kind, &from, &to, &e.Reason); err != nil {
+		return e, fmt.Errorf("timeline: %w", err)
+	}
+	e.At, e.From, e.To = time.Unix(0, at).UTC(), machine.State(from), machine.State(to)
+	return e, nil
 }
 
 // Leases lists every stored lease.
@@ -883,7 +892,7 @@ func (s *DB) CreateToken(ctx context.Context, t *Token, audit *AuditEntry) error
 		if !t.Expires.IsZero() {
 			exp = t.Expires.UnixNano()
 		}
-		id, err := insertID(ctx, tx, `INSERT INTO tokens (name, role, hash, created, expires) VALUES (?,?,?,?,?)`, t.Name, t.Role, t.Hash, t.Created.UnixNano(), exp)
+		id, err := insertID(ctx, tx, `INSERT INTO tokens (name, role, hash, created, expires, pod) VALUES (?,?,?,?,?,?)`, t.Name, t.Role, t.Hash, t.Created.UnixNano(), exp, t.Pod)
 		if err != nil {
 			return fmt.Errorf("create token: %w", err)
 		}
@@ -915,7 +924,7 @@ func (s *DB) RevokeToken(ctx context.Context, name string, audit *AuditEntry) er
 func scanToken(row interface{ Scan(...any) error }) (*Token, error) {
 	var t Token
 	var created, exp int64
-	if err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &exp, &t.Revoked); err != nil {
+	if err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, &created, &exp, &t.Revoked, &t.Pod); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -930,12 +939,12 @@ func scanToken(row interface{ Scan(...any) error }) (*Token, error) {
 
 // TokenByHash finds a token by the hash of its secret.
 func (s *DB) TokenByHash(ctx context.Context, hash string) (*Token, error) {
-	return scanToken(s.QueryRowContext(ctx, `SELECT id, name, role, hash, created, expires, revoked FROM tokens WHERE hash = ?`, hash))
+	return scanToken(s.QueryRowContext(ctx, `SELECT id, name, role, hash, created, expires, revoked, pod FROM tokens WHERE hash = ?`, hash))
 }
 
 // Tokens lists every token (without secrets).
 func (s *DB) Tokens(ctx context.Context) ([]Token, error) {
-	rows, err := s.QueryContext(ctx, `SELECT id, name, role, hash, created, expires, revoked FROM tokens ORDER BY id`)
+	rows, err := s.QueryContext(ctx, `SELECT id, name, role, hash, created, expires, revoked, pod FROM tokens ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}

@@ -205,6 +205,10 @@ CREATE TABLE machine_ops (
 );
 CREATE INDEX machine_ops_open ON machine_ops(pod) WHERE NOT done;
 `,
+	// Pod agents: an agent token serves one pod (see agents.go).
+	10: `
+ALTER TABLE tokens ADD COLUMN pod TEXT NOT NULL DEFAULT '';
+`,
 }
 
 var sqliteDialect = &dialect{

@@ -155,6 +155,7 @@ type Token struct {
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires,omitzero"`
 	Revoked bool      `json:"revoked"`
+	Pod     string    `json:"pod,omitempty"` // the one pod an agent token serves (zone/pod)
 }
 
 // Store is the persistence drover needs. Listings are never nil: an empty

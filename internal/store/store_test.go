@@ -60,6 +60,7 @@ func TestStore(t *testing.T) {
 		{"ReserveIDs", testReserveIDs},
 		{"WriterLost", testWriterLost},
 		{"PodOwnership", testPodOwnership},
+		{"AgentMirror", testAgentMirror},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {

@@ -26,6 +26,8 @@ type Agents interface {
 	// Report writes what the agent decided and answers what it should do next.
 	Report(ctx context.Context, pod string, r *AgentReport) (*AgentReply, error)
 	FinishOp(ctx context.Context, pod string, r *AgentOpResult) error
+	// Catalogue is the artifact catalogue (images of install profiles) and its hash.
+	Catalogue(ctx context.Context) ([]store.Artifact, string, error)
 	List(ctx context.Context) ([]AgentInfo, error)
 }
 
@@ -84,6 +86,8 @@ type AgentReply struct {
 	Acked    int64             `json:"acked"`
 	Revision int64             `json:"revision"`
 	Ops      []store.MachineOp `json:"ops"`
+	// Catalogue is the hash of the artifact catalogue: the agent fetches it when it changes.
+	Catalogue string `json:"catalogue"`
 }
 
 // AgentOpResult is the outcome of a queued action an agent carried out.
@@ -110,6 +114,7 @@ func (s *Server) agentRoutes() []route {
 		{"POST", "/api/v1/agent/ids", RoleAgent, false, s.agentIDs},
 		{"POST", "/api/v1/agent/report", RoleAgent, false, s.agentReport},
 		{"POST", "/api/v1/agent/ops/{id}", RoleAgent, false, s.agentOpDone},
+		{"GET", "/api/v1/agent/artifacts", RoleAgent, false, s.agentArtifacts},
 		{"GET", "/api/v1/agents", RoleViewer, false, s.agentList},
 		{"DELETE", "/api/v1/agents/{zone}/{pod}", RoleAdmin, true, s.agentDetach},
 	}
@@ -244,6 +249,19 @@ func (s *Server) agentOpDone(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int64{"finished": id})
+}
+
+func (s *Server) agentArtifacts(w http.ResponseWriter, r *http.Request, _ *call) {
+	ag := s.agents(w)
+	if ag == nil {
+		return
+	}
+	list, _, err := ag.Catalogue(r.Context())
+	if err != nil {
+		s.agentError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 func (s *Server) agentList(w http.ResponseWriter, r *http.Request, _ *call) {

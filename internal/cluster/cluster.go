@@ -31,6 +31,7 @@ type Store interface {
 	DeleteMachineOps(ctx context.Context, before time.Time) error
 	Machine(ctx context.Context, ref string) (*machine.Machine, error)
 	MachineInSlot(ctx context.Context, slotKey string) (*machine.Machine, error)
+	AddAudit(ctx context.Context, e *store.AuditEntry) error
 }
 
 // Fleet is the server's own inventory, sharing the database (fleet.Config.Owner).
@@ -42,6 +43,7 @@ type Fleet interface {
 	Drop(ctx context.Context, pod string, drain bool) error
 	Operate(ctx context.Context, op fleet.Op) (machine.Machine, error)
 	PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.PowerResult, error)
+	PowerOf(ctx context.Context, m *machine.Machine, op fleet.PowerOp) (fleet.PowerResult, *machine.Entry, *store.AuditEntry, error)
 	Record(ctx context.Context, e machine.Entry) error
 	InSlot(key string) (machine.Machine, bool)
 }

@@ -104,9 +104,53 @@ func (c *Cluster) PowerAction(ctx context.Context, op fleet.PowerOp) (fleet.Powe
 	if c.cfg.Fleet.Owns(pod) {
 		return c.cfg.Fleet.PowerAction(ctx, op)
 	}
+	if c.agentHolds(ctx, pod) {
+		return c.powerForAgent(ctx, pod, op)
+	}
 	var res fleet.PowerResult
 	err = c.remote(ctx, pod, opPower, op, &res)
 	return res, err
+}
+
+// agentHolds reports whether pod is held by its pod agent.
+func (c *Cluster) agentHolds(ctx context.Context, pod string) bool {
+	owners, err := c.cfg.Store.PodOwners(ctx)
+	if err != nil {
+		return false
+	}
+	for _, o := range owners {
+		if o.Pod == pod {
+			return store.IsAgent(o.Owner)
+		}
+	}
+	return false
+}
+
+// powerForAgent drives the BMC of a machine whose pod an agent holds from
+// here: BMC credentials never leave the servers. The audit entry is written
+// here; the timeline entry is queued for the agent, which writes it like its
+// own (at once, or when it next reaches the controller).
+func (c *Cluster) powerForAgent(ctx context.Context, pod string, op fleet.PowerOp) (fleet.PowerResult, error) {
+	m, err := c.cfg.Store.Machine(ctx, op.Ref)
+	if err != nil {
+		return fleet.PowerResult{}, fmt.Errorf("%w: %q", fleet.ErrNotFound, op.Ref)
+	}
+	res, e, audit, perr := c.cfg.Fleet.PowerOf(ctx, m, op)
+	if e == nil {
+		return res, perr
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return res, err
+	}
+	if err := c.cfg.Store.AddMachineOp(ctx, &store.MachineOp{Pod: pod, Kind: opRecord, Request: string(body), Created: time.Now()}); err != nil {
+		return res, fmt.Errorf("queue the power entry of %s for its pod's agent: %w", m.Label(), err)
+	}
+	if err := c.cfg.Store.AddAudit(ctx, audit); err != nil {
+		return res, err
+	}
+	res.Entry = e
+	return res, perr
 }
 
 // Record adds a timeline entry to a machine of any pod.

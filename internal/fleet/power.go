@@ -52,19 +52,43 @@ func (f *Fleet) PowerAction(ctx context.Context, op PowerOp) (PowerResult, error
 		f.mu.Unlock()
 		return PowerResult{}, fmt.Errorf("%w: %q", ErrNotFound, op.Ref)
 	}
-	id, label, slotKey := m.ID, m.Label(), m.SlotKey
+	row := *m
 	f.mu.Unlock()
+	out, e, audit, perr := f.PowerOf(ctx, &row, op)
+	if e == nil {
+		return out, perr
+	}
+	f.mu.Lock()
+	e.At, audit.At = f.now(), f.now()
+	b := newBatch()
+	b.add(*e)
+	b.audits = append(b.audits, audit)
+	done := f.submit(b)
+	f.mu.Unlock()
+	if err := wait(ctx, done); err != nil {
+		return out, fmt.Errorf("record power action on %s: %w", row.Label(), err)
+	}
+	out.Entry = e
+	return out, perr
+}
+
+// PowerOf runs op through the BMC of machine m (a row of this fleet or of
+// the database) and returns, besides the outcome, the timeline entry and
+// audit entry that record it, for the caller to write; both are nil when
+// the BMC was never reached.
+func (f *Fleet) PowerOf(ctx context.Context, m *machine.Machine, op PowerOp) (PowerResult, *machine.Entry, *store.AuditEntry, error) {
 	ix := f.Index()
-	s := ix.Slot(slotKey)
+	label := m.Label()
+	s := ix.Slot(m.SlotKey)
 	if s == nil {
-		return PowerResult{}, fmt.Errorf("%w: %s is in no slot, so drover does not know its BMC", ErrNoPower, label)
+		return PowerResult{}, nil, nil, fmt.Errorf("%w: %s is in no slot, so drover does not know its BMC", ErrNoPower, label)
 	}
 	if f.power == nil {
-		return PowerResult{}, fmt.Errorf("%w: this server has no BMC credentials (start it with --power-secrets FILE)", ErrNoPower)
+		return PowerResult{}, nil, nil, fmt.Errorf("%w: this server has no BMC credentials (start it with --power-secrets FILE)", ErrNoPower)
 	}
 	net, ok := ix.BMCNetwork(s)
 	if !ok || s.Power == "" {
-		return PowerResult{}, fmt.Errorf("%w: the design gives %s no power driver or BMC address (set `power: ipmi` on its zone or role; its pod needs a bmc network)", ErrNoPower, s.Name)
+		return PowerResult{}, nil, nil, fmt.Errorf("%w: the design gives %s no power driver or BMC address (set `power: ipmi` on its zone or role; its pod needs a bmc network)", ErrNoPower, s.Name)
 	}
 	res, perr := f.power.Do(ctx, power.Target{Slot: s, Network: net}, op.Actions...)
 	out := PowerResult{Machine: label, BMC: res.BMC.String(), Actions: op.Actions, State: res.State, Took: res.Took.Round(time.Millisecond).String()}
@@ -84,11 +108,8 @@ func (f *Fleet) PowerAction(ctx context.Context, op PowerOp) (PowerResult, error
 	if op.Reason != "" {
 		what += "; " + op.Reason
 	}
-	f.mu.Lock()
 	now := f.now()
-	e := machine.Entry{MachineID: id, At: now, Actor: op.Actor, Kind: machine.KindPower, Reason: what}
-	b := newBatch()
-	b.add(e)
+	e := &machine.Entry{MachineID: m.ID, At: now, Actor: op.Actor, Kind: machine.KindPower, Reason: what}
 	audit := op.Audit
 	audit.At, audit.Action, audit.Outcome = now, "power "+strings.Join(names, ","), outcome
 	if audit.Target == "" {
@@ -97,12 +118,5 @@ func (f *Fleet) PowerAction(ctx context.Context, op PowerOp) (PowerResult, error
 	if perr != nil {
 		audit.Detail = strings.TrimSpace(audit.Detail + " " + perr.Error())
 	}
-	b.audits = append(b.audits, &audit)
-	done := f.submit(b)
-	f.mu.Unlock()
-	if err := wait(ctx, done); err != nil {
-		return out, fmt.Errorf("record power action on %s: %w", label, err)
-	}
-	out.Entry = &e
-	return out, perr
+	return out, e, &audit, perr
 }

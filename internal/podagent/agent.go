@@ -93,7 +93,10 @@ type Agent struct {
 	leaseAddrs map[netip.Addr]bool
 	// finished are outcomes of queued actions not yet taken by the controller.
 	finished map[int64]api.AgentOpResult
-	fillMu   sync.Mutex
+	// catalogue is the hash of the artifact catalogue copied here.
+	catalogue string
+	fillMu    sync.Mutex
+	filling   map[string]*sync.Mutex // one fetch per path at a time
 }
 
 // Run serves the pod until ctx ends.
@@ -105,7 +108,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Offline = 10 * time.Second
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
+		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -126,7 +129,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("%w (one agent per state directory)", err)
 	}
 	defer release()
-	a := &Agent{cfg: cfg, st: st, c: &client{base: cfg.Controller, token: cfg.Token, http: cfg.HTTP},
+	// Files take as long as they take; API calls that hang count as failures.
+	files := &http.Client{Transport: cfg.HTTP.Transport}
+	a := &Agent{cfg: cfg, st: st, c: &client{base: cfg.Controller, token: cfg.Token, http: cfg.HTTP, files: files},
 		path: filepath.Join(cfg.StateDir, "agent.json"), sent: map[int64][32]byte{}, finished: map[int64]api.AgentOpResult{}}
 	if err := a.load(); err != nil {
 		return err
@@ -284,7 +289,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		return err
 	}
 	bcfg := cfg.Boot
-	bcfg.Fleet, bcfg.Log, bcfg.Fill = fl, log.With("service", "boot"), a.fill
+	bcfg.Fleet, bcfg.Log, bcfg.Fill, bcfg.Catalogue = fl, log.With("service", "boot"), a.fill, a.st
 	bsrv, err := boot.NewServer(bcfg)
 	if err != nil {
 		return err
@@ -444,6 +449,13 @@ func (a *Agent) report(ctx context.Context) error {
 				a.cfg.Log.Error("new design revision not served here yet", "revision", reply.Revision, "err", err)
 			}
 		}
+		if reply.Catalogue != a.catalogue {
+			if err := a.copyCatalogue(ctx); err != nil {
+				a.cfg.Log.Error("artifact catalogue not copied", "err", err)
+			} else {
+				a.catalogue = reply.Catalogue
+			}
+		}
 		a.carryOut(ctx, reply.Ops)
 		if len(entries) < reportBatch {
 			return nil
@@ -497,13 +509,55 @@ func (a *Agent) carryOut(ctx context.Context, ops []store.MachineOp) {
 	}
 }
 
+// copyCatalogue copies the controller's artifact catalogue (the images
+// profiles install) into the local database and caches every image a
+// channel points at.
+func (a *Agent) copyCatalogue(ctx context.Context) error {
+	var list []store.Artifact
+	if err := a.c.call(ctx, http.MethodGet, "/api/v1/agent/artifacts", nil, &list); err != nil {
+		return err
+	}
+	var images []string
+	for _, x := range list {
+		if err := a.st.AddArtifact(ctx, x, ""); err != nil {
+			return err
+		}
+		for _, ch := range x.Channels {
+			if err := a.st.Promote(ctx, x.Name, x.Version, ch); err != nil {
+				return err
+			}
+		}
+		if len(x.Channels) > 0 {
+			images = append(images, "sha256/"+x.SHA256)
+		}
+	}
+	go func() {
+		for _, rel := range images {
+			if err := a.fill(context.WithoutCancel(ctx), rel); err != nil {
+				a.cfg.Log.Warn("image not cached", "path", rel, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
 // fill fetches an artifact missing from the cache from the controller.
 func (a *Agent) fill(ctx context.Context, rel string) error {
 	if a.cfg.ArtifactsFrom == "" {
 		return errors.New("no --artifacts-from to fetch it from")
 	}
 	a.fillMu.Lock()
-	defer a.fillMu.Unlock()
+	if a.filling == nil {
+		a.filling = map[string]*sync.Mutex{}
+	}
+	mu := a.filling[rel]
+	if mu == nil {
+		mu = &sync.Mutex{}
+		a.filling[rel] = mu
+	}
+	a.fillMu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
 	dst := filepath.Join(a.cfg.Boot.ArtifactRoot, filepath.FromSlash(rel))
 	if _, err := os.Stat(dst); err == nil {
 		return nil

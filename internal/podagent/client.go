@@ -16,7 +16,8 @@ import (
 type client struct {
 	base  string
 	token string
-	http  *http.Client
+	http  *http.Client // API calls, with a timeout
+	files *http.Client // artifact downloads, bounded by their context
 }
 
 // errFenced is the controller saying this agent no longer holds its pod.
@@ -74,7 +75,7 @@ func (c *client) fetch(ctx context.Context, url string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.files.Do(req)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package serve
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/drover/drover/internal/api"
@@ -19,6 +21,7 @@ type agentStore interface {
 	MachineOp(ctx context.Context, id int64) (*store.MachineOp, error)
 	OpenMachineOps(ctx context.Context, pods []string) ([]store.MachineOp, error)
 	FinishMachineOp(ctx context.Context, op *store.MachineOp) error
+	Artifacts(ctx context.Context) ([]store.Artifact, error)
 }
 
 // agents is the controller's side of pod agents (api.Agents): it hands pods
@@ -143,7 +146,24 @@ func (a *agents) Report(ctx context.Context, pod string, r *api.AgentReport) (*a
 	if ops == nil {
 		ops = []store.MachineOp{}
 	}
-	return &api.AgentReply{Acked: acked, Revision: latest, Ops: ops}, nil
+	_, catalogue, err := a.Catalogue(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &api.AgentReply{Acked: acked, Revision: latest, Ops: ops, Catalogue: catalogue}, nil
+}
+
+// Catalogue is the artifact catalogue with a hash of its versions and channels.
+func (a *agents) Catalogue(ctx context.Context) ([]store.Artifact, string, error) {
+	list, err := a.st.Artifacts(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	h := sha256.New()
+	for _, x := range list {
+		fmt.Fprintf(h, "%s %s %s %v\n", x.Name, x.Version, x.SHA256, x.Channels)
+	}
+	return list, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // FinishOp records the outcome of an action the agent carried out.

@@ -46,7 +46,7 @@ every port the design gives a slot.`,
 	f.register(cmd)
 	var extra, only, second []string
 	var parallel int
-	var quiet, untilDeployed, follow bool
+	var quiet, untilDeployed, follow, agents bool
 	up := &cobra.Command{
 		Use:   "up [DESIGN]",
 		Short: "Build the lab and show its progress until Ctrl-C or `drover lab down`",
@@ -63,7 +63,7 @@ every port the design gives a slot.`,
 				cfg.Design = a[0]
 			}
 			cfg.Extra, cfg.Only, cfg.Parallel, cfg.Follow, cfg.SecondNICs = extra, only, parallel, follow, second
-			cfg.UntilDeployed, cfg.Summary = untilDeployed, g.env.stdout
+			cfg.UntilDeployed, cfg.Summary, cfg.Agents = untilDeployed, g.env.stdout, agents
 			if !quiet {
 				cfg.Progress, cfg.Terminal = g.env.stdout, isTerminal(g.env.stdout)
 			}
@@ -76,6 +76,7 @@ every port the design gives a slot.`,
 	up.Flags().IntVar(&parallel, "parallel", 4, "machines booting at once")
 	up.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress display")
 	up.Flags().BoolVar(&follow, "follow", false, "drover follows the git repository DESIGN is in (its checked-out branch) instead of reading the files: commit to change the lab")
+	up.Flags().BoolVar(&agents, "agents", false, "run a pod agent (drover agent) per pod in a namespace of its own; the ToRs relay to it (docs/ha.md)")
 	up.Flags().BoolVar(&untilDeployed, "until-deployed", false, "stop once every machine in a slot is deployed, printing how long each took")
 	down := &cobra.Command{
 		Use:   "down",

@@ -50,7 +50,10 @@ type Config struct {
 	// after printing how long each took from power-on (to Summary).
 	UntilDeployed bool
 	Summary       io.Writer
-	Log           *slog.Logger
+	// Agents runs a pod agent (drover agent) per pod, in a namespace of its
+	// own, and the ToRs' relays forward to it instead of to drover serve.
+	Agents bool
+	Log    *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -78,7 +81,10 @@ func (c *Config) defaults() {
 const diskBytes = 4 << 30
 
 // uplinkBase is where the lab numbers the links between switches and drover.
-func uplinkBase() netip.Prefix { return netip.MustParsePrefix("172.31.250.0/24") }
+func uplinkBase() netip.Prefix { return netip.MustParsePrefix("172.31.250.0/23") }
+
+// agentBase numbers the links between drover serve and the pod agents.
+func agentBase() netip.Addr { return netip.MustParseAddr("172.31.251.0") }
 
 // ErrRunning is returned by Up when a lab already runs with this state directory.
 var ErrRunning = errors.New("a lab is already running")
@@ -190,6 +196,10 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 		extra[sw] = append(extra[sw], ports...)
 	}
 	serverIP := netip.Addr{}
+	agents, err := wireAgents(cfg, n, st, d, ix, only, extra, addNS)
+	if err != nil {
+		return err
+	}
 	i := 0
 	for _, z := range d.Zones {
 		for _, p := range z.Pods {
@@ -221,7 +231,11 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 					n.Forward(sw.Name), n.Route(sw.Name, "default", drv.String())); err != nil {
 					return err
 				}
-				if err := wireSwitch(ctx, cfg, n, st, sw, p, ports, ns, bootNS, drv, tor, ix, z); err != nil {
+				relayTo := drv
+				if a := agents[z.Name+"/"+p.Name]; a != nil {
+					relayTo = a.addr
+				}
+				if err := wireSwitch(ctx, cfg, n, st, sw, p, ports, ns, bootNS, relayTo, tor, ix, z); err != nil {
 					return err
 				}
 				i++
@@ -245,6 +259,10 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	st.API = "http://127.0.0.1:9090"
 	srv := []string{cfg.Drover, "--db", st.DB, "serve", "--artifacts", artifacts,
 		"--http-listen", "0.0.0.0:8080", "--server-ip", serverIP.String(), "--api-listen", "127.0.0.1:9090"}
+	if len(agents) > 0 {
+		// The agents reach the API over their links.
+		srv = append(srv[:len(srv)-1], "0.0.0.0:9090", "--agents")
+	}
 	if cfg.Follow {
 		follow, err := followArgs(ctx, cfg.Design)
 		if err != nil {
@@ -265,13 +283,24 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	if err := save(); err != nil {
 		return err
 	}
+	if err := waitHealthy(ctx, bootNS, "http://127.0.0.1:8080/healthz", st.Server.PID, st.Server.Log); err != nil {
+		return err
+	}
+	if err := startAgents(ctx, cfg, st, agents); err != nil {
+		return err
+	}
+	return save()
+}
+
+// waitHealthy waits for a lab process to answer its health check.
+func waitHealthy(ctx context.Context, ns, url string, pid int, log string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", bootNS, "curl", "-sf", "http://127.0.0.1:8080/healthz").Output(); err == nil && strings.TrimSpace(string(out)) == "ok" {
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "curl", "-sf", url).Output(); err == nil && strings.TrimSpace(string(out)) == "ok" {
 			return nil
 		}
-		if time.Now().After(deadline) || !alive(st.Server.PID) {
-			return fmt.Errorf("drover did not start in the lab: see %s", st.Server.Log)
+		if time.Now().After(deadline) || !alive(pid) {
+			return fmt.Errorf("%s did not start in the lab: see %s", filepath.Base(log), log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -369,6 +398,7 @@ func placeImage(d *zone.Design, img Image, dir string) error {
 // wireSwitch makes a switch's ports (taps), its relay and its VMs.
 func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *zone.Switch, p *zone.Pod, ports []bootPort,
 	ns, bootNS string, drv, tor netip.Addr, ix *zone.Index, z *zone.Zone) error {
+	// drv is where the switch relays DHCP: drover serve, or the pod's agent.
 	agent := []string{cfg.Drover, "lab", "switch", "--switch", sw.Name, "--server", drv.String(), "--uplink", "uplink"}
 	dhcrelay := []string{"dhcrelay", "-4", "-d", "-q", "-a", "-m", "replace"}
 	for _, bp := range ports {
@@ -624,6 +654,9 @@ func run(ctx context.Context, cfg *Config, st *State) error {
 	if cfg.Progress != nil {
 		fmt.Fprintf(cfg.Progress, "drover lab: design %s, %d machines\n", cfg.Design, len(st.VMs))
 		fmt.Fprintf(cfg.Progress, "  machine HTTP: %s (namespace %s)\n", st.HTTP, st.Server.NS)
+		for _, a := range st.Agents {
+			fmt.Fprintf(cfg.Progress, "  pod agent:    %s at %s (namespace %s, log %s)\n", a.Pod, a.Addr, a.NS, a.Log)
+		}
 		fmt.Fprintf(cfg.Progress, "  operator:     drover --db %s machines | show NAME\n", st.DB)
 		if st.Secrets != "" {
 			fmt.Fprintf(cfg.Progress, "  power:        ip netns exec %s drover --server %s --token-file %s power NAME on|off|cycle|status\n",

@@ -32,6 +32,8 @@ type State struct {
 	// Secrets is the power secrets file drover serve reads; the lab's BMCs
 	// take the credentials it holds.
 	Secrets string `json:"secrets,omitempty"`
+	// Agents are the pod agents (lab up --agents), also among Helpers.
+	Agents []Agent `json:"agents,omitempty"`
 }
 
 // Proc is a process the lab started.

@@ -102,7 +102,16 @@ func TestLabWithAgents(t *testing.T) {
 				m, ok := l.byMAC(mac)
 				return ok && m.State == "deployed"
 			})
-			ctl, agent := showJSON(t, l.db, mac), showJSON(t, agentDB, mac)
+			// The agent keeps booting machines (a deployed one that restarts
+			// adds entries): the two agree once its latest report is in.
+			var ctl, agent shownMachine
+			agree := func() bool {
+				ctl, agent = showJSON(t, l.db, mac), showJSON(t, agentDB, mac)
+				return entryKinds(ctl) == entryKinds(agent)
+			}
+			for deadline := time.Now().Add(20 * time.Second); !agree() && time.Now().Before(deadline); {
+				time.Sleep(300 * time.Millisecond)
+			}
 			if got, want := entryKinds(ctl), entryKinds(agent); got != want || len(ctl.Timeline) < 8 {
 				t.Errorf("%s: the controller's timeline\n  %s\nthe agent's\n  %s", name, got, want)
 			}

@@ -225,6 +225,14 @@ func TestPodAgent(t *testing.T) {
 		}
 	})
 
+	t.Run("a restarted agent serves from its database while the controller is away", func(t *testing.T) {
+		agent.Stop(5 * time.Second)
+		agent = startAgent()
+		if l, err := tp.dhclient("c11"); err != nil || l.Host != "e2e-compute-01" {
+			t.Errorf("c11 through the restarted agent: %+v %v", l, err)
+		}
+	})
+
 	// The controller comes back; the agent sends what it queued.
 	server = startController()
 	waitFor(t, "the agent to send its queue", 30*time.Second, func() bool {
@@ -273,7 +281,20 @@ func TestPodAgent(t *testing.T) {
 			t.Errorf("drover agents: %v\n%s", err, out)
 		}
 	})
-	agent.Stop(5 * time.Second)
+	t.Run("a detached pod's agent is refused and stops", func(t *testing.T) {
+		if out, err := drover("agents", "detach", "e2e/p1"); err != nil {
+			t.Fatalf("detach: %v\n%s", err, out)
+		}
+		waitFor(t, "the agent to stop", 15*time.Second, agent.Exited)
+		b, _ := os.ReadFile(agentLog)
+		if !strings.Contains(string(b), "no longer holds its pod") {
+			t.Errorf("the agent's log does not say why it stopped:\n%s", tail(string(b), 5))
+		}
+		waitFor(t, "the controller to serve e2e/p1 again", 15*time.Second, func() bool {
+			b, _ := os.ReadFile(ctlLog)
+			return strings.Count(string(b), `msg="serving pod" pod=e2e/p1`) >= 2
+		})
+	})
 }
 
 // showOn is drover show on a database file.

@@ -32,9 +32,9 @@ vet:
 test: setup vet
 	$(GO) test -race -count=1 -timeout 25m ./...
 
-# Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx, ipmitool, BIND 9) in namespaces; writes
+# Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx, ipmitool, BIND 9, PostgreSQL) in namespaces; writes
 # BENCHMARKS.md, bench/results/latest.json and plots. Needs root. PARTS=storm runs one part.
-PARTS ?= dhcp,storm,tftp,http,control,power,ui,dns
+PARTS ?= dhcp,storm,ha,tftp,http,control,power,ui,dns
 bench:
 	@./scripts/setup.sh bench
 	@test "$$(id -u)" = 0 || { echo "make bench needs root: it creates network namespaces"; exit 1; }

@@ -6,6 +6,7 @@ package storm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -32,7 +33,9 @@ type Client struct {
 
 // Config is a storm.
 type Config struct {
-	Server  netip.Addr // drover's DHCP address
+	// Servers are drover's DHCP addresses: the relays forward every request
+	// to each (as dhcrelay does with several servers).
+	Servers []netip.Addr
 	Clients []Client
 	Spread  time.Duration // power-on times are spread uniformly over this
 	Timeout time.Duration // give up on a machine after this
@@ -42,21 +45,29 @@ type Config struct {
 type Result struct {
 	DORA, Script, Template, PhoneHome time.Duration
 	Retransmits                       int
-	Done                              time.Duration // since the storm started
-	Err                               string
+	// Restarts counts boots started over: the server an install talked
+	// to stopped answering over HTTP, so the machine booted again (DHCP first).
+	Restarts int
+	Addr     netip.Addr    // the address of its last ACK
+	Done     time.Duration // since the storm started
+	Err      string
 }
 
 // Summary is the outcome of a storm.
 type Summary struct {
-	Machines    int                    `json:"machines"`
-	Deployed    int                    `json:"deployed"`
-	Failed      int                    `json:"failed"`
-	AllDoneSec  float64                `json:"all_deployed_seconds"`
-	Retransmits int                    `json:"dhcp_retransmits"`
-	Steps       map[string]Percentiles `json:"steps"`
-	Errors      map[string]int         `json:"errors,omitempty"`
-	Progress    [][2]float64           `json:"progress"` // seconds since start, deployed count
-	Raw         []Result               `json:"-"`
+	Machines    int     `json:"machines"`
+	Deployed    int     `json:"deployed"`
+	Failed      int     `json:"failed"`
+	AllDoneSec  float64 `json:"all_deployed_seconds"`
+	Retransmits int     `json:"dhcp_retransmits"`
+	Restarts    int     `json:"restarts,omitempty"`
+	// AddressesTwice counts addresses acknowledged to more than one machine
+	// (each machine's last ACK): 0 unless two servers gave one address away.
+	AddressesTwice int                    `json:"addresses_acked_twice"`
+	Steps          map[string]Percentiles `json:"steps"`
+	Errors         map[string]int         `json:"errors,omitempty"`
+	Progress       [][2]float64           `json:"progress"` // seconds since start, deployed count
+	Raw            []Result               `json:"-"`
 }
 
 // Percentiles of a step, in milliseconds.
@@ -101,7 +112,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			}
 		}
 	}()
-	server := &net.UDPAddr{IP: cfg.Server.AsSlice(), Port: 67}
+	var servers []*net.UDPAddr
+	for _, a := range cfg.Servers {
+		servers = append(servers, &net.UDPAddr{IP: a.AsSlice(), Port: 67})
+	}
 	start := time.Now()
 	results := make([]Result, len(cfg.Clients))
 	var wg sync.WaitGroup
@@ -127,8 +141,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				// RFC 2131 4.1: 4 s, then doubling to 64 s, each randomised by +-1 s.
 				delay := 4 * time.Second
 				for {
-					if _, err := conn.WriteToUDP(b, server); err != nil {
-						return nil, err
+					for _, server := range servers {
+						if _, err := conn.WriteToUDP(b, server); err != nil {
+							return nil, err
+						}
 					}
 					timer := time.NewTimer(delay + time.Duration(rand.Int64N(int64(2*time.Second))) - time.Second)
 					select {
@@ -154,74 +170,99 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 					dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte(c.Circuit)),
 					dhcpv4.OptGeneric(dhcpv4.AgentRemoteIDSubOption, []byte(c.RemoteID))))
 			}
-			t0 := time.Now()
-			disc, _ := dhcpv4.NewDiscovery(c.MAC, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
-			offer, err := exchange(disc, dhcpv4.MessageTypeOffer)
-			if err != nil {
-				results[i].Err = "discover: " + err.Error()
-				return
-			}
-			req, _ := dhcpv4.NewRequestFromOffer(offer, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
-			ack, err := exchange(req, dhcpv4.MessageTypeAck)
-			if err != nil {
-				results[i].Err = "request: " + err.Error()
-				return
-			}
-			results[i].DORA = time.Since(t0)
-			local, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
-			hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-				DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}}).DialContext,
-				DisableKeepAlives: false, MaxIdleConnsPerHost: 1,
-			}}
-			defer hc.CloseIdleConnections()
-			get := func(u string) (string, error) {
-				resp, err := hc.Get(u)
+			// boot is one boot from power-on to phone-home; an HTTP failure
+			// (the server that answered DHCP is gone) makes the machine boot again.
+			boot := func() (again bool) {
+				t0 := time.Now()
+				disc, _ := dhcpv4.NewDiscovery(c.MAC, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+				offer, err := exchange(disc, dhcpv4.MessageTypeOffer)
 				if err != nil {
-					return "", err
+					results[i].Err = "discover: " + err.Error()
+					return false
 				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
+				req, _ := dhcpv4.NewRequestFromOffer(offer, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+				ack, err := exchange(req, dhcpv4.MessageTypeAck)
+				if err != nil {
+					results[i].Err = "request: " + err.Error()
+					return false
+				}
+				results[i].DORA = time.Since(t0)
+				local, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
+				results[i].Addr = local
+				hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+					DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}}).DialContext,
+					DisableKeepAlives: false, MaxIdleConnsPerHost: 1,
+				}}
+				defer hc.CloseIdleConnections()
+				get := func(u string) (string, error) {
+					resp, err := hc.Get(u)
+					if err != nil {
+						return "", err
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					if resp.StatusCode != 200 {
+						return "", fmt.Errorf("%s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
+					}
+					return string(b), nil
+				}
+				t1 := time.Now()
+				script, err := get(ack.BootFileName)
+				if err != nil {
+					results[i].Err = "script: " + err.Error()
+					return gone(err)
+				}
+				results[i].Script = time.Since(t1)
+				token, base := field(script, "drover.token="), field(script, "drover.url=")
+				if token == "" {
+					results[i].Err = "script has no install token"
+					return false
+				}
+				t2 := time.Now()
+				if _, err := get(base + "/install/install?token=" + url.QueryEscape(token)); err != nil {
+					results[i].Err = "template: " + err.Error()
+					return gone(err)
+				}
+				results[i].Template = time.Since(t2)
+				t3 := time.Now()
+				resp, err := hc.PostForm(base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}})
+				if err != nil {
+					results[i].Err = "phone-home: " + err.Error()
+					return gone(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 				if resp.StatusCode != 200 {
-					return "", fmt.Errorf("%s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
+					results[i].Err = fmt.Sprintf("phone-home: %d", resp.StatusCode)
+					return false
 				}
-				return string(b), nil
+				results[i].PhoneHome = time.Since(t3)
+				return false
 			}
-			t1 := time.Now()
-			script, err := get(ack.BootFileName)
-			if err != nil {
-				results[i].Err = "script: " + err.Error()
+			for boot() {
+				results[i].Restarts++
+				results[i].Err = ""
+				select {
+				case <-mctx.Done():
+					return
+				case <-time.After(time.Second): // the machine reboots
+				}
+			}
+			if results[i].Err != "" {
 				return
 			}
-			results[i].Script = time.Since(t1)
-			token, base := field(script, "drover.token="), field(script, "drover.url=")
-			if token == "" {
-				results[i].Err = "script has no install token"
-				return
-			}
-			t2 := time.Now()
-			if _, err := get(base + "/install/install?token=" + url.QueryEscape(token)); err != nil {
-				results[i].Err = "template: " + err.Error()
-				return
-			}
-			results[i].Template = time.Since(t2)
-			t3 := time.Now()
-			resp, err := hc.PostForm(base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}})
-			if err != nil {
-				results[i].Err = "phone-home: " + err.Error()
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				results[i].Err = fmt.Sprintf("phone-home: %d", resp.StatusCode)
-				return
-			}
-			results[i].PhoneHome = time.Since(t3)
 			results[i].Done = time.Since(start)
 		}()
 	}
 	wg.Wait()
 	return summarise(results), nil
+}
+
+// gone reports whether an HTTP error means the server is not there (its
+// process died): a machine then boots again rather than fail.
+func gone(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue)
 }
 
 func binaryXID(x dhcpv4.TransactionID) uint32 {
@@ -244,8 +285,15 @@ func summarise(rs []Result) *Summary {
 	s := &Summary{Machines: len(rs), Steps: map[string]Percentiles{}, Errors: map[string]int{}, Raw: rs}
 	steps := map[string][]float64{}
 	var done []float64
+	holders := map[netip.Addr]int{}
 	for _, r := range rs {
+		if r.Addr.IsValid() {
+			if holders[r.Addr]++; holders[r.Addr] == 2 {
+				s.AddressesTwice++
+			}
+		}
 		s.Retransmits += r.Retransmits
+		s.Restarts += r.Restarts
 		if r.Err != "" {
 			s.Failed++
 			kind, _, _ := strings.Cut(r.Err, ":")

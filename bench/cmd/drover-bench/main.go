@@ -26,6 +26,7 @@ type Report struct {
 	Versions map[string]string `json:"versions"`
 	DHCP     *DHCPReport       `json:"dhcp,omitempty"`
 	Storm    *StormReport      `json:"storm,omitempty"`
+	HA       *HAReport         `json:"ha,omitempty"`
 	TFTP     *TFTPReport       `json:"tftp,omitempty"`
 	HTTP     *HTTPReport       `json:"http,omitempty"`
 	Control  *ControlReport    `json:"control,omitempty"`
@@ -55,7 +56,7 @@ func main() {
 			os.Exit(httpClient(os.Args[2:]))
 		}
 	}
-	parts := flag.String("parts", "dhcp,storm,tftp,http,control,power,ui", "comma-separated parts to run")
+	parts := flag.String("parts", "dhcp,storm,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
@@ -106,6 +107,8 @@ func main() {
 				}
 				rep.Control.ListedMachines, rep.Control.ListMachinesSec = listed, listSec
 			}
+		case "ha":
+			rep.HA, err = benchHA(ctx, e)
 		case "tftp":
 			rep.TFTP, err = benchTFTP(ctx, e)
 		case "http":

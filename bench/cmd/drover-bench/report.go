@@ -63,6 +63,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		md.WriteString("\n")
 	}
+	if rep.HA != nil {
+		rep.HA.markdown(&md, rep.Storm)
+	}
 	if rep.TFTP != nil {
 		rep.TFTP.markdown(&md)
 	}

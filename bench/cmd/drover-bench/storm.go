@@ -154,35 +154,44 @@ func tail(s string, n int) string {
 
 const stormTemplate = "#!/bin/sh\n# {{.Name}} {{.Address}}\necho installing {{.PermanentName}} as {{.Role}}\n"
 
-// benchStorm runs the storm and then lists every machine through the API.
-func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error) {
-	slots := 10_000
+// stormZone is the storm's design and its simulated machines.
+type stormZone struct {
+	dir     string
+	clients []storm.Client
+	addrs   []string // `ip` commands giving the load namespace every relay and slot address
+}
+
+// stormSlots is the storm's size.
+func stormSlots(e *env) int {
 	if e.quick {
-		slots = 1_000
+		return 1_000
 	}
-	dir := filepath.Join(e.work, "storm-design")
-	os.MkdirAll(dir, 0o755)
-	src := strings.Replace(string(bench.GenerateDesign(slots)), "debian: {kernel: debian/linux, initrd: [debian/initrd.gz]}",
+	return 10_000
+}
+
+// newStormZone writes the storm's design and lists a machine per slot.
+func newStormZone(e *env) (*stormZone, error) {
+	z := &stormZone{dir: filepath.Join(e.work, "storm-design")}
+	os.MkdirAll(z.dir, 0o755)
+	src := strings.Replace(string(bench.GenerateDesign(stormSlots(e))), "debian: {kernel: debian/linux, initrd: [debian/initrd.gz]}",
 		"debian: {kernel: debian/linux, initrd: [debian/initrd.gz], templates: {install: install.sh}}", 1)
-	os.WriteFile(filepath.Join(dir, "zone.yaml"), []byte(src), 0o644)
-	os.WriteFile(filepath.Join(dir, "install.sh"), []byte(stormTemplate), 0o644)
-	d, err := zone.Load(dir)
+	os.WriteFile(filepath.Join(z.dir, "zone.yaml"), []byte(src), 0o644)
+	os.WriteFile(filepath.Join(z.dir, "install.sh"), []byte(stormTemplate), 0o644)
+	d, err := zone.Load(z.dir)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, err
 	}
-	var clients []storm.Client
-	var addrs []string
 	seen := map[netip.Addr]bool{}
 	addAddr := func(a netip.Addr) {
 		if !seen[a] {
 			seen[a] = true
-			addrs = append(addrs, "addr add "+a.String()+"/32 dev eth0")
+			z.addrs = append(z.addrs, "addr add "+a.String()+"/32 dev eth0")
 		}
 	}
 	ix := zone.NewIndex(d)
 	n := 0
-	for _, z := range d.Zones {
-		for _, pod := range z.Pods {
+	for _, zz := range d.Zones {
+		for _, pod := range zz.Pods {
 			for _, sw := range pod.Switches {
 				for _, port := range sw.PortNames() {
 					s := ix.Slot(sw.Name + "/" + port)
@@ -199,57 +208,88 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 					}
 					addAddr(c.Relay)
 					addAddr(s.Address)
-					clients = append(clients, c)
+					z.clients = append(z.clients, c)
 				}
 			}
 		}
 	}
-	p, err := newPair("dvb" + strconv.Itoa(os.Getpid()%10000) + "-")
+	return z, nil
+}
+
+// pair makes the server and load namespaces, with every machine's addresses in the load one.
+func (z *stormZone) pair(ctx context.Context, prefix string) (*pair, error) {
+	p, err := newPair(prefix + strconv.Itoa(os.Getpid()%10000) + "-")
+	if err != nil {
+		return nil, err
+	}
+	if err := firstErr(ipBatch(p.net.NS("ld"), z.addrs), p.net.Route("srv", "10.64.0.0/10", p.ldIP.String()), p.net.Route("srv", "100.64.0.0/10", p.ldIP.String())); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.net.Run(ctx, "ld", "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
+	return p, nil
+}
+
+// stormSpread is how far apart the machines power on.
+const stormSpread = 5 * time.Second
+
+// run powers every machine on against the servers (DHCP addresses) from the load namespace.
+func (z *stormZone) run(ctx context.Context, e *env, p *pair, servers ...netip.Addr) (*storm.Summary, error) {
+	in := filepath.Join(e.work, "storm-clients.json")
+	b, _ := json.Marshal(z.clients)
+	os.WriteFile(in, b, 0o644)
+	out := filepath.Join(e.work, "storm-result.json")
+	os.Remove(out)
+	list := make([]string, len(servers))
+	for i, s := range servers {
+		list[i] = s.String()
+	}
+	e.log.Info("boot storm", "machines", len(z.clients), "spread", stormSpread, "servers", list)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), e.self, "storm-client", "-in", in, "-out", out,
+		"-server", strings.Join(list, ","), "-spread", stormSpread.String(), "-timeout", "180s")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("storm client: %w", err)
+	}
+	var sum storm.Summary
+	rb, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	return &sum, json.Unmarshal(rb, &sum)
+}
+
+// benchStorm runs the storm and then lists every machine through the API.
+func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error) {
+	z, err := newStormZone(e)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	p, err := z.pair(ctx, "dvb")
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	defer p.close()
-	if err := firstErr(ipBatch(p.net.NS("ld"), addrs), p.net.Route("srv", "10.64.0.0/10", p.ldIP.String()), p.net.Route("srv", "100.64.0.0/10", p.ldIP.String())); err != nil {
-		return nil, 0, 0, err
-	}
-	p.net.Run(ctx, "ld", "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
-	proc, db, err := startDrover(e, p, dir)
+	proc, db, err := startDrover(e, p, z.dir)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	defer proc.Stop(10 * time.Second)
-	in := filepath.Join(e.work, "storm-clients.json")
-	b, _ := json.Marshal(clients)
-	os.WriteFile(in, b, 0o644)
-	out := filepath.Join(e.work, "storm-result.json")
-	spread := 5 * time.Second
 	sctx, cancel := context.WithCancel(ctx)
 	stats := watch(sctx, proc.Cmd.Process.Pid)
 	stats.sample(proc.Cmd.Process.Pid)
 	cpu0 := stats.cpuTick
-	e.log.Info("boot storm", "machines", len(clients), "spread", spread)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), e.self, "storm-client", "-in", in, "-out", out,
-		"-server", p.srvIP.String(), "-spread", spread.String(), "-timeout", "180s")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		cancel()
-		return nil, 0, 0, fmt.Errorf("storm client: %w", err)
-	}
+	sum, err := z.run(ctx, e, p, p.srvIP)
 	stats.sample(proc.Cmd.Process.Pid)
 	cancel()
-	var sum storm.Summary
-	rb, err := os.ReadFile(out)
 	if err != nil {
-		return nil, 0, 0, err
-	}
-	if err := json.Unmarshal(rb, &sum); err != nil {
 		return nil, 0, 0, err
 	}
 	listed, listSec, err := listAll(ctx, p, db+".token")
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	return &StormReport{Summary: sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: spread.Seconds()}, listed, listSec, nil
+	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: stormSpread.Seconds()}, listed, listSec, nil
 }
 
 // listAll lists every machine through the operator API, a page of 1,000 at a time.
@@ -285,7 +325,7 @@ func stormClient(args []string) int {
 	fs := flag.NewFlagSet("storm-client", flag.ExitOnError)
 	in := fs.String("in", "", "clients JSON")
 	out := fs.String("out", "", "result JSON")
-	server := fs.String("server", "", "drover's address")
+	server := fs.String("server", "", "drover's addresses, comma-separated: every request goes to each")
 	spread := fs.Duration("spread", 5*time.Second, "power-on spread")
 	timeout := fs.Duration("timeout", 3*time.Minute, "per machine")
 	fs.Parse(args)
@@ -299,7 +339,11 @@ func stormClient(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	sum, err := storm.Run(context.Background(), storm.Config{Server: netip.MustParseAddr(*server), Clients: clients, Spread: *spread, Timeout: *timeout})
+	var servers []netip.Addr
+	for _, a := range strings.Split(*server, ",") {
+		servers = append(servers, netip.MustParseAddr(a))
+	}
+	sum, err := storm.Run(context.Background(), storm.Config{Servers: servers, Clients: clients, Spread: *spread, Timeout: *timeout})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

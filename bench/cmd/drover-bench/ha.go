@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/drover/drover/bench/storm"
+	"github.com/drover/drover/internal/machine"
+	"github.com/drover/drover/internal/netns"
+	"github.com/drover/drover/internal/pgtest"
+	"github.com/drover/drover/internal/store"
+)
+
+// HAReport is the boot storm against servers sharing one PostgreSQL
+// database (serve --shared), with and without one of them killed mid-storm.
+type HAReport struct {
+	Runs []HARun `json:"runs"`
+}
+
+// HARun is one storm against two shared servers.
+type HARun struct {
+	Setup string `json:"setup"`
+	storm.Summary
+	KilledAtSec float64   `json:"killed_at_seconds,omitempty"` // since the first power-on
+	TakeoverSec float64   `json:"takeover_seconds,omitempty"`  // from the kill until the survivor owned every pod
+	PeakRSSMB   []float64 `json:"peak_rss_mb"`                 // per server
+	CPUSeconds  float64   `json:"cpu_seconds"`                 // both servers
+	// What the database holds afterwards.
+	DBMachines    int   `json:"db_machines"`
+	DBDeployed    int   `json:"db_deployed"`
+	DBMACsTwice   int   `json:"db_macs_with_two_addresses"`
+	DBSlotsTwice  int   `json:"db_slots_with_two_machines"`
+	PodsPerServer []int `json:"pods_per_server"`
+}
+
+// haServer is one drover serve --shared in the server namespace.
+type haServer struct {
+	name string
+	addr netip.Addr
+	proc *netns.Proc
+}
+
+func benchHA(ctx context.Context, e *env) (*HAReport, error) {
+	z, err := newStormZone(e)
+	if err != nil {
+		return nil, err
+	}
+	p, err := z.pair(ctx, "dvh")
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	second := netip.MustParseAddr("192.168.250.3")
+	if err := p.net.Addr("srv", "s0", second.String()+"/24"); err != nil {
+		return nil, err
+	}
+	pg, err := pgtest.New()
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL for the HA storm (apt-get install postgresql-15): %w", err)
+	}
+	defer pg.Stop()
+	admin, err := store.OpenPostgres(ctx, pg.URL("postgres"))
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	rep := &HAReport{}
+	for i, kill := range []bool{false, true} {
+		name := fmt.Sprintf("storm%d", i)
+		if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+			return nil, err
+		}
+		run, err := haRun(ctx, e, z, p, pg, name, []netip.Addr{p.srvIP, second}, kill)
+		if err != nil {
+			return nil, err
+		}
+		rep.Runs = append(rep.Runs, *run)
+	}
+	return rep, nil
+}
+
+// haRun storms two shared servers on a new database; with kill, the second
+// server is killed (SIGKILL) halfway through the power-on spread.
+func haRun(ctx context.Context, e *env, z *stormZone, p *pair, pg *pgtest.Server, name string, addrs []netip.Addr, kill bool) (*HARun, error) {
+	url := pg.SocketURL(name)
+	if out, err := exec.Command(e.drover, "--db", url, "apply", "--yes", z.dir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("apply: %v: %s", err, out)
+	}
+	st, err := store.OpenPostgres(ctx, pg.URL(name))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	var servers []*haServer
+	defer func() {
+		for _, s := range servers {
+			s.proc.Stop(10 * time.Second)
+		}
+	}()
+	for i, a := range addrs {
+		s := &haServer{name: fmt.Sprintf("ctl%d", i+1), addr: a}
+		log := filepath.Join(e.work, name+"-"+s.name+".log")
+		s.proc, err = p.net.Start("srv", log, nil, e.drover, "--db", url, "serve", "--shared", "--name", s.name,
+			"--server-ip", a.String(), "--dhcp-listen", a.String()+":67", "--tftp-listen", a.String()+":69", "--http-listen", a.String()+":8080",
+			"--api-listen", fmt.Sprintf("127.0.0.1:%d", 9190+i), "--artifacts", e.work, "--log-level", "warn",
+			"--admin-token-file", filepath.Join(e.work, name+".token"))
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, s)
+	}
+	// Both serve, and between them own every pod.
+	pods := map[string]int{}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		owners, err := st.PodOwners(ctx)
+		if err == nil {
+			pods = map[string]int{}
+			for _, o := range owners {
+				if o.Live {
+					pods[o.Owner]++
+				}
+			}
+			if pods[servers[0].name] > 0 && pods[servers[1].name] > 0 && pods[servers[0].name]+pods[servers[1].name] == len(owners) {
+				break
+			}
+		}
+		for _, s := range servers {
+			if s.proc.Exited() {
+				b, _ := os.ReadFile(filepath.Join(e.work, name+"-"+s.name+".log"))
+				return nil, fmt.Errorf("%s exited: %s", s.name, tail(string(b), 10))
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the two servers did not divide the pods: %v", pods)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	run := &HARun{Setup: "two servers (serve --shared), PostgreSQL", PodsPerServer: []int{pods[servers[0].name], pods[servers[1].name]}}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stats []*procStats
+	var cpu0 int64
+	for _, s := range servers {
+		ps := watch(sctx, s.proc.Cmd.Process.Pid)
+		ps.sample(s.proc.Cmd.Process.Pid)
+		cpu0 += ps.cpuTick
+		stats = append(stats, ps)
+	}
+	takeover := make(chan float64, 1)
+	if kill {
+		run.Setup = "two servers (serve --shared), PostgreSQL, one killed (SIGKILL) mid-storm"
+		run.KilledAtSec = stormSpread.Seconds() / 2
+		victim, survivor := servers[1], servers[0]
+		go func() {
+			time.Sleep(stormSpread / 2)
+			victim.proc.Kill()
+			killed := time.Now()
+			for ctx.Err() == nil {
+				if owners, err := st.PodOwners(ctx); err == nil {
+					all := true
+					for _, o := range owners {
+						all = all && o.Live && o.Owner == survivor.name
+					}
+					if all {
+						takeover <- time.Since(killed).Seconds()
+						return
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	sum, err := z.run(ctx, e, p, addrs...)
+	if err != nil {
+		return nil, err
+	}
+	run.Summary = *sum
+	var cpu int64
+	for i, s := range servers {
+		if !s.proc.Exited() {
+			stats[i].sample(s.proc.Cmd.Process.Pid)
+		}
+		run.PeakRSSMB = append(run.PeakRSSMB, float64(stats[i].peakKB)/1024)
+		cpu += stats[i].cpuTick
+	}
+	run.CPUSeconds = float64(cpu-cpu0) / 100
+	if kill {
+		select {
+		case run.TakeoverSec = <-takeover:
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("the survivor did not take every pod over within 30 s of the storm's end")
+		}
+	}
+	return run, checkDB(ctx, st, run)
+}
+
+// checkDB counts what the database holds: machines, deployed ones, MACs
+// holding two addresses and slots holding two machines.
+func checkDB(ctx context.Context, st *store.DB, run *HARun) error {
+	ms, err := st.AllMachines(ctx)
+	if err != nil {
+		return err
+	}
+	slots := map[string]int{}
+	for _, m := range ms {
+		run.DBMachines++
+		if m.State == machine.Deployed {
+			run.DBDeployed++
+		}
+		if m.SlotKey != "" {
+			if slots[m.SlotKey]++; slots[m.SlotKey] == 2 {
+				run.DBSlotsTwice++
+			}
+		}
+	}
+	ls, err := st.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	held := map[string]int{}
+	for _, l := range ls {
+		if l.State == "declined" {
+			continue
+		}
+		if held[l.MAC]++; held[l.MAC] == 2 {
+			run.DBMACsTwice++
+		}
+	}
+	return nil
+}
+
+// haMarkdown is the HA storm's section of BENCHMARKS.md, next to the
+// single server's storm of the same run.
+func (r *HAReport) markdown(md *strings.Builder, single *StormReport) {
+	fmt.Fprintf(md, "## Boot storm on several servers (PostgreSQL)\n\n")
+	fmt.Fprintf(md, "The same storm (every simulated machine relays each request to both servers, as `dhcrelay` does with two) against two `drover serve --shared` on one PostgreSQL 15 (started by the harness, `fsync=off`), next to the single server on SQLite of the storm above, in the same run; then again with the second server killed (SIGKILL) %.1f s after the first power-on. A machine whose install server dies boots again (counted as a restart), as a real one does when its HTTP fetch fails. Afterwards the database is checked: machines, deployed, MACs holding two addresses, slots holding two machines.\n\n", stormSpread.Seconds()/2)
+	fmt.Fprintf(md, "| setup | deployed | failed | all deployed after | DHCP retransmits | restarts | addresses ACKed twice | peak RSS per server | CPU | database: machines / deployed / MACs with 2 addresses / slots with 2 machines |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	if s := single; s != nil {
+		fmt.Fprintf(md, "| one server, SQLite | %d of %d | %d | %.1f s | %d | %d | %d | %.0f MB | %.1f s | |\n", s.Deployed, s.Machines, s.Failed, s.AllDoneSec, s.Retransmits, s.Restarts, s.AddressesTwice, s.PeakRSSMB, s.CPUSeconds)
+	}
+	for _, run := range r.Runs {
+		rss := make([]string, len(run.PeakRSSMB))
+		for i, v := range run.PeakRSSMB {
+			rss[i] = fmt.Sprintf("%.0f", v)
+		}
+		fmt.Fprintf(md, "| %s | %d of %d | %d | %.1f s | %d | %d | %d | %s MB | %.1f s | %d / %d / %d / %d |\n", run.Setup, run.Deployed, run.Machines, run.Failed, run.AllDoneSec,
+			run.Retransmits, run.Restarts, run.AddressesTwice, strings.Join(rss, " + "), run.CPUSeconds, run.DBMachines, run.DBDeployed, run.DBMACsTwice, run.DBSlotsTwice)
+	}
+	for _, run := range r.Runs {
+		if run.TakeoverSec > 0 {
+			fmt.Fprintf(md, "\nWith the kill: the survivor owned every pod %.1f s after the SIGKILL (leases expire 6 s after their last renewal; claims every 2 s). Pods per server before: %v.\n", run.TakeoverSec, run.PodsPerServer)
+		}
+		if len(run.Errors) > 0 {
+			fmt.Fprintf(md, "\n%s: failures by step %v\n", run.Setup, run.Errors)
+		}
+	}
+	md.WriteString("\n")
+}

@@ -390,7 +390,7 @@ func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
 	apply(t, s, labDesign(t))
 	apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1-swp2, role: compute, ids: 5-6}",
 		"{ports: swp1-swp3, bmc_of: compute, ids: 1-3}", "{ports: swp3, bmc_of: compute, ids: 3}"))
-	for _, q := range []string{`DROP TABLE machine_ops`, `DROP TABLE controllers`, `DROP TABLE pod_owners`, `DROP TABLE id_blocks`, `DROP INDEX events_kind`, `DROP TABLE event_cursors`, `DROP TABLE artifact_channels`, `DROP TABLE artifacts`, `ALTER TABLE machines DROP COLUMN boot_token`, `DROP TABLE rollout_machines`, `DROP TABLE rollouts`, `DROP TABLE commits`, `DROP TABLE fleet_state`,
+	for _, q := range []string{`ALTER TABLE tokens DROP COLUMN pod`, `DROP TABLE machine_ops`, `DROP TABLE controllers`, `DROP TABLE pod_owners`, `DROP TABLE id_blocks`, `DROP INDEX events_kind`, `DROP TABLE event_cursors`, `DROP TABLE artifact_channels`, `DROP TABLE artifacts`, `ALTER TABLE machines DROP COLUMN boot_token`, `DROP TABLE rollout_machines`, `DROP TABLE rollouts`, `DROP TABLE commits`, `DROP TABLE fleet_state`,
 		`ALTER TABLE revisions DROP COLUMN effects`, `DELETE FROM schema_migrations WHERE version >= 4`} {
 		if _, err := s.db.Exec(q); err != nil {
 			t.Fatal(err)

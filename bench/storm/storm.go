@@ -49,6 +49,7 @@ type Result struct {
 	// to stopped answering over HTTP, so the machine booted again (DHCP first).
 	Restarts int
 	Addr     netip.Addr    // the address of its last ACK
+	MAC      string
 	Done     time.Duration // since the storm started
 	Err      string
 }
@@ -66,7 +67,8 @@ type Summary struct {
 	AddressesTwice int                    `json:"addresses_acked_twice"`
 	Steps          map[string]Percentiles `json:"steps"`
 	Errors         map[string]int         `json:"errors,omitempty"`
-	Progress       [][2]float64           `json:"progress"` // seconds since start, deployed count
+	Example        map[string]string      `json:"error_examples,omitempty"` // the first error of each kind
+	Progress       [][2]float64           `json:"progress"`                 // seconds since start, deployed count
 	Raw            []Result               `json:"-"`
 }
 
@@ -125,6 +127,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		go func() {
 			defer wg.Done()
 			c := cfg.Clients[i]
+			results[i].MAC = c.MAC.String()
 			time.Sleep(time.Duration(rand.Int64N(int64(cfg.Spread) + 1)))
 			inflight.Add(1)
 			defer inflight.Add(-1)
@@ -140,25 +143,42 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				b := req.ToBytes()
 				// RFC 2131 4.1: 4 s, then doubling to 64 s, each randomised by +-1 s.
 				delay := 4 * time.Second
+				timer := time.NewTimer(0)
+				defer timer.Stop()
 				for {
 					for _, server := range servers {
 						if _, err := conn.WriteToUDP(b, server); err != nil {
 							return nil, err
 						}
 					}
-					timer := time.NewTimer(delay + time.Duration(rand.Int64N(int64(2*time.Second))) - time.Second)
+					if !timer.Stop() {
+						select {
+						case <-timer.C:
+						default:
+						}
+					}
+					timer.Reset(delay + time.Duration(rand.Int64N(int64(2*time.Second))) - time.Second)
+				wait:
 					select {
 					case rep := <-ch:
-						timer.Stop()
-						if rep.MessageType() != want {
-							return nil, fmt.Errorf("got %s, want %s", rep.MessageType(), want)
+						switch rep.MessageType() {
+						case want:
+							return rep, nil
+						case dhcpv4.MessageTypeNak:
+							return nil, fmt.Errorf("got NAK, want %s", want)
 						}
-						return rep, nil
+						// A late answer to an earlier message (an OFFER to a
+						// retransmitted DISCOVER while requesting): a client ignores it.
+						goto wait
 					case <-timer.C:
+						if want == dhcpv4.MessageTypeAck && delay >= 16*time.Second {
+							// No ACK after three sends (28 s): back to INIT, as
+							// dhclient does when its REQUEST goes unanswered.
+							return nil, errNoAck
+						}
 						results[i].Retransmits++
 						delay = min(2*delay, 64*time.Second)
 					case <-mctx.Done():
-						timer.Stop()
 						return nil, fmt.Errorf("no %s", want)
 					}
 				}
@@ -170,8 +190,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 					dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte(c.Circuit)),
 					dhcpv4.OptGeneric(dhcpv4.AgentRemoteIDSubOption, []byte(c.RemoteID))))
 			}
-			// boot is one boot from power-on to phone-home; an HTTP failure
-			// (the server that answered DHCP is gone) makes the machine boot again.
+			// boot is one boot from power-on to phone-home. A failure after
+			// DHCP (the server that answered is gone, or refuses a ticket or
+			// token its pod's new owner never issued) makes the machine boot
+			// again, as iPXE and installers do; so does a REQUEST nobody answers.
 			boot := func() (again bool) {
 				t0 := time.Now()
 				disc, _ := dhcpv4.NewDiscovery(c.MAC, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
@@ -184,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				ack, err := exchange(req, dhcpv4.MessageTypeAck)
 				if err != nil {
 					results[i].Err = "request: " + err.Error()
-					return false
+					return errors.Is(err, errNoAck)
 				}
 				results[i].DORA = time.Since(t0)
 				local, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
@@ -210,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				script, err := get(ack.BootFileName)
 				if err != nil {
 					results[i].Err = "script: " + err.Error()
-					return gone(err)
+					return true
 				}
 				results[i].Script = time.Since(t1)
 				token, base := field(script, "drover.token="), field(script, "drover.url=")
@@ -221,32 +243,32 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				t2 := time.Now()
 				if _, err := get(base + "/install/install?token=" + url.QueryEscape(token)); err != nil {
 					results[i].Err = "template: " + err.Error()
-					return gone(err)
+					return true
 				}
 				results[i].Template = time.Since(t2)
 				t3 := time.Now()
 				resp, err := hc.PostForm(base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}})
 				if err != nil {
 					results[i].Err = "phone-home: " + err.Error()
-					return gone(err)
+					return true
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					results[i].Err = fmt.Sprintf("phone-home: %d", resp.StatusCode)
-					return false
+					return true
 				}
 				results[i].PhoneHome = time.Since(t3)
 				return false
 			}
 			for boot() {
 				results[i].Restarts++
-				results[i].Err = ""
 				select {
 				case <-mctx.Done():
-					return
+					return // failed with the last boot's error
 				case <-time.After(time.Second): // the machine reboots
 				}
+				results[i].Err = ""
 			}
 			if results[i].Err != "" {
 				return
@@ -258,12 +280,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	return summarise(results), nil
 }
 
-// gone reports whether an HTTP error means the server is not there (its
-// process died): a machine then boots again rather than fail.
-func gone(err error) bool {
-	var ue *url.Error
-	return errors.As(err, &ue)
-}
+// errNoAck is a REQUEST that nobody answered: the machine starts over.
+var errNoAck = errors.New("no ACK")
 
 func binaryXID(x dhcpv4.TransactionID) uint32 {
 	return uint32(x[0])<<24 | uint32(x[1])<<16 | uint32(x[2])<<8 | uint32(x[3])
@@ -282,7 +300,7 @@ func field(script, key string) string {
 }
 
 func summarise(rs []Result) *Summary {
-	s := &Summary{Machines: len(rs), Steps: map[string]Percentiles{}, Errors: map[string]int{}, Raw: rs}
+	s := &Summary{Machines: len(rs), Steps: map[string]Percentiles{}, Errors: map[string]int{}, Example: map[string]string{}, Raw: rs}
 	steps := map[string][]float64{}
 	var done []float64
 	holders := map[netip.Addr]int{}
@@ -298,6 +316,9 @@ func summarise(rs []Result) *Summary {
 			s.Failed++
 			kind, _, _ := strings.Cut(r.Err, ":")
 			s.Errors[kind]++
+			if _, ok := s.Example[kind]; !ok {
+				s.Example[kind] = r.MAC + ": " + r.Err
+			}
 			continue
 		}
 		s.Deployed++

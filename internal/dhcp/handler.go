@@ -161,9 +161,10 @@ func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	sid := req.ServerIdentifier()
 	switch {
 	case sid != nil && !sid.IsUnspecified():
-		// SELECTING: the client picked one server's offer.
+		// SELECTING: the client picked one server's offer. Another server's
+		// is answered only by the owner of a pod that moved here since.
 		if s, ok := addrFrom(sid); !ok || s != in.Server {
-			return nil, drop("client chose another server")
+			r.Peer = true
 		}
 		r.Requested, _ = addrFrom(req.RequestedIPAddress())
 	case req.RequestedIPAddress() != nil:

@@ -317,3 +317,61 @@ func TestTwoFleetsShareAPoolThroughTheDatabase(t *testing.T) {
 		t.Fatalf("stored leases %+v", ls)
 	}
 }
+
+// TestPodOwnerTakesOverAPeersOffer: the pod moves between a client's OFFER
+// (from server a) and its REQUEST (naming a): the new owner b ACKs it; a
+// lone server never answers a REQUEST that names another server.
+func TestPodOwnerTakesOverAPeersOffer(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	shared := func(name string) (*Fleet, func()) {
+		f, err := New(ctx, Config{Store: e.st, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return e.now }, Owner: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- f.Run(cctx) }()
+		return f, func() { cancel(); <-done }
+	}
+	claim := func(f *Fleet, owner string) {
+		epoch, err := e.st.AssignPod(ctx, "lab/p1", owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Acquire(ctx, map[string]int64{"lab/p1": epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, stopA := shared("a")
+	defer stopA()
+	claim(a, "a")
+	r := at("swp1", "52:54:00:00:71:01")
+	offer, err := a.Offer(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Drop(ctx, "lab/p1", true); err != nil {
+		t.Fatal(err)
+	}
+	b, stopB := shared("b")
+	defer stopB()
+	claim(b, "b")
+	r.Requested, r.Peer = offer.Addr, true
+	ack, err := b.Ack(ctx, r)
+	if err != nil || ack.Addr != offer.Addr {
+		t.Fatalf("the new owner's answer to a request for a's offer: %+v %v", ack, err)
+	}
+	other := at("swp2", "52:54:00:00:71:02")
+	other.Requested, other.Peer = netip.MustParseAddr("10.77.0.12"), true
+	var ref *Refusal
+	if _, err := b.Ack(ctx, other); !errors.As(err, &ref) || !ref.Silent {
+		t.Errorf("a request for an offer this pod never made: %v, want a silent refusal", err)
+	}
+	lone, stop := e.start()
+	defer stop()
+	r.MAC = "52:54:00:00:71:03"
+	if _, err := lone.Ack(ctx, r); !errors.As(err, &ref) || ref.Reason != "client chose another server" {
+		t.Errorf("a lone server answering a request for another server: %v", err)
+	}
+}

@@ -21,6 +21,10 @@ type Request struct {
 	Renewing  bool       // a renewal or rebinding: not a boot step worth a timeline entry
 	IPXE      bool       // the client is iPXE: it gets a boot ticket for its script
 	BootFile  string     // what the reply will boot, for the timeline
+	// Peer: the client requests an offer another server made (its server
+	// identifier is not ours). Only servers that divide the pods answer
+	// it: the pod's owner takes over an offer its previous owner made.
+	Peer bool
 }
 
 // Assignment is what a client is given.
@@ -132,7 +136,18 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 	f.mu.Lock()
 	now := f.now()
 	b := newBatch()
+	if r.Peer && f.owner == "" {
+		f.mu.Unlock()
+		return Assignment{}, &Refusal{Reason: "client chose another server", Silent: true}
+	}
 	a, m, err := f.assign(r, now, b)
+	if err == nil && r.Peer {
+		// The offer is this pod's if its lease, held for the client at the
+		// address it requests, came over with the pod.
+		if l := f.leases[r.Requested]; l == nil || l.MAC != r.MAC || r.Requested != a.Addr || !now.Before(l.Expires) {
+			err = &Refusal{Reason: "client chose another server", Silent: true}
+		}
+	}
 	if err == nil && r.Requested.IsValid() && r.Requested != a.Addr {
 		err = &Refusal{Reason: fmt.Sprintf("requested %s but %s's address is %s", r.Requested, r.MAC, a.Addr)}
 	}

@@ -37,6 +37,12 @@ type HARun struct {
 	DBMACsTwice   int   `json:"db_macs_with_two_addresses"`
 	DBSlotsTwice  int   `json:"db_slots_with_two_machines"`
 	PodsPerServer []int `json:"pods_per_server"`
+	// ServerLog counts the servers' warnings and errors during the run, by message.
+	ServerLog map[string]int `json:"server_log,omitempty"`
+	// Counters are the servers' DHCP and boot counters after the storm, per server.
+	Counters []map[string]float64 `json:"counters,omitempty"`
+	// ErrorTimelines is, per kind of failure, the timeline of its example machine.
+	ErrorTimelines map[string][]string `json:"error_timelines,omitempty"`
 }
 
 // haServer is one drover serve --shared in the server namespace.
@@ -109,7 +115,7 @@ func haRun(ctx context.Context, e *env, z *stormZone, p *pair, pg *pgtest.Server
 		s.proc, err = p.net.Start("srv", log, nil, e.drover, "--db", url, "serve", "--shared", "--name", s.name,
 			"--server-ip", a.String(), "--dhcp-listen", a.String()+":67", "--tftp-listen", a.String()+":69", "--http-listen", a.String()+":8080",
 			"--api-listen", fmt.Sprintf("127.0.0.1:%d", 9190+i), "--artifacts", e.work, "--log-level", "warn",
-			"--admin-token-file", filepath.Join(e.work, name+".token"))
+			"--admin-token-file", filepath.Join(e.work, name+".token"), "--pprof-listen", fmt.Sprintf("127.0.0.1:%d", 6070+i))
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +133,10 @@ func haRun(ctx context.Context, e *env, z *stormZone, p *pair, pg *pgtest.Server
 					pods[o.Owner]++
 				}
 			}
-			if pods[servers[0].name] > 0 && pods[servers[1].name] > 0 && pods[servers[0].name]+pods[servers[1].name] == len(owners) {
+			// Balanced (as servers that have run for a while are) and
+			// every pod owned: the storm starts from a steady state.
+			a, b := pods[servers[0].name], pods[servers[1].name]
+			if a > 0 && b > 0 && a+b == len(owners) && a-b <= 1 && b-a <= 1 {
 				break
 			}
 		}
@@ -177,7 +186,24 @@ func haRun(ctx context.Context, e *env, z *stormZone, p *pair, pg *pgtest.Server
 			}
 		}()
 	}
+	// Where a server's time goes during the storm (no kill: the whole storm).
+	profiled := make(chan struct{})
+	go func() {
+		defer close(profiled)
+		if !kill {
+			p.net.Run(ctx, "srv", "curl", "-sf", "-o", filepath.Join(e.out, "ha-cpu.pprof"), "http://127.0.0.1:6070/debug/pprof/profile?seconds=10")
+		}
+	}()
 	sum, err := z.run(ctx, e, p, addrs...)
+	<-profiled
+	for i, s := range servers {
+		if s.proc.Exited() {
+			run.Counters = append(run.Counters, nil)
+			continue
+		}
+		out, _ := p.net.Run(ctx, "srv", "curl", "-sf", fmt.Sprintf("http://127.0.0.1:%d/metrics", 9190+i))
+		run.Counters = append(run.Counters, counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_"))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +222,37 @@ func haRun(ctx context.Context, e *env, z *stormZone, p *pair, pg *pgtest.Server
 		case run.TakeoverSec = <-takeover:
 		case <-time.After(30 * time.Second):
 			return nil, fmt.Errorf("the survivor did not take every pod over within 30 s of the storm's end")
+		}
+	}
+	run.ServerLog = map[string]int{}
+	for _, s := range servers {
+		b, _ := os.ReadFile(filepath.Join(e.work, name+"-"+s.name+".log"))
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+				continue
+			}
+			msg := line
+			if i := strings.Index(line, "msg="); i >= 0 {
+				msg = line[i+4:]
+				if strings.HasPrefix(msg, `"`) {
+					if j := strings.Index(msg[1:], `"`); j >= 0 {
+						msg = msg[1 : j+1]
+					}
+				} else if j := strings.IndexByte(msg, ' '); j >= 0 {
+					msg = msg[:j]
+				}
+			}
+			run.ServerLog[msg]++
+		}
+	}
+	run.ErrorTimelines = map[string][]string{}
+	for kind, ex := range run.Example {
+		mac, _, _ := strings.Cut(ex, ": ")
+		if m, err := st.Machine(ctx, mac); err == nil {
+			tl, _ := st.Timeline(ctx, m.ID, 0, 100)
+			for _, en := range tl {
+				run.ErrorTimelines[kind] = append(run.ErrorTimelines[kind], fmt.Sprintf("%s %s %s>%s %s", en.At.Format("15:04:05.000"), en.Kind, en.From, en.To, en.Reason))
+			}
 		}
 	}
 	return run, checkDB(ctx, st, run)
@@ -262,4 +319,26 @@ func (r *HAReport) markdown(md *strings.Builder, single *StormReport) {
 		}
 	}
 	md.WriteString("\n")
+}
+
+// counters reads the Prometheus text lines of metrics whose names start with one of prefixes.
+func counters(text string, prefixes ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) {
+				if i := strings.LastIndexByte(line, ' '); i > 0 {
+					var v float64
+					fmt.Sscan(line[i+1:], &v)
+					if v != 0 {
+						out[line[:i]] = v
+					}
+				}
+			}
+		}
+	}
+	return out
 }

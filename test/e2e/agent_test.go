@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -127,20 +125,7 @@ func TestPodAgent(t *testing.T) {
 	})
 	agent := startAgent()
 	// The ToRs' relays forward to the agent now.
-	for tor, ports := range map[string]int{"tor1": 4, "tor2": 2} {
-		if b, err := os.ReadFile(filepath.Join(tp.dir, tor+".pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				syscall.Kill(pid, syscall.SIGTERM)
-			}
-		}
-		relay := []string{"dhcrelay", "-4", "-d", "-q", "-a", "-m", "replace"}
-		for p := 1; p <= ports; p++ {
-			relay = append(relay, "-id", fmt.Sprintf("swp%d", p))
-		}
-		relay = append(relay, "-iu", "up0", "-pf", filepath.Join(tp.dir, tor+"-agent.pid"), agentAddr)
-		_, err := n.Start(tor, filepath.Join(tp.dir, tor+"-agent.log"), nil, relay...)
-		must(t, err)
-	}
+	tp.relayTo("agent", agentAddr)
 
 	t.Run("the agent answers every port with its slot's identity", func(t *testing.T) {
 		tp.identities(t)

@@ -50,20 +50,7 @@ func TestSharedServersDivideThePods(t *testing.T) {
 		_, err := tp.net.Run(ctx, "srv", "ip", "addr", "add", tp.ip("252.%d/32", i), "dev", "lo")
 		must(t, err)
 	}
-	for tor, ports := range map[string]int{"tor1": 4, "tor2": 2} {
-		if b, err := os.ReadFile(filepath.Join(tp.dir, tor+".pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				syscall.Kill(pid, syscall.SIGTERM)
-			}
-		}
-		relay := []string{"dhcrelay", "-4", "-d", "-q", "-a", "-m", "replace"}
-		for p := 1; p <= ports; p++ {
-			relay = append(relay, "-id", fmt.Sprintf("swp%d", p))
-		}
-		relay = append(relay, "-iu", "up0", "-pf", filepath.Join(tp.dir, tor+"-shared.pid"), tp.ip("252.1"), tp.ip("252.2"), tp.ip("252.3"))
-		_, err := tp.net.Start(tor, filepath.Join(tp.dir, tor+"-shared.log"), nil, relay...)
-		must(t, err)
-	}
+	tp.relayTo("shared", tp.ip("252.1"), tp.ip("252.2"), tp.ip("252.3"))
 	pcap := filepath.Join(tp.dir, "dhcp.pcap")
 	capture, err := tp.net.Start("srv", filepath.Join(tp.dir, "tcpdump.log"), nil, "tcpdump", "-i", "any", "-n", "-U", "-w", pcap, "udp port 67 or udp port 68")
 	must(t, err)
@@ -273,4 +260,24 @@ func dhcpPackets(out string) []dhcpPacket {
 		}
 	}
 	return ps
+}
+
+// relayTo replaces the ToRs' relays with ISC dhcrelay forwarding to servers.
+func (tp *topo) relayTo(tag string, servers ...string) {
+	tp.t.Helper()
+	for tor, ports := range map[string]int{"tor1": 4, "tor2": 2} {
+		if b, err := os.ReadFile(filepath.Join(tp.dir, tor+".pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGTERM)
+			}
+		}
+		relay := []string{"dhcrelay", "-4", "-d", "-q", "-a", "-m", "replace"}
+		for p := 1; p <= ports; p++ {
+			relay = append(relay, "-id", fmt.Sprintf("swp%d", p))
+		}
+		relay = append(relay, "-iu", "up0", "-pf", filepath.Join(tp.dir, tor+"-"+tag+".pid"))
+		if _, err := tp.net.Start(tor, filepath.Join(tp.dir, tor+"-"+tag+".log"), nil, append(relay, servers...)...); err != nil {
+			tp.t.Fatal(err)
+		}
+	}
 }

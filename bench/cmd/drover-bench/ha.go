@@ -310,6 +310,28 @@ func (r *HAReport) markdown(md *strings.Builder, single *StormReport) {
 		fmt.Fprintf(md, "| %s | %d of %d | %d | %.1f s | %d | %d | %d | %s MB | %.1f s | %d / %d / %d / %d |\n", run.Setup, run.Deployed, run.Machines, run.Failed, run.AllDoneSec,
 			run.Retransmits, run.Restarts, run.AddressesTwice, strings.Join(rss, " + "), run.CPUSeconds, run.DBMachines, run.DBDeployed, run.DBMACsTwice, run.DBSlotsTwice)
 	}
+	fmt.Fprintf(md, "\n| setup | DORA p50 / p99 | script p50 / p99 | template p50 / p99 | phone-home p50 / p99 | DHCP dropped as overload (per server) |\n|---|---|---|---|---|---|\n")
+	steps := func(name string, s storm.Summary, overload string) {
+		fmt.Fprintf(md, "| %s |", name)
+		for _, k := range []string{"dhcp_dora", "ipxe_script", "template", "phone_home"} {
+			fmt.Fprintf(md, " %.0f / %.0f ms |", s.Steps[k].P50, s.Steps[k].P99)
+		}
+		fmt.Fprintf(md, " %s |\n", overload)
+	}
+	if s := single; s != nil {
+		steps("one server, SQLite", s.Summary, "")
+	}
+	for _, run := range r.Runs {
+		var drops []string
+		for _, c := range run.Counters {
+			if c == nil {
+				drops = append(drops, "(killed)")
+				continue
+			}
+			drops = append(drops, fmt.Sprintf("%.0f", c[`drover_dhcp_dropped_total{reason="overload"}`]))
+		}
+		steps(run.Setup, run.Summary, strings.Join(drops, " + "))
+	}
 	for _, run := range r.Runs {
 		if run.TakeoverSec > 0 {
 			fmt.Fprintf(md, "\nWith the kill: the survivor owned every pod %.1f s after the SIGKILL (leases expire 6 s after their last renewal; claims every 2 s). Pods per server before: %v.\n", run.TakeoverSec, run.PodsPerServer)

@@ -48,7 +48,7 @@ type Result struct {
 	// Restarts counts boots started over: the server an install talked
 	// to stopped answering over HTTP, so the machine booted again (DHCP first).
 	Restarts int
-	Addr     netip.Addr    // the address of its last ACK
+	Addr     netip.Addr // the address of its last ACK
 	MAC      string
 	Done     time.Duration // since the storm started
 	Err      string

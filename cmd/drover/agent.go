@@ -26,6 +26,7 @@ type agentFlags struct {
 	tftpListen, ipxeDir, biosFile, uefiFile          string
 	dhcpInterfaces                                   []string
 	every, offline                                   time.Duration
+	metricsListen                                    string
 	logLevel, logFormat                              string
 }
 
@@ -64,6 +65,7 @@ acknowledged yet, and a cache of kernels and initrds fetched from
 	fl.StringVar(&f.uefiFile, "uefi-boot-file", "ipxe.efi", "TFTP file for UEFI PXE clients")
 	fl.DurationVar(&f.every, "report-interval", time.Second, "how often the agent reports to the controller")
 	fl.DurationVar(&f.offline, "offline-after", 10*time.Second, "without an answer for this long the controller counts as out of reach: machines the agent has not seen wait")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9091", "Prometheus metrics (/metrics) and /healthz; empty: off")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -118,7 +120,7 @@ func runAgent(cmd *cobra.Command, g *globals, f *agentFlags) error {
 		BootFiles: dhcp.BootFiles{BIOS: f.biosFile, UEFI: f.uefiFile},
 		TFTP:      tftp.Config{Listen: f.tftpListen, Roots: []string{f.ipxeDir}, LinkRoot: f.ipxeDir},
 		Boot:      boot.Config{Listen: f.httpListen, IPXERoot: f.ipxeDir},
-		Every:     f.every, Offline: f.offline, Log: log,
+		Every:     f.every, Offline: f.offline, MetricsListen: f.metricsListen, Log: log,
 	})
 }
 

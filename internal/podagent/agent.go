@@ -20,7 +20,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -36,9 +38,12 @@ import (
 	"github.com/drover/drover/internal/counter"
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
+	"github.com/drover/drover/internal/httpserve"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
 	"github.com/drover/drover/internal/zone"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config is everything `drover agent` runs with.
@@ -57,7 +62,11 @@ type Config struct {
 	// and machines the agent has not seen wait for it.
 	Every, Offline time.Duration
 	HTTP           *http.Client
-	Log            *slog.Logger
+	// MetricsListen, when set, serves Prometheus metrics (/metrics) and
+	// /healthz there: the pod's DHCP, TFTP, boot and inventory counters and
+	// the agent's own (reports, queue, controller reachable).
+	MetricsListen string
+	Log           *slog.Logger
 	// Started, if set, is called once every listener is ready.
 	Started func(Listeners)
 }
@@ -86,6 +95,10 @@ type Agent struct {
 	state state
 	// lastOK is when the controller last answered (unix nanoseconds).
 	lastOK atomic.Int64
+	// reports counts reports by outcome; queued is the timeline entries the
+	// controller did not hold at the last count.
+	reports *prometheus.CounterVec
+	queued  atomic.Int64
 	// sent is, per machine id, the hash of the row the controller last took;
 	// leases likewise, as one hash and the addresses.
 	sent       map[int64][32]byte
@@ -132,7 +145,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// Files take as long as they take; API calls that hang count as failures.
 	files := &http.Client{Transport: cfg.HTTP.Transport}
 	a := &Agent{cfg: cfg, st: st, c: &client{base: cfg.Controller, token: cfg.Token, http: cfg.HTTP, files: files},
-		path: filepath.Join(cfg.StateDir, "agent.json"), sent: map[int64][32]byte{}, finished: map[int64]api.AgentOpResult{}}
+		path: filepath.Join(cfg.StateDir, "agent.json"), sent: map[int64][32]byte{}, finished: map[int64]api.AgentOpResult{},
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_agent_reports_total", Help: "Reports to the controller by outcome (ok, failed)."}, []string{"outcome"})}
 	if err := a.load(); err != nil {
 		return err
 	}
@@ -273,6 +287,7 @@ func (a *Agent) serve(ctx context.Context) error {
 	if dcfg.Handler.Stats == nil {
 		dcfg.Handler.Stats = &counter.Set{}
 	}
+	bootStats := &counter.Set{}
 	dsrv, err := dhcp.NewServer(dcfg)
 	if err != nil {
 		return err
@@ -289,7 +304,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		return err
 	}
 	bcfg := cfg.Boot
-	bcfg.Fleet, bcfg.Log, bcfg.Fill, bcfg.Catalogue = fl, log.With("service", "boot"), a.fill, a.st
+	bcfg.Fleet, bcfg.Log, bcfg.Fill, bcfg.Catalogue, bcfg.Stats = fl, log.With("service", "boot"), a.fill, a.st, bootStats
 	bsrv, err := boot.NewServer(bcfg)
 	if err != nil {
 		return err
@@ -307,6 +322,15 @@ func (a *Agent) serve(ctx context.Context) error {
 	go a.prefetch(netCtx)
 	var wg sync.WaitGroup
 	services := []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, a.reportLoop}
+	if cfg.MetricsListen != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(dhcp.Collector(dcfg.Handler.Stats), tcfg.Metrics, boot.Collector(bootStats), fl.Collector(), a.reports,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_agent_controller_reachable", Help: "1 when the controller answered the agent's last report within --offline-after."},
+				func() float64 { return map[bool]float64{true: 1}[a.online()] }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_agent_queued_entries", Help: "Timeline entries the controller did not hold at the agent's last report."},
+				func() float64 { return float64(a.queued.Load()) }))
+		services = append(services, func(ctx context.Context) error { return serveMetrics(ctx, cfg.MetricsListen, reg) })
+	}
 	errc := make(chan error, len(services))
 	for _, run := range services {
 		wg.Add(1)
@@ -346,6 +370,19 @@ func (a *Agent) serve(ctx context.Context) error {
 		log.Warn("stopped with reports still queued; they go up at the next start", "err", err)
 	}
 	return errors.Join(errs...)
+}
+
+// serveMetrics serves the agent's metrics until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("agent metrics listen %s: %w", addr, err)
+	}
+	return httpserve.Serve(ctx, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, "", "")
 }
 
 // online reports whether the controller answered recently.
@@ -427,16 +464,24 @@ func (a *Agent) report(ctx context.Context) error {
 				rep.Revision = a.state.Revision
 			}
 		}
+		if n := len(entries); n > 0 {
+			a.queued.Store(entries[n-1].ID - a.state.Cursor)
+		}
 		var reply api.AgentReply
 		if err := a.c.call(ctx, http.MethodPost, "/api/v1/agent/report", rep, &reply); err != nil {
+			a.reports.WithLabelValues("failed").Inc()
 			return err
 		}
+		a.reports.WithLabelValues("ok").Inc()
 		a.lastOK.Store(time.Now().UnixNano())
 		for id, h := range hashes {
 			a.sent[id] = h
 		}
 		if lh != a.leaseHash {
 			a.leaseHash, a.leaseAddrs = lh, addrs
+		}
+		if n := len(entries); n > 0 && reply.Acked >= entries[n-1].ID {
+			a.queued.Store(0)
 		}
 		if reply.Acked != a.state.Cursor {
 			a.state.Cursor = reply.Acked

@@ -210,6 +210,29 @@ func TestPodAgent(t *testing.T) {
 		}
 	})
 
+	metric := func(name string) float64 {
+		out, err := n.Run(ctx, "pa", "curl", "-sf", "http://127.0.0.1:9091/metrics")
+		if err != nil {
+			t.Fatalf("agent metrics: %v", err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, name+" ") {
+				var v float64
+				fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
+				return v
+			}
+		}
+		t.Fatalf("agent metrics lack %s", name)
+		return 0
+	}
+	t.Run("the agent's metrics say the controller is away and entries are queued", func(t *testing.T) {
+		if r, q := metric("drover_agent_controller_reachable"), metric("drover_agent_queued_entries"); r != 0 || q == 0 {
+			t.Errorf("reachable %v, queued %v", r, q)
+		}
+		if metric(`drover_dhcp_replies_total{type="ACK"}`) == 0 {
+			t.Error("the agent counts no DHCP ACKs")
+		}
+	})
 	t.Run("a restarted agent serves from its database while the controller is away", func(t *testing.T) {
 		agent.Stop(5 * time.Second)
 		agent = startAgent()
@@ -242,6 +265,11 @@ func TestPodAgent(t *testing.T) {
 					t.Errorf("%s: the controller's timeline lacks %s", in.name, k)
 				}
 			}
+		}
+	})
+	t.Run("the agent's metrics say the queue is empty", func(t *testing.T) {
+		if r, q := metric("drover_agent_controller_reachable"), metric("drover_agent_queued_entries"); r != 1 || q != 0 {
+			t.Errorf("reachable %v, queued %v", r, q)
 		}
 	})
 	t.Run("the waiting machine boots once the controller is back", func(t *testing.T) {

@@ -37,6 +37,9 @@ func (a *agents) Attach(ctx context.Context, pod string) (int64, error) {
 }
 
 func (a *agents) Detach(ctx context.Context, pod string) error {
+	if err := a.held(ctx, pod); err != nil {
+		return fmt.Errorf("%w: no agent holds pod %s", fleet.ErrNotFound, pod)
+	}
 	return a.member.Detach(ctx, pod)
 }
 

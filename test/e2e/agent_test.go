@@ -299,6 +299,9 @@ func TestPodAgent(t *testing.T) {
 			t.Fatalf("detach: %v\n%s", err, out)
 		}
 		waitFor(t, "the agent to stop", 15*time.Second, agent.Exited)
+		if out, err := drover("agents", "detach", "e2e/p1"); err == nil || !strings.Contains(out, "no agent holds pod e2e/p1") {
+			t.Errorf("detaching a pod no agent holds: %v\n%s", err, out)
+		}
 		b, _ := os.ReadFile(agentLog)
 		if !strings.Contains(string(b), "no longer holds its pod") {
 			t.Errorf("the agent's log does not say why it stopped:\n%s", tail(string(b), 5))

@@ -28,6 +28,9 @@ type StormReport struct {
 	PeakRSSMB  float64 `json:"drover_peak_rss_mb"`
 	CPUSeconds float64 `json:"drover_cpu_seconds"`
 	SpreadSec  float64 `json:"power_on_spread_seconds"`
+	// Counters are the server's DHCP and boot counters after the storm
+	// (drops by reason, overload, replies, HTTP requests by kind and status).
+	Counters map[string]float64 `json:"server_counters,omitempty"`
 }
 
 // pair is a server namespace and a load namespace joined by a veth.
@@ -285,11 +288,13 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	out, _ := p.net.Run(ctx, "srv", "curl", "-sf", "http://127.0.0.1:9090/metrics")
 	listed, listSec, err := listAll(ctx, p, db+".token")
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: stormSpread.Seconds()}, listed, listSec, nil
+	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: stormSpread.Seconds(),
+		Counters: counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_")}, listed, listSec, nil
 }
 
 // listAll lists every machine through the operator API, a page of 1,000 at a time.

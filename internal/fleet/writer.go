@@ -40,11 +40,20 @@ func (b *batch) empty() bool {
 		b.revision == 0 && !b.barrier
 }
 
-// write applies the batch in a transaction. Machines leaving a slot are
-// written before machines taking one: within one change a slot only passes
-// from the machine it leaves to the one it goes to, so the one-machine-per-slot
-// constraint holds at every step.
+// write applies the batch in a transaction.
 func (b *batch) write(ctx context.Context, tx store.Tx) error {
+	if err := b.writeRows(ctx, tx); err != nil {
+		return err
+	}
+	return tx.AppendEntries(ctx, b.entries)
+}
+
+// writeRows writes all of the batch but its timeline entries, which the
+// writer appends for a whole group at once (AppendEntries). Machines leaving
+// a slot are written before machines taking one: within one change a slot
+// only passes from the machine it leaves to the one it goes to, so the
+// one-machine-per-slot constraint holds at every step.
+func (b *batch) writeRows(ctx context.Context, tx store.Tx) error {
 	ids := make([]int64, 0, len(b.machines))
 	for id := range b.machines {
 		ids = append(ids, id)
@@ -59,11 +68,6 @@ func (b *batch) write(ctx context.Context, tx store.Tx) error {
 	for _, id := range ids {
 		m := b.machines[id]
 		if err := tx.PutMachine(ctx, &m); err != nil {
-			return err
-		}
-	}
-	for i := range b.entries {
-		if err := tx.AddEntries(ctx, &b.entries[i]); err != nil {
 			return err
 		}
 	}
@@ -178,11 +182,17 @@ func (w *writer) flush(first *pending) {
 			if err := w.fenced(tx, p.b, &fenced); err != nil {
 				return err
 			}
-			if err := p.b.write(context.Background(), tx); err != nil {
+			if err := p.b.writeRows(context.Background(), tx); err != nil {
 				return err
 			}
 		}
-		return nil
+		// The group's timeline entries in one statement or a few, after every
+		// machine they name is written, in the order they were decided.
+		var entries []machine.Entry
+		for _, p := range group {
+			entries = append(entries, p.b.entries...)
+		}
+		return tx.AppendEntries(context.Background(), entries)
 	})
 	if err == nil || len(group) == 1 {
 		if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -146,5 +147,41 @@ func testAgentMirror(t *testing.T, b backend) {
 	}
 	if all, err := s.Entries(ctx, 0, 10); err != nil || len(all) != 2 {
 		t.Fatalf("entries %+v %v", all, err)
+	}
+}
+
+// testAppendEntries: a group's entries, more than one statement holds,
+// keep their order on the timeline.
+func testAppendEntries(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.open(t)
+	m := &machine.Machine{MAC: "52:54:00:00:09:01", State: machine.Discovered, StateSince: time.Now(), Created: time.Now()}
+	var in []machine.Entry
+	for i := range entriesPerStatement + 57 {
+		in = append(in, machine.Entry{MachineID: 0, At: time.Now(), Actor: "t", Kind: machine.KindDHCPAck, Reason: fmt.Sprint(i)})
+	}
+	err := s.Update(ctx, func(tx Tx) error {
+		if err := tx.PutMachine(ctx, m); err != nil {
+			return err
+		}
+		for i := range in {
+			in[i].MachineID = m.ID
+		}
+		return tx.AppendEntries(ctx, in)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := s.Timeline(ctx, m.ID, 0, 1000)
+	if err != nil || len(tl) != len(in) {
+		t.Fatalf("timeline: %d entries, %v", len(tl), err)
+	}
+	for i, e := range tl {
+		if e.Reason != fmt.Sprint(i) {
+			t.Fatalf("entry %d is %q", i, e.Reason)
+		}
+	}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.AppendEntries(ctx, []machine.Entry{{Kind: "x"}}) }); err == nil {
+		t.Error("an entry without a machine was appended")
 	}
 }

@@ -325,6 +325,35 @@ func (t *sqlTx) AddEntries(ctx context.Context, entries ...*machine.Entry) error
 	return addEntries(ctx, t, entries...)
 }
 
+// entriesPerStatement bounds a multi-row insert (7 parameters a row: well
+// under SQLite's and PostgreSQL's limits).
+const entriesPerStatement = 200
+
+func (t *sqlTx) AppendEntries(ctx context.Context, entries []machine.Entry) error {
+	for len(entries) > 0 {
+		n := min(len(entries), entriesPerStatement)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO events (machine_id, at, actor, kind, from_state, to_state, reason) VALUES `)
+		args := make([]any, 0, 7*n)
+		for i, e := range entries[:n] {
+			if e.MachineID == 0 {
+				return fmt.Errorf("timeline entry %q has no machine", e.Kind)
+			}
+			if i > 0 {
+				q.WriteString(",")
+			}
+			// Rows of one VALUES list are inserted, and numbered, in order.
+			q.WriteString("(?,?,?,?,?,?,?)")
+			args = append(args, e.MachineID, e.At.UnixNano(), e.Actor, e.Kind, string(e.From), string(e.To), e.Reason)
+		}
+		if _, err := t.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("add %d timeline entries: %w", n, err)
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
 func addEntries(ctx context.Context, q querier, entries ...*machine.Entry) error {
 	for _, e := range entries {
 		if e.MachineID == 0 {

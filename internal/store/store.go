@@ -109,6 +109,9 @@ type Tx interface {
 	PutMachine(ctx context.Context, m *machine.Machine) error
 	// AddEntries appends timeline entries, setting their IDs.
 	AddEntries(ctx context.Context, entries ...*machine.Entry) error
+	// AppendEntries appends timeline entries in order, a few statements for
+	// any number (the group commit's), without reporting their IDs.
+	AppendEntries(ctx context.Context, entries []machine.Entry) error
 	// PutLeases fails with ErrAddressTaken for an address another MAC holds
 	// (unexpired, not of the same slot).
 	PutLeases(ctx context.Context, leases ...Lease) error

@@ -61,6 +61,7 @@ func TestStore(t *testing.T) {
 		{"WriterLost", testWriterLost},
 		{"PodOwnership", testPodOwnership},
 		{"AgentMirror", testAgentMirror},
+		{"AppendEntries", testAppendEntries},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {

@@ -39,6 +39,7 @@ import (
 	"github.com/drover/drover/internal/dhcp"
 	"github.com/drover/drover/internal/fleet"
 	"github.com/drover/drover/internal/httpserve"
+	"github.com/drover/drover/internal/service"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
 	"github.com/drover/drover/internal/zone"
@@ -317,10 +318,9 @@ func (a *Agent) serve(ctx context.Context) error {
 		<-fleetDone
 		return err
 	}
-	netCtx, stopNet := context.WithCancel(ctx)
-	defer stopNet()
-	go a.prefetch(netCtx)
-	var wg sync.WaitGroup
+	pctx, stopPrefetch := context.WithCancel(ctx)
+	defer stopPrefetch()
+	go a.prefetch(pctx)
 	services := []func(context.Context) error{dsrv.Run, tsrv.Run, bsrv.Run, a.reportLoop}
 	if cfg.MetricsListen != "" {
 		reg := prometheus.NewRegistry()
@@ -331,37 +331,14 @@ func (a *Agent) serve(ctx context.Context) error {
 				func() float64 { return float64(a.queued.Load()) }))
 		services = append(services, func(ctx context.Context) error { return serveMetrics(ctx, cfg.MetricsListen, reg) })
 	}
-	errc := make(chan error, len(services))
-	for _, run := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(netCtx); err != nil {
-				errc <- err
-				stopNet()
-			}
-		}()
-	}
-	go func() {
-		for _, r := range []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()} {
-			select {
-			case <-r:
-			case <-netCtx.Done():
-				return
-			}
-		}
+	err = service.Group(ctx, []<-chan struct{}{dsrv.Ready(), tsrv.Ready(), bsrv.Ready()}, func() {
 		log.Info("drover agent serving", "pod", cfg.Pod, "dhcp", dsrv.Addr(), "tftp", tsrv.Addr(), "http", bsrv.Addr())
 		if cfg.Started != nil {
 			cfg.Started(Listeners{DHCP: dsrv.Addr().String(), TFTP: tsrv.Addr().String(), HTTP: bsrv.Addr().String()})
 		}
-	}()
-	wg.Wait()
+	}, services...)
 	stopFleet()
-	errs := []error{<-fleetDone}
-	close(errc)
-	for e := range errc {
-		errs = append(errs, e)
-	}
+	err = errors.Join(err, <-fleetDone)
 	// What the fleet wrote last goes up now if the controller answers; if
 	// not, it stays queued in the database for the next start.
 	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -369,7 +346,7 @@ func (a *Agent) serve(ctx context.Context) error {
 	if err := a.report(rctx); err != nil {
 		log.Warn("stopped with reports still queued; they go up at the next start", "err", err)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // serveMetrics serves the agent's metrics until ctx ends.

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/drover/drover/internal/api"
@@ -26,6 +25,7 @@ import (
 	"github.com/drover/drover/internal/power"
 	"github.com/drover/drover/internal/rollout"
 	"github.com/drover/drover/internal/secret"
+	"github.com/drover/drover/internal/service"
 	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/tftp"
 	"github.com/drover/drover/internal/ui"
@@ -256,58 +256,28 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Listeners stop first; the inventory stops last so that every change they
 	// queued is written before Run returns.
-	netCtx, stopNet := context.WithCancel(ctx)
-	defer stopNet()
 	fleetCtx, stopFleet := context.WithCancel(context.Background())
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fl.Run(fleetCtx) }()
 
-	var wg sync.WaitGroup
 	services = append(services, dsrv.Run, tsrv.Run, bsrv.Run, asrv.Run, func(ctx context.Context) error {
 		return follow(ctx, fl, cfg.ReloadInterval, log)
 	})
-	errc := make(chan error, len(services))
-	for _, run := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(netCtx); err != nil {
-				errc <- err
-				stopNet()
-			}
-		}()
-	}
-	go func() {
-		for _, r := range append(ready, asrv.Ready()) {
-			select {
-			case <-r:
-			case <-netCtx.Done():
-				return
-			}
-		}
+	err = service.Group(ctx, append(ready, asrv.Ready()), func() {
 		log.Info("drover serving", "dhcp", dsrv.Addr(), "tftp", tsrv.Addr(), "http", bsrv.Addr(), "api", asrv.Addr())
 		if cfg.Started != nil {
 			cfg.Started(Listeners{DHCP: dsrv.Addr().String(), TFTP: tsrv.Addr().String(), HTTP: bsrv.Addr().String(), API: asrv.Addr().String()})
 		}
-	}()
-	wg.Wait()
+	}, services...)
 	stopFleet()
-	ferr := <-fleetDone
-	close(errc)
-	var errs []error
-	for e := range errc {
-		errs = append(errs, e)
-	}
-	if ferr != nil {
-		errs = append(errs, ferr)
-	}
+	err = errors.Join(err, <-fleetDone)
 	snap := stats.Snapshot()
 	attrs := []any{}
 	for _, k := range counter.Names(snap) {
 		attrs = append(attrs, k, snap[k])
 	}
 	log.Info("drover stopped", attrs...)
-	return errors.Join(errs...)
+	return err
 }
 
 // firstAdminToken creates an admin token when the store has none and writes

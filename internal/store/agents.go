@@ -45,20 +45,7 @@ func (s *DB) AssignPod(ctx context.Context, pod, owner string) (epoch int64, err
 
 // Entries lists timeline entries of every machine after an id, oldest first.
 func (s *DB) Entries(ctx context.Context, afterID int64, limit int) ([]machine.Entry, error) {
-	rows, err := s.QueryContext(ctx, `SELECT id, machine_id, at, actor, kind, from_state, to_state, reason FROM events WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("timeline after %d: %w", afterID, err)
-	}
-	defer rows.Close()
-	out := []machine.Entry{}
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.entries(ctx, `id > ?`, afterID, limit)
 }
 
 // Mirror is what a pod's agent decided since it last reported: its machine

@@ -681,7 +681,13 @@ func (s *DB) Timeline(ctx context.Context, machineID, afterID int64, limit int) 
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.QueryContext(ctx, `SELECT id, machine_id, at, actor, kind, from_state, to_state, reason FROM events WHERE machine_id = ? AND id > ? ORDER BY id LIMIT ?`, machineID, afterID, limit)
+	return s.entries(ctx, `machine_id = ? AND id > ?`, machineID, afterID, limit)
+}
+
+// entries lists timeline entries matching where (its arguments first, then
+// the limit), oldest first.
+func (s *DB) entries(ctx context.Context, where string, args ...any) ([]machine.Entry, error) {
+	rows, err := s.QueryContext(ctx, `SELECT id, machine_id, at, actor, kind, from_state, to_state, reason FROM events WHERE `+where+` ORDER BY id LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("timeline: %w", err)
 	}

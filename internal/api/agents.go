@@ -151,14 +151,7 @@ func (s *Server) agentAttach(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	pod := c.token.Pod
 	epoch, err := ag.Attach(r.Context(), pod)
-	outcome := "ok"
-	if err != nil {
-		outcome = "error: " + err.Error()
-	}
-	audit := &store.AuditEntry{At: s.cfg.Now(), Actor: c.actor(), Action: "agent-attach", Target: pod, Outcome: outcome, RequestID: c.requestID, Detail: fmt.Sprintf("epoch %d", epoch)}
-	if aerr := s.cfg.Store.AddAudit(r.Context(), audit); aerr != nil {
-		s.cfg.Log.Error("agent attach not audited", "pod", pod, "err", aerr)
-	}
+	s.auditAgent(r, c, "agent-attach", pod, fmt.Sprintf("epoch %d", epoch), err)
 	if err != nil {
 		s.agentError(w, err)
 		return
@@ -284,17 +277,22 @@ func (s *Server) agentDetach(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	pod := r.PathValue("zone") + "/" + r.PathValue("pod")
 	err := ag.Detach(r.Context(), pod)
-	outcome := "ok"
-	if err != nil {
-		outcome = "error: " + err.Error()
-	}
-	audit := &store.AuditEntry{At: s.cfg.Now(), Actor: c.actor(), Action: "agent-detach", Target: pod, Outcome: outcome, RequestID: c.requestID}
-	if aerr := s.cfg.Store.AddAudit(r.Context(), audit); aerr != nil {
-		s.cfg.Log.Error("agent detach not audited", "pod", pod, "err", aerr)
-	}
+	s.auditAgent(r, c, "agent-detach", pod, "", err)
 	if err != nil {
 		s.agentError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"detached": pod})
+}
+
+// auditAgent records a change of a pod's holder, done or failed.
+func (s *Server) auditAgent(r *http.Request, c *call, action, pod, detail string, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error: " + err.Error()
+	}
+	audit := &store.AuditEntry{At: s.cfg.Now(), Actor: c.actor(), Action: action, Target: pod, Outcome: outcome, RequestID: c.requestID, Detail: detail}
+	if aerr := s.cfg.Store.AddAudit(r.Context(), audit); aerr != nil {
+		s.cfg.Log.Error("not audited", "action", action, "pod", pod, "err", aerr)
+	}
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -30,30 +29,11 @@ func TestLabWithAgents(t *testing.T) {
 	}
 	l := &labRun{t: t, state: t.TempDir(), prefix: "da" + randomID() + "-"}
 	l.db = filepath.Join(l.state, "drover.db")
-	up := exec.Command(droverBin, "lab", "up", "../../examples/lab", "--agents", "--only", "lab-compute-01", "--only", "lab-storage-01",
-		"--state-dir", l.state, "--prefix", l.prefix, "--quiet")
-	logf, _ := os.Create(filepath.Join(l.state, "lab-up.log"))
-	up.Stdout, up.Stderr = logf, logf
-	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	must(t, up.Start())
-	upDone := make(chan error, 1)
-	go func() { upDone <- up.Wait() }()
+	l.up([]string{"lab-up.log", "drover.log", "agent0.log"}, "../../examples/lab", "--agents", "--only", "lab-compute-01", "--only", "lab-storage-01")
 	var server int
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the lab goes down: a stopped controller would not stop
 		if server != 0 {
 			syscall.Kill(server, syscall.SIGCONT)
-		}
-		if t.Failed() {
-			for _, f := range []string{"lab-up.log", "drover.log", "agent0.log"} {
-				b, _ := os.ReadFile(filepath.Join(l.state, f))
-				t.Logf("%s (tail):\n%s", f, tail(string(b), 40))
-			}
-		}
-		l.drover("lab", "down")
-		select {
-		case <-upDone:
-		case <-time.After(30 * time.Second):
-			syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
 		}
 	})
 	var st struct {

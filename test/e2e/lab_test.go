@@ -85,6 +85,38 @@ func (l *labRun) drover(args ...string) ([]byte, error) {
 	return exec.Command(droverBin, append(args, "--state-dir", l.state, "--prefix", l.prefix)...).CombinedOutput()
 }
 
+// up starts drover lab up with args in the run's state directory and
+// prefix; the test's cleanup takes the lab down, showing logs (files of the
+// state directory) if the test failed. The channel is closed when lab up exits.
+func (l *labRun) up(logs []string, args ...string) <-chan struct{} {
+	t := l.t
+	t.Helper()
+	up := exec.Command(droverBin, append(append([]string{"lab", "up"}, args...), "--state-dir", l.state, "--prefix", l.prefix, "--quiet")...)
+	logf, _ := os.Create(filepath.Join(l.state, "lab-up.log"))
+	up.Stdout, up.Stderr = logf, logf
+	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan struct{})
+	go func() { up.Wait(); close(upDone) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range logs {
+				b, _ := os.ReadFile(filepath.Join(l.state, f))
+				t.Logf("%s (tail):\n%s", f, tail(string(b), 40))
+			}
+		}
+		l.drover("lab", "down")
+		select {
+		case <-upDone:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	return upDone
+}
+
 func (l *labRun) machines() []labMachine {
 	l.t.Helper()
 	out, err := exec.Command(droverBin, "--db", l.db, "machines", "-o", "json").Output()
@@ -151,30 +183,7 @@ func TestLab(t *testing.T) {
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(l.repo.dir, "zone", "prod.yaml"), b, 0o644))
 	l.repo.commit("the lab and prod zones")
-	up := exec.Command(droverBin, "lab", "up", filepath.Join(l.repo.dir, "zone"), "--follow", "--state-dir", l.state, "--prefix", l.prefix,
-		"--extra", "p1-tor2/swp5", "--second-nic", "lab-compute-02=p1-tor1/swp6", "--quiet")
-	logf, _ := os.Create(filepath.Join(l.state, "lab-up.log"))
-	up.Stdout, up.Stderr = logf, logf
-	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	upDone := make(chan error, 1)
-	go func() { upDone <- up.Wait() }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{"lab-up.log", "drover.log"} {
-				b, _ := os.ReadFile(filepath.Join(l.state, f))
-				t.Logf("%s (tail):\n%s", f, tail(string(b), 40))
-			}
-		}
-		l.drover("lab", "down")
-		select {
-		case <-upDone:
-		case <-time.After(30 * time.Second):
-			syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
-		}
-	})
+	upDone := l.up([]string{"lab-up.log", "drover.log"}, filepath.Join(l.repo.dir, "zone"), "--follow", "--extra", "p1-tor2/swp5", "--second-nic", "lab-compute-02=p1-tor1/swp6")
 	waitFor(t, "the lab to start", 120*time.Second, func() bool {
 		_, err := os.Stat(l.db)
 		return err == nil && len(l.status().VMs) == 9

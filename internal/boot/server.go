@@ -31,6 +31,7 @@ import (
 // Fleet is what the boot service needs from the inventory.
 type Fleet interface {
 	Script(ctx context.Context, ticket string, src netip.Addr) (fleet.Target, error)
+	Holder(ticket string, src netip.Addr) (fleet.Target, error)
 	Installing(token string) (fleet.Target, error)
 	IssueBootToken(ctx context.Context, installToken string) (string, error)
 	PhoneHome(ctx context.Context, token, status, message string, facts map[string]any) (machine.Machine, error)
@@ -106,6 +107,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /artifacts/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.artifacts, machine.KindArtifact) })
 	mux.HandleFunc("GET /ipxe/{path...}", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, s.ipxe, machine.KindIPXE) })
 	mux.HandleFunc("GET /install/{template}", s.template)
+	mux.HandleFunc("GET /ztp/{ticket}/{name}", s.ztpTicket)
+	mux.HandleFunc("GET /ztp/files/{name}", s.ztpFile)
 	mux.HandleFunc("GET /agent/plan", s.plan)
 	mux.HandleFunc("POST /phone-home", s.phoneHome)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -118,7 +121,7 @@ func (s *Server) Handler() http.Handler {
 
 // requestKind names a machine request for metrics.
 func requestKind(path string) string {
-	for _, k := range []struct{ prefix, kind string }{{"/boot/", "script"}, {"/artifacts/", "artifact"}, {"/ipxe/", "ipxe"}, {"/install/", "template"}, {"/agent/", "plan"}, {"/phone-home", "phone-home"}, {"/healthz", "health"}} {
+	for _, k := range []struct{ prefix, kind string }{{"/boot/", "script"}, {"/artifacts/", "artifact"}, {"/ipxe/", "ipxe"}, {"/install/", "template"}, {"/ztp/", "ztp"}, {"/agent/", "plan"}, {"/phone-home", "phone-home"}, {"/healthz", "health"}} {
 		if strings.HasPrefix(path, k.prefix) {
 			return k.kind
 		}
@@ -358,7 +361,15 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request, root *files.Dir, k
 		http.NotFound(w, r)
 		return
 	}
-	p := path.Clean(r.PathValue("path"))
+	s.serveFile(w, r, root, kind, path.Clean(r.PathValue("path")))
+}
+
+// serveFile serves the file at clean path p of root.
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, root *files.Dir, kind machine.Kind, p string) {
+	if root == nil {
+		http.NotFound(w, r)
+		return
+	}
 	f, st, err := root.Open(p)
 	if err != nil && root == s.artifacts && s.cfg.Fill != nil && filepath.IsLocal(p) {
 		if ferr := s.cfg.Fill(r.Context(), p); ferr == nil {

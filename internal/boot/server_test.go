@@ -27,6 +27,7 @@ type fakeFleet struct {
 func (f *fakeFleet) Script(context.Context, string, netip.Addr) (fleet.Target, error) {
 	return f.target, nil
 }
+func (f *fakeFleet) Holder(string, netip.Addr) (fleet.Target, error) { return f.target, nil }
 func (f *fakeFleet) IssueBootToken(ctx context.Context, installToken string) (string, error) {
 	if installToken != "good" {
 		return "", fleet.ErrUnknown

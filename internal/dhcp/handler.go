@@ -119,7 +119,18 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) fleet.Request {
 	} else if req.Options.Has(dhcpv4.OptionRelayAgentInformation) {
 		q.HasOption82 = true // present but malformed: still a claim to distrust
 	}
-	return fleet.Request{Query: q, MAC: req.ClientHWAddr.String(), IPXE: ClientKind(req) == KindIPXE}
+	ztp := ZTPClient(req)
+	q.ZTP = ztp != ""
+	return fleet.Request{Query: q, MAC: req.ClientHWAddr.String(), IPXE: ClientKind(req) == KindIPXE, ZTP: ztp}
+}
+
+// baseURL is drover's machine HTTP base as this client reaches it.
+func (h *Handler) baseURL(in Inbound) string {
+	host := h.HTTPHost
+	if host == "" {
+		host = in.Server.String()
+	}
+	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(h.HTTPPort)))
 }
 
 // boot returns how this client's boot file is chosen, once per reply when its
@@ -128,11 +139,7 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) fleet.Request {
 // script without it.
 func (h *Handler) boot(req *dhcpv4.DHCPv4, in Inbound) (choose func(ticket string) BootChoice, timeline string) {
 	kind := ClientKind(req)
-	host := h.HTTPHost
-	if host == "" {
-		host = in.Server.String()
-	}
-	base := fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(h.HTTPPort)))
+	base := h.baseURL(in)
 	loader := h.LoaderURL
 	if loader == "" {
 		loader = "/ipxe/" + h.Files.withDefaults().UEFI
@@ -265,8 +272,21 @@ func echoRelayInfo(req, resp *dhcpv4.DHCPv4) {
 }
 
 func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a fleet.Assignment, boot BootChoice) (*Reply, error) {
-	if a.Identity.BMC {
+	client := ZTPClient(req)
+	var ztp ztpAnswer
+	switch {
+	case a.Identity.BMC:
 		boot = BootChoice{} // a BMC gets its address, never something to boot
+	case a.Identity.Slot != nil && a.Identity.Slot.IsSwitch():
+		boot = BootChoice{}
+		ztp = answerZTP(client, a.Identity.Slot, a.Identity.Zone, h.baseURL(in), a.Ticket)
+		if ztp.why != "" {
+			h.Stats.Add("ztp_refused")
+		} else {
+			h.Stats.Add("ztp|" + a.Identity.Slot.NetworkOS)
+		}
+	case client != "":
+		boot = BootChoice{} // a ZTP client outside the design's switch slots is only recorded
 	}
 	resp, err := dhcpv4.NewReplyFromRequest(req)
 	if err != nil {
@@ -285,6 +305,13 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 		resp.BootFileName = boot.File
 		resp.UpdateOption(dhcpv4.OptTFTPServerName(in.Server.String()))
 		resp.UpdateOption(dhcpv4.OptBootFileName(boot.File))
+	}
+	for code, v := range ztp.options {
+		resp.Options[code] = v
+	}
+	if ztp.bootFile != "" {
+		resp.BootFileName = ztp.bootFile
+		resp.UpdateOption(dhcpv4.OptBootFileName(ztp.bootFile))
 	}
 	if boot.HTTPClient {
 		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))

@@ -65,7 +65,7 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 	default:
 		t.Action = ActionLocal
 	}
-	if t.Action == ActionInstall && (t.Slot == nil || t.Slot.Profile == "") {
+	if t.Action == ActionInstall && (t.Slot == nil || t.Slot.Profile == "" && !t.Slot.IsSwitch()) {
 		t.Action = ActionLocal
 	}
 	b := newBatch()
@@ -89,9 +89,28 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 	return t, nil
 }
 
+// Holder returns the machine a boot ticket was given to, without starting
+// anything: the ticket must be valid and src the machine's leased address.
+func (f *Fleet) Holder(ticketID string, src netip.Addr) (Target, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tk, ok := f.tickets[ticketID]
+	if !ok || f.now().After(tk.expires) {
+		return Target{}, ErrUnknown
+	}
+	m := f.byMAC[tk.mac]
+	if leased, ok := f.leaseOf[tk.mac]; !ok || leased != src.Unmap() || m == nil {
+		return Target{}, ErrUnknown
+	}
+	return f.target(m), nil
+}
+
 func scriptReason(t Target) string {
 	switch t.Action {
 	case ActionInstall:
+		if t.Slot.IsSwitch() {
+			return "ZTP: provision switch " + t.Slot.Name + " (" + t.Slot.NetworkOS + ")"
+		}
 		return "install " + t.Slot.Name + " with profile " + t.Slot.Profile
 	case ActionLocal:
 		if t.Machine.AwaitingBoot() {

@@ -20,6 +20,7 @@ type Request struct {
 	Requested netip.Addr // option 50, or ciaddr when renewing
 	Renewing  bool       // a renewal or rebinding: not a boot step worth a timeline entry
 	IPXE      bool       // the client is iPXE: it gets a boot ticket for its script
+	ZTP       string     // the switch ZTP client it says it is (dhcp.ZTPClient), or ""
 	BootFile  string     // what the reply will boot, for the timeline
 	// Peer: the client requests an offer another server made (its server
 	// identifier is not ours). Only servers that divide the pods answer
@@ -67,7 +68,7 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		if !held {
 			f.hold(a.Addr, r.MAC, slotKey(a), LeaseOffered, now.Add(offerHold), b)
 		}
-		if r.IPXE {
+		if r.IPXE || a.Identity.Slot != nil && a.Identity.Slot.IsSwitch() {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
 		if !r.Renewing && !held && m != nil {
@@ -159,7 +160,7 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		} else {
 			f.hold(a.Addr, r.MAC, slotKey(a), LeaseBound, now.Add(a.LeaseTime), b)
 		}
-		if r.IPXE {
+		if r.IPXE || a.Identity.Slot != nil && a.Identity.Slot.IsSwitch() {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
 		if !r.Renewing && m != nil {
@@ -260,6 +261,13 @@ func describe(a Assignment, r Request) string {
 	}
 	if r.BootFile != "" {
 		s += ", boot file " + r.BootFile
+	}
+	if r.ZTP != "" {
+		if a.Identity.Slot != nil && a.Identity.Slot.IsSwitch() {
+			s += ", ZTP client " + r.ZTP
+		} else {
+			s += ", no ZTP configuration (a " + r.ZTP + " ZTP client that is not a switch of the design)"
+		}
 	}
 	if !a.Identity.Known() {
 		s += " (unknown: " + a.Identity.Reason + ")"

@@ -198,6 +198,7 @@ const (
 	KindBMC              Kind = "bmc"     // its BMC got its address (by the lom port it is on)
 	KindPower            Kind = "power"   // a power action through its BMC, with the outcome
 	KindRollout          Kind = "rollout" // a rollout step: drain, power cycle, install, health gate, undrain
+	KindZTP              Kind = "ztp"     // a switch fetched a ZTP file (script, configuration, ONIE installer)
 )
 
 // Entry is one line of a machine's timeline.

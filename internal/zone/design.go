@@ -56,7 +56,13 @@ type Slot struct {
 	ProfileDigest string        `json:"profile_digest,omitempty"`
 	Firmware      string        `json:"firmware,omitempty"`
 	OnReplace     ReplacePolicy `json:"on_replace"`
+	// NetworkOS is set on a switch's management slot: the slot is a switch
+	// drover provisions by ZTP (Role is "switch", Name the switch's name).
+	NetworkOS string `json:"network_os,omitempty"`
 }
+
+// IsSwitch reports whether the slot is a switch's management port.
+func (s *Slot) IsSwitch() bool { return s.NetworkOS != "" }
 
 // NetAddress is a host's address on one pod network.
 type NetAddress struct {

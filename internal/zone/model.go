@@ -27,6 +27,7 @@ type Zone struct {
 	Timeouts        Timeouts            `yaml:"timeouts"`
 	Rollout         Rollout             `yaml:"rollout"`
 	DNSZone         DNSZone             `yaml:"dns"`
+	Fabric          Fabric              `yaml:"fabric"`
 	Addressing      Addressing          `yaml:"addressing"`
 	Profiles        []*Profile          `yaml:"profiles,keyed"`
 	Roles           []*Role             `yaml:"roles,keyed"`
@@ -165,12 +166,23 @@ type Switch struct {
 	PortSubnets string     `yaml:"port_subnets"`
 	PortPrefix  int        `yaml:"port_prefix"`
 	Slots       []*Mapping `yaml:"slots"`
-	relay       netip.Addr
-	ports       []string       // every declared port, in order
-	portIndex   map[string]int // port name -> position in ports
-	portBlock   netip.Prefix
-	zone        *Zone
-	pod         *Pod
+	// A switch drover provisions (its management port is in a slot) has a
+	// network OS of the zone's fabric, an id and fabric uplinks.
+	OS        string   `yaml:"os"`
+	ID        int      `yaml:"id"`
+	ASN       int64    `yaml:"asn"`
+	Uplinks   []string `yaml:"uplinks"`
+	relay     netip.Addr
+	uplinks   []string         // every uplink port, in order
+	mgmt      *Slot            // the slot of its management port, when drover provisions it
+	portSlots []*Slot          // slots of hosts on its ports
+	bmcSlots  map[string]*Slot // lom port -> the host whose BMC is on it
+	mgmtSlots map[string]*Slot // port -> the switch whose management port is on it
+	ports     []string         // every declared port, in order
+	portIndex map[string]int   // port name -> position in ports
+	portBlock netip.Prefix
+	zone      *Zone
+	pod       *Pod
 }
 
 // Mapping puts a role on a range of ports with an explicit id range. With
@@ -181,6 +193,7 @@ type Mapping struct {
 	Ports     string        `yaml:"ports"`
 	Role      string        `yaml:"role"`
 	BMCOf     string        `yaml:"bmc_of"`
+	Switch    string        `yaml:"switch"` // the port is this switch's management port
 	Variant   string        `yaml:"variant"`
 	IDs       string        `yaml:"ids"`
 	OnReplace ReplacePolicy `yaml:"on_replace"`
@@ -195,6 +208,7 @@ type Pin struct {
 	Variant   string        `yaml:"variant"`
 	ID        int           `yaml:"id"`
 	OnReplace ReplacePolicy `yaml:"on_replace"`
+	Switch    string        `yaml:"switch"` // the MAC is this switch's management port
 }
 
 // Override sets explicit addresses for one host (by permanent name), per network.

@@ -13,6 +13,9 @@ type Query struct {
 	CircuitID   string
 	RemoteID    string
 	MAC         net.HardwareAddr
+	// ZTP: the client says it is a switch's ZTP client, so an unmapped lom
+	// port is not presumed to hold a BMC.
+	ZTP bool
 }
 
 // How an identity was established.
@@ -184,7 +187,7 @@ func (ix *Index) Resolve(q Query) Identity {
 		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, BMCOf: host, Via: ViaLocation, Reason: "the BMC of " + host.Name}
 	}
 	s := ix.slots[sw.Name+"/"+port]
-	if s == nil && sw.Kind == "lom" {
+	if s == nil && sw.Kind == "lom" && !q.ZTP {
 		// An unmapped lom port is presumed a BMC: recorded, never given an address.
 		return Identity{Zone: sw.zone, Switch: sw.Name, Port: port, BMC: true, Reason: fmt.Sprintf("port %s of lom switch %s serves no host in the design", port, sw.Name)}
 	}

@@ -51,7 +51,9 @@ type compiler struct {
 	macs      map[string]owner
 	subnets   []subnetOwner
 	src       map[*Slot]*slotSource
-	missing   map[string]bool // pod/role without an addressing rule, reported once
+	missing   map[string]bool  // pod/role without an addressing rule, reported once
+	switchIDs map[string]owner // zone/id of switches
+	managed   []managedSwitch  // switches placed in slots, filled once all switches are known
 	pools     []poolOwner
 	loms      []lomMapping
 	// brokenRoles are zone/role pairs with a host mapping in error: a BMC
@@ -87,14 +89,16 @@ func compile(d *Design, errs *problems) {
 		zones: map[string]owner{}, switches: map[string]owner{}, names: map[string]owner{},
 		addrs: map[netip.Addr]owner{}, relays: map[netip.Addr]owner{}, remoteIDs: map[string]owner{},
 		ports: map[string]owner{}, macs: map[string]owner{}, src: map[*Slot]*slotSource{},
-		missing: map[string]bool{}, brokenRoles: map[string]bool{},
+		missing: map[string]bool{}, brokenRoles: map[string]bool{}, switchIDs: map[string]owner{},
 	}
 	for _, z := range d.Zones {
 		c.zone(z)
 	}
 	c.checkOrder()
 	c.checkOverlaps()
+	c.checkManaged()
 	c.checkLoMs()
+	c.checkSwitchConfigs()
 	c.checkPower()
 	c.checkSlots()
 	c.checkDomains()
@@ -171,6 +175,7 @@ func (c *compiler) zone(z *Zone) {
 	}
 	naming := c.naming(z)
 
+	c.fabric(z)
 	z.profiles = map[string]*Profile{}
 	for _, p := range z.Profiles {
 		c.profile(p)
@@ -387,6 +392,9 @@ func (c *compiler) role(z *Zone, r *Role) {
 	m := &r.Meta
 	if !labelRE.MatchString(r.Name) {
 		c.errs.add(m.At, m.Path, "use lower-case letters, digits and dashes", "%q is not a valid role name", r.Name)
+	}
+	if r.Name == SwitchRole {
+		c.errs.add(m.At, m.Path, "choose another name: switches' management slots use the role name switch", "role name %q is reserved", r.Name)
 	}
 	if r.Profile != "" && z.profiles[r.Profile] == nil {
 		c.errs.add(m.PosOf("profile"), m.PathOf("profile"), "define it under `profiles:` or fix the name", "unknown profile %q", r.Profile)
@@ -679,7 +687,12 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 	case ShapePerPort:
 		c.portSubnets(p, sw)
 	}
+	c.switchFields(z, sw)
 	for i, mp := range sw.Slots {
+		if mp.Meta.Has("switch") {
+			c.mgmtMapping(z, p, sw, mp)
+			continue
+		}
 		if mp.Meta.Has("bmc_of") {
 			c.lomMapping(z, p, sw, mp)
 			continue
@@ -966,6 +979,10 @@ func (c *compiler) pin(z *Zone, pin *Pin, i int, pods map[string]*Pod, naming na
 	}
 	pin.MAC = mac.String()
 	claim(c, c.macs, pin.MAC, m.PosOf("mac"), m.PathOf("mac"), "MAC "+pin.MAC, "pin each MAC once")
+	if m.Has("switch") {
+		c.switchPin(z, pin, pods)
+		return
+	}
 	role := c.checkRole(z, m, pin.Role, pin.Variant)
 	p := pods[pin.Pod]
 	if p == nil {

@@ -222,6 +222,7 @@ func newLabSwitchCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.Switch, "switch", "", "the switch's name (remote-id)")
 	cmd.Flags().StringVar(&giaddr, "giaddr", "", "relay from this gateway address (one subnet per pod); empty: router advertisements only")
+	cmd.Flags().BoolVar(&cfg.PerPort, "per-port", false, "relay with each port's own address as giaddr (boot_network: per-port)")
 	cmd.Flags().StringVar(&server, "server", "", "drover's address")
 	cmd.Flags().StringVar(&cfg.Uplink, "uplink", "uplink", "interface towards drover")
 	cmd.Flags().StringSliceVar(&ports, "port", nil, "a port interface, optionally IFNAME=PORT (repeatable)")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -200,6 +201,7 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	if err != nil {
 		return err
 	}
+	var fab *fabric
 	i := 0
 	for _, z := range d.Zones {
 		for _, p := range z.Pods {
@@ -209,6 +211,26 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 				}
 				ports := portsToBoot(ix, sw, only, len(cfg.Only) > 0, extra[sw.Name])
 				if len(ports) == 0 {
+					continue
+				}
+				if sw.Managed() {
+					// A provisioned ToR starts unconfigured, cabled to the
+					// spine and to its lom switch: ZTP configures it.
+					if fab == nil {
+						if fab, err = wireSpine(n, cfg, addNS); err != nil {
+							return err
+						}
+					}
+					ns, err := addNS(sw.Name)
+					if err != nil {
+						return err
+					}
+					if err := fab.cableToR(n, sw, p); err != nil {
+						return err
+					}
+					if err := wireSwitch(ctx, cfg, n, st, sw, p, ports, ns, bootNS, netip.Addr{}, netip.Addr{}, ix, z); err != nil {
+						return err
+					}
 					continue
 				}
 				base := uplinkBase().Addr().As4()
@@ -244,6 +266,23 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	}
 	if len(st.VMs) == 0 {
 		return errors.New("the design has no ToR ports with slots to boot")
+	}
+	if fab != nil {
+		if !serverIP.IsValid() {
+			serverIP, _ = spineLink()
+		}
+		relayTo := func(zone, pod string) netip.Addr {
+			if a := agents[zone+"/"+pod]; a != nil {
+				return a.addr
+			}
+			return serverIP
+		}
+		if err := fab.cableManagement(cfg, n, st, ix, addNS, relayTo); err != nil {
+			return err
+		}
+		if err := fab.startSpine(st, spineASN(d)); err != nil {
+			return err
+		}
 	}
 	for _, ports := range second {
 		for _, bp := range ports {
@@ -288,6 +327,18 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 	}
 	if err := startAgents(ctx, cfg, st, agents); err != nil {
 		return err
+	}
+	if fab != nil {
+		started := time.Now()
+		if err := fab.startZTP(cfg, st); err != nil {
+			return err
+		}
+		if err := save(); err != nil {
+			return err
+		}
+		if err := fab.waitProvisioned(ctx, cfg, st, started); err != nil {
+			return err
+		}
 	}
 	return save()
 }
@@ -411,8 +462,10 @@ func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *z
 		if out, err := exec.Command("ip", "-n", ns, "link", "set", bp.port, "up").CombinedOutput(); err != nil {
 			return fmt.Errorf("tap %s: %v: %s", bp.port, err, out)
 		}
-		switch sw.BootNetwork {
-		case zone.ShapePerPort:
+		switch {
+		case sw.Managed():
+			// Its ZTP script configures the port.
+		case sw.BootNetwork == zone.ShapePerPort:
 			pfx, gw, _ := sw.PortSubnet(bp.port)
 			if !pfx.IsValid() {
 				return fmt.Errorf("port %s is not declared on %s", bp.port, sw.Name)
@@ -454,6 +507,30 @@ func wireSwitch(ctx context.Context, cfg *Config, n *netns.Net, st *State, sw *z
 	}
 	if err := startLLDP(st, ns, sw.Name, ports); err != nil {
 		return err
+	}
+	if sw.Managed() {
+		// Like real hardware, every declared port exists before the switch is configured.
+		wired := map[string]bool{}
+		for _, bp := range ports {
+			wired[bp.port] = true
+		}
+		for _, port := range sw.PortNames() {
+			if wired[port] {
+				continue
+			}
+			if len(port) > 15 {
+				return fmt.Errorf("port %s of %s cannot be a Linux interface name: the lab needs port names like swp1", port, sw.Name)
+			}
+			if out, err := exec.Command("ip", "-n", ns, "tuntap", "add", port, "mode", "tap").CombinedOutput(); err != nil {
+				return fmt.Errorf("tap %s in %s: %v: %s", port, ns, err, out)
+			}
+		}
+		for port := range wired {
+			if !slices.Contains(sw.PortNames(), port) {
+				return fmt.Errorf("port %s is not declared on %s: a provisioned switch relays DHCP on its declared ports only", port, sw.Name)
+			}
+		}
+		return nil
 	}
 	switch sw.BootNetwork {
 	case zone.ShapePerPort:

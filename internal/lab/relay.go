@@ -21,6 +21,7 @@ import (
 type RelayConfig struct {
 	Switch   string            // remote-id: the switch's name
 	GIAddr   netip.Addr        // the gateway interface address (pod-shaped switch); invalid: RA only
+	PerPort  bool              // relay with each port's own address as giaddr (a per-port switch)
 	Server   netip.Addr        // drover's address
 	Uplink   string            // interface towards drover
 	Ports    map[string]string // interface name -> port name (circuit-id)
@@ -45,7 +46,7 @@ func RunSwitch(ctx context.Context, cfg RelayConfig) error {
 			errc <- err
 		}
 	}()
-	if cfg.GIAddr.IsValid() {
+	if cfg.GIAddr.IsValid() || cfg.PerPort {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -91,13 +92,19 @@ func relay(ctx context.Context, cfg RelayConfig) error {
 	defer up.Close()
 	ports := map[string]*net.UDPConn{} // port name -> socket on its interface
 	ifOf := map[string]string{}
+	giaddr := map[string]net.IP{}
 	for ifname, port := range cfg.Ports {
 		c, err := listenDHCP(ctx, ifname, 67)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		ports[port], ifOf[port] = c, ifname
+		ports[port], ifOf[port], giaddr[port] = c, ifname, cfg.GIAddr.AsSlice()
+		if cfg.PerPort {
+			if giaddr[port], err = portAddr(ifname); err != nil {
+				return err
+			}
+		}
 	}
 	go func() {
 		<-ctx.Done()
@@ -119,7 +126,7 @@ func relay(ctx context.Context, cfg RelayConfig) error {
 				if err != nil || req.OpCode != dhcpv4.OpcodeBootRequest {
 					continue
 				}
-				req.GatewayIPAddr = cfg.GIAddr.AsSlice()
+				req.GatewayIPAddr = giaddr[port]
 				req.HopCount++
 				req.UpdateOption(dhcpv4.OptRelayAgentInfo(
 					dhcpv4.OptGeneric(dhcpv4.AgentCircuitIDSubOption, []byte(port)),
@@ -160,6 +167,24 @@ func relay(ctx context.Context, cfg RelayConfig) error {
 			cfg.Log.Warn("relay to client", "port", port, "err", err)
 		}
 	}
+}
+
+// portAddr is the IPv4 address of a per-port switch's port: its giaddr.
+func portAddr(ifname string) (net.IP, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", ifname, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.To4(), nil
+		}
+	}
+	return nil, fmt.Errorf("port %s has no IPv4 address to relay from", ifname)
 }
 
 // hostRoutes make a machine reachable through the port it was leased on: a

@@ -34,6 +34,16 @@ type State struct {
 	Secrets string `json:"secrets,omitempty"`
 	// Agents are the pod agents (lab up --agents), also among Helpers.
 	Agents []Agent `json:"agents,omitempty"`
+	// Fabric is set once the provisioned switches are up.
+	Fabric *FabricState `json:"fabric,omitempty"`
+}
+
+// FabricState is where the lab's spine runs, for checks of its BGP sessions.
+type FabricState struct {
+	Spine       string    `json:"spine"`      // the spine's namespace
+	VTYSocket   string    `json:"vty_socket"` // its FRR's vty socket directory (vtysh --vty_socket)
+	Switches    int       `json:"switches"`   // provisioned ToRs cabled to it
+	Provisioned time.Time `json:"provisioned"`
 }
 
 // Proc is a process the lab started.

@@ -116,14 +116,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		if s, ok := d.scalar(n, path, "write a single value"); ok {
 			v.SetString(s)
 		}
-	case reflect.Int:
+	case reflect.Int, reflect.Int64:
 		if s, ok := d.scalar(n, path, "write a whole number"); ok {
-			i, err := strconv.Atoi(s)
+			i, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
 				d.errs.add(d.pos(n), path, "write a whole number", "%q is not a whole number", s)
 				return
 			}
-			v.SetInt(int64(i))
+			v.SetInt(i)
 		}
 	case reflect.Bool:
 		if s, ok := d.scalar(n, path, "write true or false"); ok {

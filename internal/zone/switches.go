@@ -80,6 +80,12 @@ func (sw *Switch) Installer() string {
 // Managed reports whether drover provisions the switch (its management port is in a slot).
 func (sw *Switch) Managed() bool { return sw.mgmt != nil }
 
+// ManagementSlot is the slot of the switch's management port, nil when drover does not provision it.
+func (sw *Switch) ManagementSlot() *Slot { return sw.mgmt }
+
+// UplinkNames are the switch's fabric uplinks, in order.
+func (sw *Switch) UplinkNames() []string { return append([]string(nil), sw.uplinks...) }
+
 // fabric checks the zone's fabric section: ASN range and each OS's templates,
 // parsed now so that a syntax error is reported at its file and line.
 func (c *compiler) fabric(z *Zone) {
@@ -429,12 +435,12 @@ type SwitchConfig struct {
 
 // RelayConfig is how the switch relays DHCP so that drover can tell where a request came from.
 type RelayConfig struct {
-	Enabled  bool         // the switch has host or BMC ports to relay for
+	Enabled  bool         // the switch has ports to relay for
 	Shape    string       // pod: giaddr Address, circuit-id = port, remote-id RemoteID; per-port: giaddr = the port's address
 	Address  netip.Addr   // giaddr of a pod-shaped switch
 	RemoteID string       // option 82 remote-id (sub-option 2)
 	Servers  []string     // where to relay: drover's DHCP server
-	Ports    []PortConfig // the ports relayed for
+	Ports    []PortConfig // the ports relayed for: every declared port
 }
 
 // PortConfig is one switch port as the design uses it.
@@ -485,10 +491,10 @@ func (sw *Switch) Config(rt SwitchRuntime) SwitchConfig {
 			pc.Subnet, pc.Address = pfx, netip.PrefixFrom(gw, pfx.Bits())
 		}
 		cfg.Ports = append(cfg.Ports, pc)
-		if pc.Use != "" {
-			cfg.Relay.Ports = append(cfg.Relay.Ports, pc)
-		}
 	}
+	// Every host port is relayed: a machine on a port without a slot is how
+	// drover discovers new hardware.
+	cfg.Relay.Ports = cfg.Ports
 	cfg.Relay.Enabled = len(cfg.Relay.Ports) > 0
 	cfg.Relay.Shape, cfg.Relay.RemoteID = sw.BootNetwork, sw.RemoteID
 	if sw.BootNetwork == ShapePod {

@@ -478,8 +478,8 @@ func roleNames(z *Zone) []string {
 
 func (c *compiler) addressing(z *Zone, a *Addressing) {
 	for _, r := range a.Rules {
-		if z.roles[r.Role] == nil {
-			c.errs.add(a.Meta.PosOf(r.Role), r.Meta.Path, "addressing rules are keyed by role name", "unknown role %q", r.Role)
+		if z.roles[r.Role] == nil && r.Role != SwitchRole {
+			c.errs.add(a.Meta.PosOf(r.Role), r.Meta.Path, "addressing rules are keyed by role name, or `switch` for provisioned switches", "unknown role %q", r.Role)
 		}
 		if r.Offset < 0 {
 			c.errs.add(r.Meta.PosOf("offset"), r.Meta.Path, "use an offset of 0 or more", "negative offset %d", r.Offset)

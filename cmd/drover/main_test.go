@@ -32,7 +32,7 @@ func drover(t *testing.T, stdin string, args ...string) result {
 
 func TestValidateExamples(t *testing.T) {
 	tests := []struct{ path, want string }{
-		{"../../examples/lab", "1 zones, 1 pods, 3 switches, 6 slots"},
+		{"../../examples/lab", "1 zones, 1 pods, 3 switches, 8 slots"}, // 6 hosts, 2 provisioned switches
 		{"../../examples/university", "4 zones, 16 pods, 48 switches, 1406 slots"},
 		{"../../examples/university/bgo.yaml", "1 zones, 10 pods, 30 switches, 981 slots"},
 	}
@@ -53,13 +53,14 @@ func TestValidateReportsEveryError(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "templates"), 0o755)
 	os.WriteFile(filepath.Join(dir, "templates", "install.sh"), nil, 0o644)
+	os.CopyFS(filepath.Join(dir, "templates", "switch"), os.DirFS("../../examples/lab/templates/switch")) // the lab's switches' ZTP templates
 	path := filepath.Join(dir, "lab.yaml")
 	os.WriteFile(path, []byte(bad), 0o644)
 	r := drover(t, "", "validate", path)
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1", r.code)
 	}
-	for _, want := range []string{"has 4 problem(s)", path + ":4:14: environment:", path + ":76:52: pods.p1.switches.p1-tor1.slots[0].ids: 3 ids for 2 ports", path + ":85:52: pods.p1.switches.p1-tor2.slots[0].ids:", path + ":93:54: pods.p1.switches.p1-lom1.slots[1].ids:"} {
+	for _, want := range []string{"has 4 problem(s)", path + ":4:14: environment:", path + ":88:52: pods.p1.switches.p1-tor1.slots[0].ids: 3 ids for 2 ports", path + ":100:52: pods.p1.switches.p1-tor2.slots[0].ids:", path + ":108:54: pods.p1.switches.p1-lom1.slots[1].ids:"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}

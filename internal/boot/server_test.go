@@ -71,6 +71,7 @@ func labTargetAt(t *testing.T, template, key string) fleet.Target {
 	}
 	os.MkdirAll(filepath.Join(dir, "templates"), 0o755)
 	os.WriteFile(filepath.Join(dir, "templates", "install.sh"), []byte(template), 0o644)
+	os.CopyFS(filepath.Join(dir, "templates", "switch"), os.DirFS("../../examples/lab/templates/switch")) // the lab's switches' ZTP templates
 	os.WriteFile(filepath.Join(dir, "lab.yaml"), b, 0o644)
 	os.MkdirAll(filepath.Join(dir, "keys"), 0o755)
 	pub, _ := os.ReadFile("../../examples/lab/keys/lab_ed25519.pub")

@@ -19,6 +19,7 @@ func labIndex(t *testing.T) *zone.Index {
 	}
 	os.MkdirAll(filepath.Join(dir, "templates"), 0o755)
 	os.WriteFile(filepath.Join(dir, "templates", "install.sh"), []byte("#!/bin/sh\n"), 0o644)
+	os.CopyFS(filepath.Join(dir, "templates", "switch"), os.DirFS("../../examples/lab/templates/switch")) // the lab's switches' ZTP templates
 	os.WriteFile(filepath.Join(dir, "lab.yaml"), b, 0o644)
 	d, err := zone.Load(dir)
 	if err != nil {

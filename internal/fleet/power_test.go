@@ -50,13 +50,13 @@ func TestBMCLeaseByLoMPort(t *testing.T) {
 
 	f, stop = e.start()
 	defer stop()
-	_, err := f.Offer(context.Background(), atLoM("swp8", "52:54:00:00:30:08"))
+	_, err := f.Offer(context.Background(), atLoM("swp4", "52:54:00:00:30:08"))
 	var ref *Refusal
 	if !errors.As(err, &ref) || !ref.Silent || !strings.Contains(ref.Reason, "serves no host") {
 		t.Fatalf("BMC on an undefined lom port: %v", err)
 	}
 	m, ok := f.Machine("52:54:00:00:30:08")
-	if !ok || m.State != machine.Discovered || m.Location != "p1-lom1/swp8" || m.SlotKey != "" {
+	if !ok || m.State != machine.Discovered || m.Location != "p1-lom1/swp4" || m.SlotKey != "" {
 		t.Fatalf("BMC on an undefined port recorded as %+v", m)
 	}
 }

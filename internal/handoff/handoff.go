@@ -37,6 +37,9 @@ func Hosts(ix *zone.Index, machines []*machine.Machine) []Host {
 	d := ix.Design()
 	out := make([]Host, 0, len(d.Slots))
 	for _, s := range d.Slots {
+		if s.IsSwitch() {
+			continue // switches are configured by ZTP from the design, not by config management
+		}
 		out = append(out, Host{Slot: s, Zone: ix.Zone(s.Zone), Machine: bySlot[s.Key]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Slot.Name < out[j].Slot.Name })

@@ -136,6 +136,7 @@ func labDesign(t *testing.T, edits ...string) *zone.Design {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "templates"), 0o755)
 	os.WriteFile(filepath.Join(dir, "templates", "install.sh"), []byte("#!/bin/sh\n"), 0o644)
+	os.CopyFS(filepath.Join(dir, "templates", "switch"), os.DirFS("../../examples/lab/templates/switch")) // the lab's switches' ZTP templates
 	path := filepath.Join(dir, "lab.yaml")
 	os.WriteFile(path, []byte(text), 0o644)
 	d, err := zone.Load(path)

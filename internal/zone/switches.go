@@ -380,31 +380,21 @@ func (c *compiler) checkSwitchConfigs() {
 				if sw.mgmt == nil {
 					continue
 				}
-				files, err := sw.Render(SwitchRuntime{URL: "http://drover.invalid:8080", Server: "192.0.2.1", Token: "TOKEN"})
-				if err != nil {
+				if _, err := sw.Render(SwitchRuntime{URL: "http://drover.invalid:8080", Server: "192.0.2.1", Token: "TOKEN"}); err != nil {
 					var te *TemplateError
 					if errors.As(err, &te) {
 						c.templateProblem(te.Err, te.Meta.PosOf("templates."+te.Name), te.Meta.PathOf("templates."+te.Name))
 					}
 					continue
 				}
-				h := sha256.New()
-				for _, name := range sortedKeys(files) {
-					fmt.Fprintf(h, "%s\x00%d\x00%s", name, len(files[name]), files[name])
-				}
-				sw.mgmt.ProfileDigest = hex.EncodeToString(h.Sum(nil))[:16]
+				// Like a profile's digest, it changes with what provisions the
+				// switch (its OS's templates and installer), so a plan marks
+				// the switches for provisioning again; a design change that only
+				// changes what the templates render (a host renamed) does not.
+				sw.mgmt.ProfileDigest = z.Fabric.os[sw.OS].digest[:16]
 			}
 		}
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // SwitchRuntime is what a switch's configuration needs from the server

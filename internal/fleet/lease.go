@@ -287,6 +287,16 @@ func (f *Fleet) assign(r Request, now time.Time, b *batch) (Assignment, *machine
 	if id.BMC {
 		return f.assignBMC(ix, id, r, now, b)
 	}
+	if !id.Known() && r.ZTP != "" {
+		// A switch the design does not place: recorded where it is, given
+		// nothing, so that it cannot configure itself from anyone's files.
+		id.Reason = "switch ZTP client (" + r.ZTP + "): " + id.Reason
+		m, err := f.observe(ix, id, r.MAC, now, b)
+		if err != nil {
+			return Assignment{}, nil, err
+		}
+		return Assignment{}, m, &Refusal{Reason: "no address and no ZTP configuration for a switch outside the design: " + id.Reason, Silent: true}
+	}
 	m, err := f.observe(ix, id, r.MAC, now, b)
 	if err != nil {
 		return Assignment{}, nil, err

@@ -80,7 +80,11 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 		b.touch(m)
 		t.Machine = *m
 	}
-	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: machine.KindIPXEScript, Reason: scriptReason(t)})
+	kind := machine.KindIPXEScript
+	if t.Slot != nil && t.Slot.IsSwitch() {
+		kind = machine.KindZTP
+	}
+	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: kind, Reason: scriptReason(t)})
 	done := f.submit(b)
 	f.mu.Unlock()
 	if err := wait(ctx, done); err != nil {
@@ -106,6 +110,9 @@ func (f *Fleet) Holder(ticketID string, src netip.Addr) (Target, error) {
 }
 
 func scriptReason(t Target) string {
+	if t.Slot != nil && t.Slot.IsSwitch() && t.Action != ActionInstall {
+		return "ZTP refused: the switch is " + string(t.Machine.State) + " (reinstall it to provision it again)"
+	}
 	switch t.Action {
 	case ActionInstall:
 		if t.Slot.IsSwitch() {

@@ -83,7 +83,9 @@ func startAgents(ctx context.Context, cfg *Config, st *State, agents map[string]
 		if err != nil {
 			return err
 		}
+		// The lab's database starts empty, so does each agent's.
 		dir := filepath.Join(cfg.StateDir, a.name)
+		os.RemoveAll(dir)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}

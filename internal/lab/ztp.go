@@ -69,6 +69,7 @@ func wireSpine(n *netns.Net, cfg *Config, addNS func(string) (string, error)) (*
 		return nil, err
 	}
 	dir := filepath.Join(cfg.StateDir, "switch-spine")
+	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -214,7 +215,9 @@ func (f *fabric) cableManagement(cfg *Config, n *netns.Net, st *State, ix *zone.
 // management port with the ZTP client as its hook.
 func (f *fabric) startZTP(cfg *Config, st *State) error {
 	for _, tor := range f.tors {
+		// Every lab starts with factory-fresh switches.
 		dir := filepath.Join(cfg.StateDir, "switch-"+tor.Name)
+		os.RemoveAll(dir)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}

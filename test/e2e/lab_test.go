@@ -38,8 +38,13 @@ type labStatus struct {
 		PID int    `json:"pid"`
 		NS  string `json:"ns"`
 	} `json:"server"`
-	API string  `json:"api"`
-	VMs []labVM `json:"vms"`
+	API    string  `json:"api"`
+	VMs    []labVM `json:"vms"`
+	Fabric *struct {
+		Spine     string `json:"spine"`
+		VTYSocket string `json:"vty_socket"`
+		Switches  int    `json:"switches"`
+	} `json:"fabric"`
 }
 
 type labRun struct {
@@ -222,6 +227,51 @@ func TestLab(t *testing.T) {
 			out, _ := exec.Command(droverBin, "--db", l.db, "show", name).Output()
 			if !strings.Contains(string(out), "dhcp-ack") || !strings.Contains(string(out), addr+" as "+strings.Replace(name, "-lvm", "", 1)) {
 				t.Errorf("%s timeline lacks its address %s:\n%s", name, addr, out)
+			}
+		}
+	})
+
+	t.Run("the ToRs were provisioned by ZTP before their hosts booted, BGP up with the spine", func(t *testing.T) {
+		st := l.status()
+		if st.Fabric == nil || st.Fabric.Switches != 2 {
+			t.Fatalf("lab fabric %+v, want two provisioned ToRs", st.Fabric)
+		}
+		out, err := exec.Command("ip", "netns", "exec", st.Fabric.Spine, "vtysh", "--vty_socket", st.Fabric.VTYSocket, "-c", "show bgp summary json").Output()
+		var sum struct {
+			IPv4 struct {
+				Peers map[string]struct {
+					State    string `json:"state"`
+					Hostname string `json:"hostname"`
+					RemoteAS int64  `json:"remoteAs"`
+					PfxRcd   int    `json:"pfxRcd"`
+				} `json:"peers"`
+			} `json:"ipv4Unicast"`
+		}
+		if err != nil || json.Unmarshal(out, &sum) != nil {
+			t.Fatalf("vtysh on the spine: %v\n%s", err, out)
+		}
+		peers := map[string]int64{}
+		for _, p := range sum.IPv4.Peers {
+			if p.State == "Established" && p.PfxRcd > 0 {
+				peers[p.Hostname] = p.RemoteAS
+			}
+		}
+		if peers["p1-tor1"] != 65101 || peers["p1-tor2"] != 65102 {
+			t.Errorf("spine's established BGP peers with routes: %v, want p1-tor1 AS 65101 and p1-tor2 AS 65102\n%s", peers, out)
+		}
+		firstPowerOn := time.Time{}
+		for _, vm := range l.status().VMs {
+			if !vm.PoweredOn.IsZero() && (firstPowerOn.IsZero() || vm.PoweredOn.Before(firstPowerOn)) {
+				firstPowerOn = vm.PoweredOn
+			}
+		}
+		for _, name := range []string{"p1-tor1", "p1-tor2"} {
+			s := showJSON(t, l.db, name)
+			if s.Machine.State != "deployed" || !hasEntry(s, "ztp", "served ztp") || !hasEntry(s, "ztp", "served frr.conf") || !hasEntry(s, "phone-home", "installed") {
+				t.Errorf("%s was not provisioned by ZTP: %+v %+v", name, s.Machine, s.Timeline)
+			}
+			if s.Machine.State == "deployed" && !s.Machine.StateSince.Before(firstPowerOn) {
+				t.Errorf("%s was deployed at %s, after the first host powered on at %s", name, s.Machine.StateSince, firstPowerOn)
 			}
 		}
 	})

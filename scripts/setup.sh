@@ -5,7 +5,7 @@
 set -eu
 
 GO_VERSION=1.26.8
-PACKAGES="ca-certificates curl unzip git make iproute2 tcpdump isc-dhcp-client isc-dhcp-relay atftp tftp-hpa kea-admin ipxe busybox-static cpio qemu-system-x86 ipxe-qemu ovmf prometheus openipmi chromium mmdebstrap grub-pc-bin grub-efi-amd64-bin mtools dosfstools fdisk e2fsprogs lldpd openssh-client qemu-utils ansible-core puppet python3 bind9 bind9-utils bind9-dnsutils prometheus-alertmanager postgresql-15"
+PACKAGES="ca-certificates curl unzip git make iproute2 tcpdump isc-dhcp-client isc-dhcp-relay atftp tftp-hpa kea-admin ipxe busybox-static cpio qemu-system-x86 ipxe-qemu ovmf prometheus openipmi chromium mmdebstrap grub-pc-bin grub-efi-amd64-bin mtools dosfstools fdisk e2fsprogs lldpd openssh-client qemu-utils ansible-core puppet python3 bind9 bind9-utils bind9-dnsutils prometheus-alertmanager postgresql-15 frr"
 
 # `setup.sh bench` also installs the peers the benchmarks compare drover with.
 if [ "${1:-}" = bench ]; then
@@ -20,6 +20,10 @@ if [ -n "$missing" ]; then
 	echo "setup: installing Debian packages:$missing"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	case "$missing" in *" frr"*)
+		# The lab runs FRR inside its switches' namespaces; the host needs no routing daemon of its own.
+		systemctl disable --now frr >/dev/null 2>&1 || true ;;
+	esac
 fi
 
 have_go() {

@@ -59,6 +59,11 @@ type fabric struct {
 
 // wireSpine makes the spine namespace and its link to drover.
 func wireSpine(n *netns.Net, cfg *Config, addNS func(string) (string, error)) (*fabric, error) {
+	for _, bin := range []string{"/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/bin/vtysh"} {
+		if _, err := os.Stat(bin); err != nil {
+			return nil, fmt.Errorf("the lab's switches run FRR, which is not installed (%s): apt-get install frr", bin)
+		}
+	}
 	ns, err := addNS("spine")
 	if err != nil {
 		return nil, err

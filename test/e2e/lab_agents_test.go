@@ -22,7 +22,7 @@ import (
 func TestLabWithAgents(t *testing.T) {
 	require(t, map[string]string{"ip": "iproute2", "qemu-system-x86_64": "qemu-system-x86", "dhcrelay": "isc-dhcp-relay",
 		"busybox": "busybox-static", "cpio": "cpio", "curl": "curl", "apt-get": "apt", "ipmi_sim": "openipmi",
-		"lldpd": "lldpd", "mmdebstrap": "mmdebstrap", "grub-mkimage": "grub-pc-bin grub-efi-amd64-bin", "mcopy": "mtools", "mkfs.vfat": "dosfstools",
+		"lldpd": "lldpd", "vtysh": "frr", "mmdebstrap": "mmdebstrap", "grub-mkimage": "grub-pc-bin grub-efi-amd64-bin", "mcopy": "mtools", "mkfs.vfat": "dosfstools",
 		"sfdisk": "fdisk", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils"})
 	if _, err := os.Stat("/usr/share/ovmf/OVMF.fd"); err != nil {
 		require(t, map[string]string{"/usr/share/ovmf/OVMF.fd": "ovmf"})

@@ -170,7 +170,7 @@ func (l *labRun) waitDeployed(what string, timeout time.Duration, macs ...string
 func TestLab(t *testing.T) {
 	require(t, map[string]string{"ip": "iproute2", "qemu-system-x86_64": "qemu-system-x86", "dhcrelay": "isc-dhcp-relay",
 		"busybox": "busybox-static", "cpio": "cpio", "curl": "curl", "apt-get": "apt", "ipmi_sim": "openipmi",
-		"lldpd": "lldpd", "mmdebstrap": "mmdebstrap", "grub-mkimage": "grub-pc-bin grub-efi-amd64-bin", "mcopy": "mtools", "mkfs.vfat": "dosfstools",
+		"lldpd": "lldpd", "vtysh": "frr", "mmdebstrap": "mmdebstrap", "grub-mkimage": "grub-pc-bin grub-efi-amd64-bin", "mcopy": "mtools", "mkfs.vfat": "dosfstools",
 		"sfdisk": "fdisk", "qemu-img": "qemu-utils", "qemu-io": "qemu-utils", "ssh": "openssh-client", "ansible-playbook": "ansible-core"})
 	for _, f := range []string{"/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/efi-virtio.rom"} {
 		if _, err := os.Stat(f); err != nil {

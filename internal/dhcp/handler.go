@@ -280,9 +280,12 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	case a.Identity.Slot != nil && a.Identity.Slot.IsSwitch():
 		boot = BootChoice{}
 		ztp = answerZTP(client, a.Identity.Slot, a.Identity.Zone, h.baseURL(in), a.Ticket)
-		if ztp.why != "" {
-			h.Stats.Add("ztp_refused")
-		} else {
+		switch {
+		case ztp.why != "":
+			h.Stats.Add("ztp|refused")
+		case client == ZTPONIE:
+			h.Stats.Add("ztp|onie")
+		default:
 			h.Stats.Add("ztp|" + a.Identity.Slot.NetworkOS)
 		}
 	case client != "":

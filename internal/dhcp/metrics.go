@@ -21,10 +21,11 @@ var (
 	descDropped  = prometheus.NewDesc("drover_dhcp_dropped_total", "DHCP packets dropped, by reason.", []string{"reason"}, nil)
 	descPackets  = prometheus.NewDesc("drover_dhcp_packets_total", "UDP packets read by the DHCP server.", nil, nil)
 	descRelay    = prometheus.NewDesc("drover_dhcp_relay_replies_total", "Offers and acks sent through each relay.", []string{"relay", "type"}, nil)
+	descZTP      = prometheus.NewDesc("drover_dhcp_ztp_answers_total", "ZTP answers to provisioned switches, by what they were given: an OS's ZTP, onie (the installer), or refused (the switch says it runs another OS).", []string{"answer"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descSent, descDropped, descPackets, descRelay} {
+	for _, d := range []*prometheus.Desc{descReceived, descSent, descDropped, descPackets, descRelay, descZTP} {
 		ch <- d
 	}
 }
@@ -45,6 +46,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSent, v, strings.TrimPrefix(k, "tx_"))
 		case strings.HasPrefix(k, "drop_"):
 			counter(descDropped, v, strings.TrimPrefix(k, "drop_"))
+		case strings.HasPrefix(k, "ztp|"):
+			counter(descZTP, v, strings.TrimPrefix(k, "ztp|"))
 		case strings.HasPrefix(k, "relay|"):
 			if parts := strings.Split(k, "|"); len(parts) == 3 {
 				counter(descRelay, v, parts[1], parts[2])

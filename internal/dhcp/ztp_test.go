@@ -119,6 +119,10 @@ func TestZTPThroughTheLoMSwitch(t *testing.T) {
 		}
 	}
 
+	if got := h.Stats.Snapshot()["ztp|cumulus"]; got != 2 {
+		t.Errorf("ztp|cumulus counted %d answers, want 2", got)
+	}
+
 	// A switch on a port the design does not map is recorded, and gets nothing.
 	mac := mustMAC("52:54:00:aa:04:01")
 	disc, _ := dhcpv4.NewDiscovery(mac, relayed(lom, "swp4", "p1-lom1"), dhcpv4.WithOption(dhcpv4.OptClassIdentifier("onie_vendor:x86_64-accton_as7712_32x-r0")))

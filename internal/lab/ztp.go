@@ -119,7 +119,7 @@ func (f *fabric) startSpine(st *State, asn int64) error {
 	_, spine := spineLink()
 	var b strings.Builder
 	fmt.Fprintf(&b, "frr defaults datacenter\nhostname spine\nlog stdout informational\n!\nrouter bgp %d\n bgp router-id %s\n", asn, spine)
-	b.WriteString(" neighbor tors peer-group\n neighbor tors remote-as external\n")
+	b.WriteString(" neighbor tors peer-group\n neighbor tors remote-as external\n neighbor tors timers connect 2\n")
 	for i := range f.links {
 		fmt.Fprintf(&b, " neighbor t%d interface peer-group tors\n", i)
 	}

@@ -164,6 +164,9 @@ func (f *fabric) cableManagement(cfg *Config, n *netns.Net, st *State, ix *zone.
 		if l == nil {
 			z := ix.Zone(s.Zone)
 			sw := z.Switch(s.Switch)
+			if sw.Kind == "tor" {
+				return fmt.Errorf("switch %s's management port is on ToR %s: the lab cables management ports to a lom or core switch", tor.Name, sw.Name)
+			}
 			var pod *zone.Pod
 			for _, p := range z.Pods {
 				if p.Name == s.Pod {

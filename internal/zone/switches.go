@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,7 +98,7 @@ func (c *compiler) fabric(z *Zone) {
 	for _, o := range f.OS {
 		m := &o.Meta
 		f.os[o.Name] = o
-		if !slicesContains([]string{OSCumulus, OSSONiC, OSEOS, OSNXOS}, o.Name) {
+		if !slices.Contains([]string{OSCumulus, OSSONiC, OSEOS, OSNXOS}, o.Name) {
 			c.errs.add(m.At, m.Path, "use one of: cumulus, sonic, eos, nxos", "drover provisions no network OS %q", o.Name)
 			continue
 		}
@@ -157,36 +158,20 @@ func (c *compiler) templateProblem(err error, pos Pos, field string) {
 	c.errs.add(pos, field, "fix the template: fields are in docs/switches.md", "%s", msg)
 }
 
-func slicesContains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // switchFields checks what a switch needs when drover provisions it, and its uplinks.
 func (c *compiler) switchFields(z *Zone, sw *Switch) {
 	m := &sw.Meta
 	sw.bmcSlots, sw.mgmtSlots = map[string]*Slot{}, map[string]*Slot{}
-	for i, r := range sw.Uplinks {
-		names, err := ParsePortRange(r)
-		if err != nil {
-			c.errs.add(m.PosOf("uplinks"), fmt.Sprintf("%s[%d]", m.PathOf("uplinks"), i), "write ranges like swp49-swp52", "%v", err)
+	for _, n := range c.portList(m, "uplinks", sw.Uplinks, "write ranges like swp49-swp52") {
+		if _, dup := sw.portIndex[n]; dup {
+			c.errs.add(m.PosOf("uplinks"), m.PathOf("uplinks"), "list fabric uplinks apart from the host ports", "port %s is both a host port and an uplink", n)
 			continue
 		}
-		for _, n := range names {
-			if _, dup := sw.portIndex[n]; dup {
-				c.errs.add(m.PosOf("uplinks"), m.PathOf("uplinks"), "list fabric uplinks apart from the host ports", "port %s is both a host port and an uplink", n)
-				continue
-			}
-			if slicesContains(sw.uplinks, n) {
-				c.errs.add(m.PosOf("uplinks"), m.PathOf("uplinks"), "list each uplink once", "uplink %s is declared twice", n)
-				continue
-			}
-			sw.uplinks = append(sw.uplinks, n)
+		if slices.Contains(sw.uplinks, n) {
+			c.errs.add(m.PosOf("uplinks"), m.PathOf("uplinks"), "list each uplink once", "uplink %s is declared twice", n)
+			continue
 		}
+		sw.uplinks = append(sw.uplinks, n)
 	}
 	if m.Has("asn") && (sw.ASN < 1 || sw.ASN > 4294967295) {
 		c.errs.add(m.PosOf("asn"), m.PathOf("asn"), "use a private ASN such as 65001", "ASN %d is out of range", sw.ASN)

@@ -1,7 +1,6 @@
 package zone
 
 import (
-	"errors"
 	"flag"
 	"net"
 	"net/netip"
@@ -48,32 +47,8 @@ network {{.Name}} {{.Subnet}} gateway {{.Gateway}}
 {{- end}}
 `
 
-// parseFabric validates a zone with switch templates beside it.
-func parseFabric(t *testing.T, text string, templates map[string]string) (*Design, Problems) {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range templates {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "bgo.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := Load(path)
-	if err == nil {
-		return d, nil
-	}
-	var ps Problems
-	if !errors.As(err, &ps) {
-		t.Fatalf("Load: want Problems, got %v", err)
-	}
-	return nil, ps
-}
-
 func TestSwitchSlots(t *testing.T) {
-	d, ps := parseFabric(t, fabricBase(t), map[string]string{"ztp.sh": ztpTemplate, "frr.conf": frrTemplate})
+	d, ps := parseWith(t, fabricBase(t), map[string]string{"ztp.sh": ztpTemplate, "frr.conf": frrTemplate})
 	if ps != nil {
 		t.Fatal(ps)
 	}
@@ -107,7 +82,7 @@ func TestSwitchSlots(t *testing.T) {
 }
 
 func TestSwitchRenderGolden(t *testing.T) {
-	d, ps := parseFabric(t, fabricBase(t), map[string]string{"ztp.sh": ztpTemplate, "frr.conf": frrTemplate})
+	d, ps := parseWith(t, fabricBase(t), map[string]string{"ztp.sh": ztpTemplate, "frr.conf": frrTemplate})
 	if ps != nil {
 		t.Fatal(ps)
 	}
@@ -175,7 +150,7 @@ func TestSwitchValidation(t *testing.T) {
 			if !strings.Contains(text, tt.edit[0]) {
 				t.Fatalf("edit %q does not apply", tt.edit[0])
 			}
-			_, ps := parseFabric(t, strings.Replace(text, tt.edit[0], tt.edit[1], 1), tt.templates)
+			_, ps := parseWith(t, strings.Replace(text, tt.edit[0], tt.edit[1], 1), tt.templates)
 			if !strings.Contains(ps.Error(), tt.want) {
 				t.Errorf("problems lack %q:\n%v", tt.want, ps)
 			}
@@ -197,7 +172,7 @@ func TestSwitchTemplateErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ps := parseFabric(t, fabricBase(t), map[string]string{"ztp.sh": ztpTemplate, "frr.conf": tt.frr})
+			_, ps := parseWith(t, fabricBase(t), map[string]string{"ztp.sh": ztpTemplate, "frr.conf": tt.frr})
 			if len(ps) == 0 {
 				t.Fatal("the design validated")
 			}

@@ -645,20 +645,13 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 		claim(c, c.remoteIDs, sw.RemoteID, m.PosOf("remote_id"), m.PathOf("remote_id"), "remote-id "+sw.RemoteID+" of switch "+sw.Name, "give each switch its own remote-id")
 	}
 	sw.portIndex = map[string]int{}
-	for i, r := range sw.Ports {
-		names, err := ParsePortRange(r)
-		if err != nil {
-			c.errs.add(m.PosOf("ports"), fmt.Sprintf("%s[%d]", m.PathOf("ports"), i), "write ranges like swp1-swp48 or Ethernet1/1-Ethernet1/32", "%v", err)
+	for _, n := range c.portList(m, "ports", sw.Ports, "write ranges like swp1-swp48 or Ethernet1/1-Ethernet1/32") {
+		if _, dup := sw.portIndex[n]; dup {
+			c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "list each port once", "port %s is declared twice", n)
 			continue
 		}
-		for _, n := range names {
-			if _, dup := sw.portIndex[n]; dup {
-				c.errs.add(m.PosOf("ports"), m.PathOf("ports"), "list each port once", "port %s is declared twice", n)
-				continue
-			}
-			sw.portIndex[n] = len(sw.ports)
-			sw.ports = append(sw.ports, n)
-		}
+		sw.portIndex[n] = len(sw.ports)
+		sw.ports = append(sw.ports, n)
 	}
 	relayNets := []*Network{boot}
 	if sw.Kind == "lom" {
@@ -699,6 +692,20 @@ func (c *compiler) switchDef(z *Zone, p *Pod, boot *Network, sw *Switch, naming 
 		}
 		c.mapping(z, p, boot, sw, mp, i, naming)
 	}
+}
+
+// portList expands a list of port ranges, reporting the ones that do not parse.
+func (c *compiler) portList(m *Meta, field string, ranges []string, fix string) []string {
+	var names []string
+	for i, r := range ranges {
+		ns, err := ParsePortRange(r)
+		if err != nil {
+			c.errs.add(m.PosOf(field), fmt.Sprintf("%s[%d]", m.PathOf(field), i), fix, "%v", err)
+			continue
+		}
+		names = append(names, ns...)
+	}
+	return names
 }
 
 // inNetworks reports whether a is inside one of the (valid) networks, and their names and subnets.

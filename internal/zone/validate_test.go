@@ -36,7 +36,18 @@ func markerPos(text string) (string, int, int) {
 // template paths resolve) and returns the design or its problems.
 func parseText(t *testing.T, text string) (*Design, Problems) {
 	t.Helper()
+	return parseWith(t, text, nil)
+}
+
+// parseWith is parseText with other files (templates) beside the zone file.
+func parseWith(t *testing.T, text string, files map[string]string) (*Design, Problems) {
+	t.Helper()
 	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := filepath.Join(dir, "bgo.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

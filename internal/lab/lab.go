@@ -217,7 +217,7 @@ func build(ctx context.Context, cfg *Config, d *zone.Design, img Image, st *Stat
 					// A provisioned ToR starts unconfigured, cabled to the
 					// spine and to its lom switch: ZTP configures it.
 					if fab == nil {
-						if fab, err = wireSpine(n, cfg, addNS); err != nil {
+						if fab, err = wireSpine(n, st, addNS); err != nil {
 							return err
 						}
 					}

@@ -193,6 +193,10 @@ func teardown(s *State) []error {
 		for _, f := range old {
 			os.Remove(f)
 		}
+		switches, _ := filepath.Glob(filepath.Join(switchDir, s.Prefix+"*"))
+		for _, d := range switches {
+			os.RemoveAll(d)
+		}
 	}
 	for i := len(s.Namespaces) - 1; i >= 0; i-- {
 		ns := s.Namespaces[i]

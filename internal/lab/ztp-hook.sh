@@ -29,8 +29,8 @@ if ! grep -q CUMULUS-AUTOPROVISIONING "$root/ztp-script"; then
 fi
 chmod 0755 "$root/ztp-script"
 touch "$root/ztp-done"
-if ZTP_ROOT="$root" DROVER=@DROVER@ "$root/ztp-script" >"$root/ztp-script.log" 2>&1; then
+if ZTP_ROOT="$root" DROVER=@DROVER@ "$root/ztp-script" >@SCRIPT_LOG@ 2>&1; then
   echo "ztp: script succeeded"
 else
-  echo "ztp: script failed (exit $?): see $root/ztp-script.log"
+  echo "ztp: script failed (exit $?): see @SCRIPT_LOG@"
 fi

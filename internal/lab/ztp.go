@@ -24,6 +24,23 @@ import (
 //go:embed ztp-hook.sh
 var ztpHook string
 
+// switchDir holds the lab switches' own directories (ZTP files, FRR's
+// configuration, pid files and vty sockets), by lab prefix. FRR's daemons run
+// as the frr user, which must reach them: the state directory may not let it.
+const switchDir = "/run/drover-lab-switches"
+
+// newSwitchDir makes a switch's directory afresh: every lab starts with
+// factory-fresh switches.
+func newSwitchDir(st *State, name string) (string, error) {
+	if err := os.MkdirAll(switchDir, 0o755); err != nil {
+		return "", err
+	}
+	os.Chmod(switchDir, 0o755)
+	dir := filepath.Join(switchDir, st.Prefix+name)
+	os.RemoveAll(dir)
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
 // The fabric's links: the spine's link to drover and the lom switches' links.
 func spineLink() (boot, spine netip.Addr) {
 	return netip.MustParseAddr("172.31.251.253"), netip.MustParseAddr("172.31.251.254")
@@ -58,7 +75,7 @@ type fabric struct {
 }
 
 // wireSpine makes the spine namespace and its link to drover.
-func wireSpine(n *netns.Net, cfg *Config, addNS func(string) (string, error)) (*fabric, error) {
+func wireSpine(n *netns.Net, st *State, addNS func(string) (string, error)) (*fabric, error) {
 	for _, bin := range []string{"/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/bin/vtysh"} {
 		if _, err := os.Stat(bin); err != nil {
 			return nil, fmt.Errorf("the lab's switches run FRR, which is not installed (%s): apt-get install frr", bin)
@@ -73,9 +90,8 @@ func wireSpine(n *netns.Net, cfg *Config, addNS func(string) (string, error)) (*
 		n.Addr("spine", "uplink", spine.String()+"/30"), n.Forward("spine"), n.Route("spine", "default", boot.String())); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(cfg.StateDir, "switch-spine")
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := newSwitchDir(st, "spine")
+	if err != nil {
 		return nil, err
 	}
 	return &fabric{spineNS: ns, dir: dir}, nil
@@ -223,14 +239,14 @@ func (f *fabric) cableManagement(cfg *Config, n *netns.Net, st *State, ix *zone.
 // management port with the ZTP client as its hook.
 func (f *fabric) startZTP(cfg *Config, st *State) error {
 	for _, tor := range f.tors {
-		// Every lab starts with factory-fresh switches.
-		dir := filepath.Join(cfg.StateDir, "switch-"+tor.Name)
-		os.RemoveAll(dir)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		dir, err := newSwitchDir(st, tor.Name)
+		if err != nil {
 			return err
 		}
 		hook := filepath.Join(dir, "ztp-hook")
-		body := strings.NewReplacer("@ZTP_ROOT@", dir, "@DROVER@", cfg.Drover).Replace(ztpHook)
+		// The switch's logs stay in the state directory when the lab ends.
+		scriptLog := filepath.Join(cfg.StateDir, tor.Name+"-ztp-script.log")
+		body := strings.NewReplacer("@ZTP_ROOT@", dir, "@DROVER@", cfg.Drover, "@SCRIPT_LOG@", scriptLog).Replace(ztpHook)
 		if err := os.WriteFile(hook, []byte(body), 0o755); err != nil {
 			return err
 		}
@@ -241,7 +257,7 @@ func (f *fabric) startZTP(cfg *Config, st *State) error {
 		}
 		args := []string{"dhclient", "-d", "-4", "-sf", hook, "-lf", filepath.Join(dir, "dhclient.leases"),
 			"-pf", filepath.Join(dir, "dhclient.pid"), "-cf", conf, "eth0"}
-		if err := startHelper(st, netns.New(st.Prefix).NS(tor.Name), filepath.Join(dir, "ztp.log"), args); err != nil {
+		if err := startHelper(st, netns.New(st.Prefix).NS(tor.Name), filepath.Join(cfg.StateDir, tor.Name+"-ztp.log"), args); err != nil {
 			return err
 		}
 	}
@@ -278,7 +294,7 @@ func (f *fabric) waitProvisioned(ctx context.Context, cfg *Config, st *State, st
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("switches not provisioned after 3 minutes (%d of %d deployed, %d BGP sessions established): see %s/switch-*/ztp.log and ztp-script.log",
+			return fmt.Errorf("switches not provisioned after 3 minutes (%d of %d deployed, %d BGP sessions established): see %s/*-ztp.log and *-ztp-script.log",
 				len(deployed), len(f.tors), f.established(ctx), cfg.StateDir)
 		}
 		select {

@@ -29,7 +29,7 @@ func TestLabWithAgents(t *testing.T) {
 	}
 	l := &labRun{t: t, state: t.TempDir(), prefix: "da" + randomID() + "-"}
 	l.db = filepath.Join(l.state, "drover.db")
-	l.up([]string{"lab-up.log", "drover.log", "agent0.log"}, "../../examples/lab", "--agents", "--only", "lab-compute-01", "--only", "lab-storage-01")
+	l.up([]string{"lab-up.log", "drover.log", "agent0.log", "p1-tor1-ztp.log", "p1-tor1-ztp-script.log"}, "../../examples/lab", "--agents", "--only", "lab-compute-01", "--only", "lab-storage-01")
 	var server int
 	t.Cleanup(func() { // before the lab goes down: a stopped controller would not stop
 		if server != 0 {

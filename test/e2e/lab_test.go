@@ -188,7 +188,7 @@ func TestLab(t *testing.T) {
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(l.repo.dir, "zone", "prod.yaml"), b, 0o644))
 	l.repo.commit("the lab and prod zones")
-	upDone := l.up([]string{"lab-up.log", "drover.log"}, filepath.Join(l.repo.dir, "zone"), "--follow", "--extra", "p1-tor2/swp5", "--second-nic", "lab-compute-02=p1-tor1/swp6")
+	upDone := l.up([]string{"lab-up.log", "drover.log", "p1-tor1-ztp.log", "p1-tor1-ztp-script.log", "p1-tor2-ztp-script.log"}, filepath.Join(l.repo.dir, "zone"), "--follow", "--extra", "p1-tor2/swp5", "--second-nic", "lab-compute-02=p1-tor1/swp6")
 	waitFor(t, "the lab to start", 120*time.Second, func() bool {
 		_, err := os.Stat(l.db)
 		return err == nil && len(l.status().VMs) == 9

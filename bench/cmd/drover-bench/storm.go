@@ -38,6 +38,20 @@ type pair struct {
 	net   *netns.Net
 	srvIP netip.Addr // in namespace "srv"
 	ldIP  netip.Addr // in namespace "ld"
+	// serverCPU, when set, pins the server to these CPUs (taskset -c) so that
+	// the load generator, pinned elsewhere, does not take the server's core.
+	serverCPU string
+}
+
+// server is a server's command line, pinned to serverCPU when set.
+func (p *pair) server(args ...string) []string { return pinned(p.serverCPU, args...) }
+
+// pinned prefixes a command with taskset when cpus is set.
+func pinned(cpus string, args ...string) []string {
+	if cpus == "" {
+		return args
+	}
+	return append([]string{"taskset", "-c", cpus}, args...)
 }
 
 func newPair(prefix string) (*pair, error) {
@@ -133,7 +147,7 @@ func startDrover(e *env, p *pair, design string, extra ...string) (*netns.Proc, 
 	}
 	args := append([]string{e.drover, "--db", db, "serve", "--server-ip", p.srvIP.String(), "--artifacts", e.work,
 		"--http-listen", "0.0.0.0:8080", "--log-level", "warn", "--admin-token-file", db + ".token"}, extra...)
-	proc, err := p.net.Start("srv", filepath.Join(e.work, "drover-serve.log"), nil, args...)
+	proc, err := p.net.Start("srv", filepath.Join(e.work, "drover-serve.log"), nil, p.server(args...)...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -211,7 +211,9 @@ func startDroverDHCP(e *env, p *pair, dir string) (*netns.Proc, error) {
 func startKea(e *env, p *pair, dir string) (*netns.Proc, error) { return startKeaWith(p, dir, "kea") }
 
 // startKeaMT runs Kea with its multi-threading enabled.
-func startKeaMT(e *env, p *pair, dir string) (*netns.Proc, error) { return startKeaWith(p, dir, "kea-mt") }
+func startKeaMT(e *env, p *pair, dir string) (*netns.Proc, error) {
+	return startKeaWith(p, dir, "kea-mt")
+}
 
 func startKeaWith(p *pair, dir, name string) (*netns.Proc, error) {
 	os.Remove(filepath.Join(dir, name+"-leases4.csv"))

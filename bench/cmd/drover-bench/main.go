@@ -21,18 +21,19 @@ import (
 
 // Report is everything one run measured.
 type Report struct {
-	Date     time.Time         `json:"date"`
-	Machine  string            `json:"machine"`
-	Versions map[string]string `json:"versions"`
-	DHCP     *DHCPReport       `json:"dhcp,omitempty"`
-	Storm    *StormReport      `json:"storm,omitempty"`
-	HA       *HAReport         `json:"ha,omitempty"`
-	TFTP     *TFTPReport       `json:"tftp,omitempty"`
-	HTTP     *HTTPReport       `json:"http,omitempty"`
-	Control  *ControlReport    `json:"control,omitempty"`
-	Power    *PowerReport      `json:"power,omitempty"`
-	UI       *UIReport         `json:"ui,omitempty"`
-	DNS      *DNSReport        `json:"dns,omitempty"`
+	Date      time.Time         `json:"date"`
+	Machine   string            `json:"machine"`
+	Versions  map[string]string `json:"versions"`
+	DHCP      *DHCPReport       `json:"dhcp,omitempty"`
+	Storm     *StormReport      `json:"storm,omitempty"`
+	Discovery *DiscoveryReport  `json:"discovery_storm,omitempty"`
+	HA        *HAReport         `json:"ha,omitempty"`
+	TFTP      *TFTPReport       `json:"tftp,omitempty"`
+	HTTP      *HTTPReport       `json:"http,omitempty"`
+	Control   *ControlReport    `json:"control,omitempty"`
+	Power     *PowerReport      `json:"power,omitempty"`
+	UI        *UIReport         `json:"ui,omitempty"`
+	DNS       *DNSReport        `json:"dns,omitempty"`
 }
 
 type env struct {
@@ -56,7 +57,7 @@ func main() {
 			os.Exit(httpClient(os.Args[2:]))
 		}
 	}
-	parts := flag.String("parts", "dhcp,storm,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
+	parts := flag.String("parts", "dhcp,storm,discovery,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
@@ -107,6 +108,8 @@ func main() {
 				}
 				rep.Control.ListedMachines, rep.Control.ListMachinesSec = listed, listSec
 			}
+		case "discovery":
+			rep.Discovery, err = benchDiscovery(ctx, e)
 		case "ha":
 			rep.HA, err = benchHA(ctx, e)
 		case "tftp":

@@ -69,6 +69,9 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 		return nil, err
 	}
 	for _, pr := range []peer{{"drover", startDroverDHCP}, {"kea", startKea}, {"kea-mt", startKeaMT}, {"dnsmasq", startDnsmasq}} {
+		if !e.dhcpPeers[pr.name] {
+			continue
+		}
 		for _, rate := range rates {
 			var points []DHCPPoint
 			for run := 0; run < runs; run++ {

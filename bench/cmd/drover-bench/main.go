@@ -43,6 +43,10 @@ type env struct {
 	work   string // scratch directory
 	out    string // results directory
 	quick  bool
+	// dhcpPeers limits the DHCP part to these servers (default: all).
+	dhcpPeers map[string]bool
+	// stormArgs are extra `drover serve` flags for the boot storm (experiments).
+	stormArgs []string
 }
 
 func main() {
@@ -61,6 +65,8 @@ func main() {
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
+	dhcpPeers := flag.String("dhcp-servers", strings.Join(dhcpServers(), ","), "the servers the DHCP part measures")
+	stormArgs := flag.String("storm-serve-args", "", "extra drover serve flags for the boot storm (experiments, not for figures)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if os.Geteuid() != 0 {
@@ -77,7 +83,11 @@ func main() {
 	defer os.RemoveAll(work)
 	os.Chmod(work, 0o755) // peers that drop privileges (nginx, tftpd-hpa) must read it
 	self, _ := os.Executable()
-	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover")}
+	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover"),
+		dhcpPeers: map[string]bool{}, stormArgs: strings.Fields(*stormArgs)}
+	for _, name := range strings.Split(*dhcpPeers, ",") {
+		e.dhcpPeers[strings.TrimSpace(name)] = true
+	}
 	if b, err := exec.Command("go", "build", "-o", e.drover, "github.com/drover/drover/cmd/drover").CombinedOutput(); err != nil {
 		log.Error("build drover", "err", err, "out", string(b))
 		os.Exit(1)

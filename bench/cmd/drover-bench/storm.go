@@ -294,7 +294,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 		return nil, 0, 0, err
 	}
 	defer p.close()
-	proc, db, err := startDrover(e, p, z.dir)
+	proc, db, err := startDrover(e, p, z.dir, e.stormArgs...)
 	if err != nil {
 		return nil, 0, 0, err
 	}

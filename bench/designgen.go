@@ -8,6 +8,8 @@ import (
 
 // GenerateDesign writes one zone file with pods of two 48-port ToR switches
 // each (one per boot network shape), enough pods for at least slots slots.
+// The first ToR of each pod also has ports swp49-swp58 without slots, where
+// unknown machines get addresses of the pod's discovery pool.
 func GenerateDesign(slots int) []byte {
 	const perSwitch = 48
 	pods := (slots + 2*perSwitch - 1) / (2 * perSwitch)
@@ -28,7 +30,7 @@ pods:
 		hi, lo := 64+p/64, (p%64)*4
 		fmt.Fprintf(&b, `  p%d:
     networks:
-      boot: {subnet: 10.%d.%d.0/22, gateway: 10.%d.%d.1}
+      boot: {subnet: 10.%d.%d.0/22, gateway: 10.%d.%d.1, pool: 10.%d.%d.0-10.%d.%d.254}
       bmc: {subnet: 172.%d.%d.0/22, gateway: 172.%d.%d.1}
     addressing:
       compute: {offset: 10, first_id: %d}
@@ -38,7 +40,7 @@ pods:
         kind: tor
         relay: 10.%d.%d.2
         remote_id: p%d-tor1
-        ports: [swp1-swp48]
+        ports: [swp1-swp58]
         slots:
           - {ports: swp1-swp40, role: compute, ids: %d-%d}
           - {ports: swp41-swp48, role: compute, variant: lvm, ids: %d-%d}
@@ -49,7 +51,7 @@ pods:
         ports: [swp1-swp48]
         slots:
           - {ports: swp1-swp48, role: storage, ids: %d-%d}
-`, p, hi, lo, hi, lo, 16+p/64, lo, 16+p/64, lo, p*48+1, p*48+1,
+`, p, hi, lo, hi, lo, hi, lo+3, hi, lo+3, 16+p/64, lo, 16+p/64, lo, p*48+1, p*48+1,
 			p, hi, lo, p, p*48+1, p*48+40, p*48+41, p*48+48,
 			p, 64+p/128, (p%128)*2, p*48+1, p*48+48)
 	}

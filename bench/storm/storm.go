@@ -29,6 +29,9 @@ type Client struct {
 	Relay    netip.Addr // giaddr: the switch's relay address
 	Circuit  string     // circuit-id: the port
 	RemoteID string     // remote-id: the switch
+	// Unknown: the machine is on a port without a slot. It is done when its
+	// iPXE script says it will not be installed; an install token is a failure.
+	Unknown bool `json:",omitempty"`
 }
 
 // Config is a storm.
@@ -236,6 +239,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				}
 				results[i].Script = time.Since(t1)
 				token, base := field(script, "drover.token="), field(script, "drover.url=")
+				if c.Unknown {
+					if token != "" {
+						results[i].Err = "unknown machine given an install token"
+					}
+					return false
+				}
 				if token == "" {
 					results[i].Err = "script has no install token"
 					return false

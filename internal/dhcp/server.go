@@ -72,7 +72,26 @@ type job struct {
 	req     *dhcpv4.DHCPv4
 	in      Inbound
 	ifIndex int
-	key     string
+	key     requestKey
+}
+
+// requestKey names one request of one client, for spotting retransmissions.
+type requestKey struct {
+	mac [6]byte
+	xid dhcpv4.TransactionID
+	mt  dhcpv4.MessageType
+}
+
+// batch is how many datagrams one system call reads or writes (recvmmsg,
+// sendmmsg): under load most calls move several, which is where a busy
+// server's time went (one recvmsg and one sendmsg per packet).
+const batch = 32
+
+// outgoing is a reply waiting for the writer.
+type outgoing struct {
+	b       []byte
+	to      *net.UDPAddr
+	ifIndex int // send out of this interface (a broadcast reply); 0: by route
 }
 
 // Run serves until ctx ends.
@@ -108,31 +127,81 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	jobs := make(chan job, s.cfg.Queue)
-	inflight := &inflightSet{m: map[string]struct{}{}}
+	out := make(chan outgoing, s.cfg.Queue)
+	inflight := &inflightSet{m: map[requestKey]struct{}{}}
 	var wg sync.WaitGroup
 	for i := 0; i < s.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				s.serve(ctx, pc, j)
+				s.serve(ctx, out, j)
 				inflight.done(j.key)
 			}
 		}()
 	}
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		s.write(pc, out)
+	}()
 	s.read(ctx, pc, jobs, inflight)
 	close(jobs)
 	wg.Wait()
+	close(out)
+	<-written
 	return nil
 }
 
-func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs chan<- job, inflight *inflightSet) {
+// write sends replies, as many per system call as are waiting.
+func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 	stats := s.cfg.Handler.Stats
+	msgs := make([]ipv4.Message, 0, batch)
+	for first := range out {
+		msgs = append(msgs[:0], message(first))
+	drain:
+		for len(msgs) < batch {
+			select {
+			case o, ok := <-out:
+				if !ok {
+					break drain
+				}
+				msgs = append(msgs, message(o))
+			default:
+				break drain
+			}
+		}
+		for sent := 0; sent < len(msgs); {
+			n, err := pc.WriteBatch(msgs[sent:], 0)
+			if err != nil {
+				// The first message of the rest failed: count it and go on with the others.
+				stats.Add("tx_error")
+				s.cfg.Log.Warn("dhcp send", "to", msgs[sent].Addr, "err", err)
+				n = 1
+			}
+			sent += n
+		}
+	}
+}
+
+func message(o outgoing) ipv4.Message {
+	m := ipv4.Message{Buffers: [][]byte{o.b}, Addr: o.to}
+	if o.ifIndex != 0 {
+		m.OOB = (&ipv4.ControlMessage{IfIndex: o.ifIndex}).Marshal()
+	}
+	return m
+}
+
+func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs chan<- job, inflight *inflightSet) {
 	limiter := newLimiter(s.cfg.ClientRate, s.cfg.ClientBurst)
 	ifaces := &ifaceAddrs{allowed: s.cfg.Interfaces}
-	buf := make([]byte, 65536)
+	msgs := make([]ipv4.Message, batch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 4096)}
+		msgs[i].OOB = ipv4.NewControlMessage(ipv4.FlagInterface | ipv4.FlagDst)
+	}
 	for {
-		n, cm, _, err := pc.ReadFrom(buf)
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -140,37 +209,54 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs chan<- job,
 			s.cfg.Log.Warn("dhcp read", "err", err)
 			continue
 		}
-		stats.Add("rx_packets")
-		if cm != nil && !ifaces.serves(cm.IfIndex) {
-			stats.Add("drop_interface")
-			continue
+		now := time.Now()
+		for i := range msgs[:n] {
+			m := &msgs[i]
+			var cm *ipv4.ControlMessage
+			if m.NN > 0 {
+				cm = &ipv4.ControlMessage{}
+				if cm.Parse(m.OOB[:m.NN]) != nil {
+					cm = nil
+				}
+			}
+			s.accept(m.Buffers[0][:m.N], cm, now, jobs, inflight, limiter, ifaces)
 		}
-		req, err := dhcpv4.FromBytes(buf[:n])
-		if err != nil {
-			stats.Add("drop_malformed")
-			continue
-		}
-		mac := req.ClientHWAddr.String()
-		if !limiter.allow(mac, time.Now()) {
-			stats.Add("drop_rate_limited")
-			continue
-		}
-		key := fmt.Sprintf("%s/%d/%d", mac, req.TransactionID, req.MessageType())
-		if !inflight.add(key) {
-			stats.Add("drop_retransmit")
-			continue
-		}
-		j := job{req: req, key: key}
-		if cm != nil {
-			j.ifIndex = cm.IfIndex
-			j.in.Server = s.serverAddr(cm, ifaces)
-		}
-		select {
-		case jobs <- j:
-		default:
-			inflight.done(key)
-			stats.Add("drop_overload")
-		}
+	}
+}
+
+// accept checks one datagram and queues it for a worker.
+func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs chan<- job, inflight *inflightSet, limiter *limiter, ifaces *ifaceAddrs) {
+	stats := s.cfg.Handler.Stats
+	stats.Add("rx_packets")
+	if cm != nil && !ifaces.serves(cm.IfIndex) {
+		stats.Add("drop_interface")
+		return
+	}
+	req, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		stats.Add("drop_malformed")
+		return
+	}
+	key := requestKey{xid: req.TransactionID, mt: req.MessageType()}
+	copy(key.mac[:], req.ClientHWAddr)
+	if !limiter.allow(key.mac, now) {
+		stats.Add("drop_rate_limited")
+		return
+	}
+	if !inflight.add(key) {
+		stats.Add("drop_retransmit")
+		return
+	}
+	j := job{req: req, key: key}
+	if cm != nil {
+		j.ifIndex = cm.IfIndex
+		j.in.Server = s.serverAddr(cm, ifaces)
+	}
+	select {
+	case jobs <- j:
+	default:
+		inflight.done(key)
+		stats.Add("drop_overload")
 	}
 }
 
@@ -184,7 +270,7 @@ func (s *Server) serverAddr(cm *ipv4.ControlMessage, ifaces *ifaceAddrs) netip.A
 	return ifaces.addr(cm.IfIndex)
 }
 
-func (s *Server) serve(ctx context.Context, pc *ipv4.PacketConn, j job) {
+func (s *Server) serve(ctx context.Context, out chan<- outgoing, j job) {
 	stats := s.cfg.Handler.Stats
 	defer func() {
 		if p := recover(); p != nil {
@@ -213,23 +299,20 @@ func (s *Server) serve(ctx context.Context, pc *ipv4.PacketConn, j job) {
 	if rep == nil {
 		return
 	}
-	var cm *ipv4.ControlMessage
+	o := outgoing{b: rep.Packet.ToBytes(), to: rep.To}
 	if rep.Bcast {
-		cm = &ipv4.ControlMessage{IfIndex: j.ifIndex}
+		o.ifIndex = j.ifIndex
 	}
-	if _, err := pc.WriteTo(rep.Packet.ToBytes(), cm, rep.To); err != nil {
-		stats.Add("tx_error")
-		s.cfg.Log.Warn("dhcp send", "to", rep.To, "err", err)
-	}
+	out <- o
 }
 
 // inflightSet de-duplicates retransmissions of a request still being answered.
 type inflightSet struct {
 	mu sync.Mutex
-	m  map[string]struct{}
+	m  map[requestKey]struct{}
 }
 
-func (s *inflightSet) add(k string) bool {
+func (s *inflightSet) add(k requestKey) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.m[k]; ok {
@@ -239,7 +322,7 @@ func (s *inflightSet) add(k string) bool {
 	return true
 }
 
-func (s *inflightSet) done(k string) {
+func (s *inflightSet) done(k requestKey) {
 	s.mu.Lock()
 	delete(s.m, k)
 	s.mu.Unlock()
@@ -249,7 +332,7 @@ func (s *inflightSet) done(k string) {
 type limiter struct {
 	rate    float64
 	burst   float64
-	buckets map[string]*bucket
+	buckets map[[6]byte]*bucket
 	swept   time.Time
 }
 
@@ -259,10 +342,10 @@ type bucket struct {
 }
 
 func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
+	return &limiter{rate: rate, burst: float64(burst), buckets: map[[6]byte]*bucket{}}
 }
 
-func (l *limiter) allow(key string, now time.Time) bool {
+func (l *limiter) allow(key [6]byte, now time.Time) bool {
 	if now.Sub(l.swept) > time.Minute {
 		// Forget clients idle long enough to have a full bucket again.
 		for k, b := range l.buckets {

@@ -21,18 +21,19 @@ import (
 
 // Report is everything one run measured.
 type Report struct {
-	Date     time.Time         `json:"date"`
-	Machine  string            `json:"machine"`
-	Versions map[string]string `json:"versions"`
-	DHCP     *DHCPReport       `json:"dhcp,omitempty"`
-	Storm    *StormReport      `json:"storm,omitempty"`
-	HA       *HAReport         `json:"ha,omitempty"`
-	TFTP     *TFTPReport       `json:"tftp,omitempty"`
-	HTTP     *HTTPReport       `json:"http,omitempty"`
-	Control  *ControlReport    `json:"control,omitempty"`
-	Power    *PowerReport      `json:"power,omitempty"`
-	UI       *UIReport         `json:"ui,omitempty"`
-	DNS      *DNSReport        `json:"dns,omitempty"`
+	Date      time.Time         `json:"date"`
+	Machine   string            `json:"machine"`
+	Versions  map[string]string `json:"versions"`
+	DHCP      *DHCPReport       `json:"dhcp,omitempty"`
+	Storm     *StormReport      `json:"storm,omitempty"`
+	Discovery *DiscoveryReport  `json:"discovery_storm,omitempty"`
+	HA        *HAReport         `json:"ha,omitempty"`
+	TFTP      *TFTPReport       `json:"tftp,omitempty"`
+	HTTP      *HTTPReport       `json:"http,omitempty"`
+	Control   *ControlReport    `json:"control,omitempty"`
+	Power     *PowerReport      `json:"power,omitempty"`
+	UI        *UIReport         `json:"ui,omitempty"`
+	DNS       *DNSReport        `json:"dns,omitempty"`
 }
 
 type env struct {
@@ -42,6 +43,10 @@ type env struct {
 	work   string // scratch directory
 	out    string // results directory
 	quick  bool
+	// dhcpPeers limits the DHCP part to these servers (default: all).
+	dhcpPeers map[string]bool
+	// stormArgs are extra `drover serve` flags for the boot storm (experiments).
+	stormArgs []string
 }
 
 func main() {
@@ -56,10 +61,12 @@ func main() {
 			os.Exit(httpClient(os.Args[2:]))
 		}
 	}
-	parts := flag.String("parts", "dhcp,storm,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
+	parts := flag.String("parts", "dhcp,storm,discovery,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
+	dhcpPeers := flag.String("dhcp-servers", strings.Join(dhcpServers(), ","), "the servers the DHCP part measures")
+	stormArgs := flag.String("storm-serve-args", "", "extra drover serve flags for the boot storm (experiments, not for figures)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if os.Geteuid() != 0 {
@@ -76,7 +83,11 @@ func main() {
 	defer os.RemoveAll(work)
 	os.Chmod(work, 0o755) // peers that drop privileges (nginx, tftpd-hpa) must read it
 	self, _ := os.Executable()
-	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover")}
+	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover"),
+		dhcpPeers: map[string]bool{}, stormArgs: strings.Fields(*stormArgs)}
+	for _, name := range strings.Split(*dhcpPeers, ",") {
+		e.dhcpPeers[strings.TrimSpace(name)] = true
+	}
 	if b, err := exec.Command("go", "build", "-o", e.drover, "github.com/drover/drover/cmd/drover").CombinedOutput(); err != nil {
 		log.Error("build drover", "err", err, "out", string(b))
 		os.Exit(1)
@@ -107,6 +118,8 @@ func main() {
 				}
 				rep.Control.ListedMachines, rep.Control.ListMachinesSec = listed, listSec
 			}
+		case "discovery":
+			rep.Discovery, err = benchDiscovery(ctx, e)
 		case "ha":
 			rep.HA, err = benchHA(ctx, e)
 		case "tftp":

@@ -46,9 +46,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address.\n\n", s.Machines, s.SpreadSec)
 		fmt.Fprintf(&md, "| figure | value | target |\n|---|---|---|\n")
 		fmt.Fprintf(&md, "| machines deployed | %d of %d (%d failed) | all |\n", s.Deployed, s.Machines, s.Failed)
-		fmt.Fprintf(&md, "| time until all deployed | %.1f s | 60 s |\n", s.AllDoneSec)
+		fmt.Fprintf(&md, "| time from the first power-on until all deployed | %.1f s | 60 s |\n", s.AllDoneSec)
 		fmt.Fprintf(&md, "| DHCP retransmits | %d | |\n", s.Retransmits)
-		fmt.Fprintf(&md, "| drover peak RSS | %.0f MB | 256 MB |\n", s.PeakRSSMB)
+		fmt.Fprintf(&md, "| drover peak RSS | %.0f MB | 512 MB |\n", s.PeakRSSMB)
 		fmt.Fprintf(&md, "| drover CPU | %.1f s | |\n\n", s.CPUSeconds)
 		fmt.Fprintf(&md, "| step | p50 | p99 | max |\n|---|---|---|---|\n")
 		for _, k := range []string{"dhcp_dora", "ipxe_script", "template", "phone_home"} {
@@ -63,8 +63,11 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		md.WriteString("\n")
 	}
+	if rep.Discovery != nil {
+		rep.Discovery.markdown(&md)
+	}
 	if rep.HA != nil {
-		rep.HA.markdown(&md, rep.Storm)
+		rep.HA.markdown(&md)
 	}
 	if rep.TFTP != nil {
 		rep.TFTP.markdown(&md)

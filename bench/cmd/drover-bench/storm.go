@@ -18,7 +18,9 @@ import (
 
 	"github.com/drover/drover/bench"
 	"github.com/drover/drover/bench/storm"
+	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/netns"
+	"github.com/drover/drover/internal/store"
 	"github.com/drover/drover/internal/zone"
 )
 
@@ -38,6 +40,20 @@ type pair struct {
 	net   *netns.Net
 	srvIP netip.Addr // in namespace "srv"
 	ldIP  netip.Addr // in namespace "ld"
+	// serverCPU, when set, pins the server to these CPUs (taskset -c) so that
+	// the load generator, pinned elsewhere, does not take the server's core.
+	serverCPU string
+}
+
+// server is a server's command line, pinned to serverCPU when set.
+func (p *pair) server(args ...string) []string { return pinned(p.serverCPU, args...) }
+
+// pinned prefixes a command with taskset when cpus is set.
+func pinned(cpus string, args ...string) []string {
+	if cpus == "" {
+		return args
+	}
+	return append([]string{"taskset", "-c", cpus}, args...)
 }
 
 func newPair(prefix string) (*pair, error) {
@@ -133,7 +149,7 @@ func startDrover(e *env, p *pair, design string, extra ...string) (*netns.Proc, 
 	}
 	args := append([]string{e.drover, "--db", db, "serve", "--server-ip", p.srvIP.String(), "--artifacts", e.work,
 		"--http-listen", "0.0.0.0:8080", "--log-level", "warn", "--admin-token-file", db + ".token"}, extra...)
-	proc, err := p.net.Start("srv", filepath.Join(e.work, "drover-serve.log"), nil, args...)
+	proc, err := p.net.Start("srv", filepath.Join(e.work, "drover-serve.log"), nil, p.server(args...)...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -161,22 +177,32 @@ const stormTemplate = "#!/bin/sh\n# {{.Name}} {{.Address}}\necho installing {{.P
 type stormZone struct {
 	dir     string
 	clients []storm.Client
-	addrs   []string // `ip` commands giving the load namespace every relay and slot address
+	spread  time.Duration // how far apart the machines power on
 }
 
-// stormSlots is the storm's size.
+// The storms' sizes: the boot storm (issue: 100,000 machines powering on
+// within 30 s), the discovery storm, and the HA storm (10,000 on PostgreSQL).
 func stormSlots(e *env) int {
 	if e.quick {
 		return 1_000
 	}
+	return 100_000
+}
+
+func discoverySlots(e *env) int {
+	if e.quick {
+		return 500
+	}
 	return 10_000
 }
 
-// newStormZone writes the storm's design and lists a machine per slot.
-func newStormZone(e *env) (*stormZone, error) {
-	z := &stormZone{dir: filepath.Join(e.work, "storm-design")}
+// newStormZone writes a design of at least slots slots and lists a machine
+// for each of the first slots ones (known) or, with unknown, a machine for
+// each of unknown ports without a slot instead.
+func newStormZone(e *env, name string, slots, unknown int, spread time.Duration) (*stormZone, error) {
+	z := &stormZone{dir: filepath.Join(e.work, name+"-design"), spread: spread}
 	os.MkdirAll(z.dir, 0o755)
-	src := strings.Replace(string(bench.GenerateDesign(stormSlots(e))), "debian: {kernel: debian/linux, initrd: [debian/initrd.gz]}",
+	src := strings.Replace(string(bench.GenerateDesign(max(slots, unknown*96/10))), "debian: {kernel: debian/linux, initrd: [debian/initrd.gz]}",
 		"debian: {kernel: debian/linux, initrd: [debian/initrd.gz], templates: {install: install.sh}}", 1)
 	os.WriteFile(filepath.Join(z.dir, "zone.yaml"), []byte(src), 0o644)
 	os.WriteFile(filepath.Join(z.dir, "install.sh"), []byte(stormTemplate), 0o644)
@@ -184,33 +210,26 @@ func newStormZone(e *env) (*stormZone, error) {
 	if err != nil {
 		return nil, err
 	}
-	seen := map[netip.Addr]bool{}
-	addAddr := func(a netip.Addr) {
-		if !seen[a] {
-			seen[a] = true
-			z.addrs = append(z.addrs, "addr add "+a.String()+"/32 dev eth0")
-		}
-	}
 	ix := zone.NewIndex(d)
-	n := 0
+	want := slots
+	if unknown > 0 {
+		want = unknown
+	}
 	for _, zz := range d.Zones {
 		for _, pod := range zz.Pods {
 			for _, sw := range pod.Switches {
 				for _, port := range sw.PortNames() {
-					s := ix.Slot(sw.Name + "/" + port)
-					if s == nil {
+					if known := ix.Slot(sw.Name+"/"+port) != nil; known != (unknown == 0) || len(z.clients) == want {
 						continue
 					}
-					n++
-					c := storm.Client{MAC: net.HardwareAddr{0x02, 0xd0, byte(n >> 16), byte(n >> 8), byte(n), 0x01}, Circuit: port}
+					n := len(z.clients) + 1
+					c := storm.Client{MAC: net.HardwareAddr{0x02, 0xd0, byte(n >> 16), byte(n >> 8), byte(n), 0x01}, Circuit: port, Unknown: unknown > 0}
 					if sw.BootNetwork == zone.ShapePerPort {
 						_, gw, _ := sw.PortSubnet(port)
 						c.Relay = gw
 					} else {
 						c.Relay, c.RemoteID = sw.RelayAddr(), sw.RemoteID
 					}
-					addAddr(c.Relay)
-					addAddr(s.Address)
 					z.clients = append(z.clients, c)
 				}
 			}
@@ -219,22 +238,24 @@ func newStormZone(e *env) (*stormZone, error) {
 	return z, nil
 }
 
-// pair makes the server and load namespaces, with every machine's addresses in the load one.
+// pair makes the server and load namespaces. The load namespace takes every
+// address of the design's networks as its own (a local route: Linux's
+// "AnyIP"), so that each machine relays from its switch's address and talks
+// HTTP from its leased one without an address added per machine.
 func (z *stormZone) pair(ctx context.Context, prefix string) (*pair, error) {
 	p, err := newPair(prefix + strconv.Itoa(os.Getpid()%10000) + "-")
 	if err != nil {
 		return nil, err
 	}
-	if err := firstErr(ipBatch(p.net.NS("ld"), z.addrs), p.net.Route("srv", "10.64.0.0/10", p.ldIP.String()), p.net.Route("srv", "100.64.0.0/10", p.ldIP.String())); err != nil {
+	err = firstErr(p.net.Route("srv", "10.64.0.0/10", p.ldIP.String()), p.net.Route("srv", "100.64.0.0/10", p.ldIP.String()),
+		ipBatch(p.net.NS("ld"), []string{"route add local 10.64.0.0/10 dev lo", "route add local 100.64.0.0/10 dev lo"}))
+	if err != nil {
 		p.close()
 		return nil, err
 	}
 	p.net.Run(ctx, "ld", "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
 	return p, nil
 }
-
-// stormSpread is how far apart the machines power on.
-const stormSpread = 5 * time.Second
 
 // run powers every machine on against the servers (DHCP addresses) from the load namespace.
 func (z *stormZone) run(ctx context.Context, e *env, p *pair, servers ...netip.Addr) (*storm.Summary, error) {
@@ -247,9 +268,9 @@ func (z *stormZone) run(ctx context.Context, e *env, p *pair, servers ...netip.A
 	for i, s := range servers {
 		list[i] = s.String()
 	}
-	e.log.Info("boot storm", "machines", len(z.clients), "spread", stormSpread, "servers", list)
+	e.log.Info("boot storm", "machines", len(z.clients), "spread", z.spread, "servers", list)
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", p.net.NS("ld"), e.self, "storm-client", "-in", in, "-out", out,
-		"-server", strings.Join(list, ","), "-spread", stormSpread.String(), "-timeout", "180s")
+		"-server", strings.Join(list, ","), "-spread", z.spread.String(), "-timeout", "180s")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("storm client: %w", err)
@@ -264,7 +285,7 @@ func (z *stormZone) run(ctx context.Context, e *env, p *pair, servers ...netip.A
 
 // benchStorm runs the storm and then lists every machine through the API.
 func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error) {
-	z, err := newStormZone(e)
+	z, err := newStormZone(e, "storm", stormSlots(e), 0, 30*time.Second)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -273,7 +294,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 		return nil, 0, 0, err
 	}
 	defer p.close()
-	proc, db, err := startDrover(e, p, z.dir)
+	proc, db, err := startDrover(e, p, z.dir, e.stormArgs...)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -293,7 +314,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: stormSpread.Seconds(),
+	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: z.spread.Seconds(),
 		Counters: counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_")}, listed, listSec, nil
 }
 
@@ -360,4 +381,102 @@ func stormClient(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// DiscoveryReport is a storm of machines on ports without slots: they must
+// all be recorded as discovered, none installed, no pool address given twice.
+type DiscoveryReport struct {
+	storm.Summary
+	PeakRSSMB  float64 `json:"drover_peak_rss_mb"`
+	CPUSeconds float64 `json:"drover_cpu_seconds"`
+	SpreadSec  float64 `json:"spread_seconds"`
+	// What the database holds afterwards.
+	DBDiscovered int `json:"db_discovered"`
+	DBInstalled  int `json:"db_installing_or_deployed"`
+	DBLeases     int `json:"db_leases"`
+	DBAddrsTwice int `json:"db_addresses_leased_twice"`
+	// Counters are the server's DHCP and boot counters after the storm.
+	Counters map[string]float64 `json:"counters,omitempty"`
+}
+
+// benchDiscovery storms one server with unknown machines on its ToRs' ports
+// without slots, each pod's discovery pool giving them addresses.
+func benchDiscovery(ctx context.Context, e *env) (*DiscoveryReport, error) {
+	z, err := newStormZone(e, "discovery", 0, discoverySlots(e), 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	p, err := z.pair(ctx, "dvu")
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	proc, db, err := startDrover(e, p, z.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer proc.Stop(10 * time.Second)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stats := watch(sctx, proc.Cmd.Process.Pid)
+	stats.sample(proc.Cmd.Process.Pid)
+	cpu0 := stats.cpuTick
+	sum, err := z.run(ctx, e, p, p.srvIP)
+	if err != nil {
+		return nil, err
+	}
+	stats.sample(proc.Cmd.Process.Pid)
+	out, _ := p.net.Run(ctx, "srv", "curl", "-sf", "http://127.0.0.1:9090/metrics")
+	rep := &DiscoveryReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: z.spread.Seconds(),
+		Counters: counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_")}
+	st, err := store.OpenSQLite(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ms, err := st.Machines(ctx, store.MachineFilter{})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		switch m.State {
+		case machine.Discovered:
+			rep.DBDiscovered++
+		case machine.Deploying, machine.Deployed:
+			rep.DBInstalled++
+		}
+	}
+	leases, err := st.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	holders := map[netip.Addr]map[string]bool{}
+	for _, l := range leases {
+		if holders[l.Addr] == nil {
+			holders[l.Addr] = map[string]bool{}
+		}
+		holders[l.Addr][l.MAC] = true
+	}
+	rep.DBLeases = len(leases)
+	for _, h := range holders {
+		if len(h) > 1 {
+			rep.DBAddrsTwice++
+		}
+	}
+	return rep, nil
+}
+
+func (r *DiscoveryReport) markdown(md *strings.Builder) {
+	fmt.Fprintf(md, "## Discovery storm\n\n%d machines on ToR ports without slots power on within %.0f s of each other (the 100,000-slot design; each pod's pool gives addresses). Each relays its DHCP like the boot storm's machines and fetches its iPXE script, which must not install it.\n\n", r.Machines, r.SpreadSec)
+	fmt.Fprintf(md, "| figure | value | target |\n|---|---|---|\n")
+	fmt.Fprintf(md, "| machines answered and told not to install | %d of %d (%d failed) | all |\n", r.Deployed, r.Machines, r.Failed)
+	fmt.Fprintf(md, "| time until the last one was done | %.1f s | |\n", r.AllDoneSec)
+	fmt.Fprintf(md, "| recorded as discovered (database) | %d | %d |\n", r.DBDiscovered, r.Machines)
+	fmt.Fprintf(md, "| installing or deployed (database) | %d | 0 |\n", r.DBInstalled)
+	fmt.Fprintf(md, "| pool addresses given twice (ACKs / database leases) | %d / %d of %d leases | 0 |\n", r.AddressesTwice, r.DBAddrsTwice, r.DBLeases)
+	fmt.Fprintf(md, "| DHCP retransmits | %d | |\n", r.Retransmits)
+	fmt.Fprintf(md, "| drover peak RSS, CPU | %.0f MB, %.1f s | |\n\n", r.PeakRSSMB, r.CPUSeconds)
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(md, "Failures by step: %v (examples: %v)\n\n", r.Errors, r.Example)
+	}
 }

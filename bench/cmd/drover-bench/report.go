@@ -37,13 +37,13 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		fmt.Fprintf(&md, "%s %s", k, rep.Versions[k])
 	}
-	md.WriteString(".\n\nReproduce: `make bench` (all parts; about 5 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
+	md.WriteString(".\n\nReproduce: `make bench` (all parts; about 25 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
 	if rep.DHCP != nil {
 		rep.DHCP.markdown(&md)
 	}
 	if rep.Storm != nil {
 		s := rep.Storm
-		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address.\n\n", s.Machines, s.SpreadSec)
+		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address. The simulated machines run on the same CPUs as drover.\n\n", s.Machines, s.SpreadSec)
 		fmt.Fprintf(&md, "| figure | value | target |\n|---|---|---|\n")
 		fmt.Fprintf(&md, "| machines deployed | %d of %d (%d failed) | all |\n", s.Deployed, s.Machines, s.Failed)
 		fmt.Fprintf(&md, "| time from the first power-on until all deployed | %.1f s | 60 s |\n", s.AllDoneSec)

@@ -90,9 +90,12 @@ func benchHA(ctx context.Context, e *env) (*HAReport, error) {
 	}
 	defer admin.Close()
 	rep := &HAReport{}
-	if rep.Single, err = singleStorm(ctx, e, z, p); err != nil {
+	single, _, stop, err := z.oneServer(ctx, e, p)
+	if err != nil {
 		return nil, err
 	}
+	stop()
+	rep.Single = single
 	for i, kill := range []bool{false, true} {
 		name := fmt.Sprintf("storm%d", i)
 		if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
@@ -105,26 +108,6 @@ func benchHA(ctx context.Context, e *env) (*HAReport, error) {
 		rep.Runs = append(rep.Runs, *run)
 	}
 	return rep, nil
-}
-
-// singleStorm is the HA storm against one server on SQLite.
-func singleStorm(ctx context.Context, e *env, z *stormZone, p *pair) (*StormReport, error) {
-	proc, _, err := startDrover(e, p, z.dir)
-	if err != nil {
-		return nil, err
-	}
-	defer proc.Stop(10 * time.Second)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stats := watch(sctx, proc.Cmd.Process.Pid)
-	stats.sample(proc.Cmd.Process.Pid)
-	cpu0 := stats.cpuTick
-	sum, err := z.run(ctx, e, p, p.srvIP)
-	if err != nil {
-		return nil, err
-	}
-	stats.sample(proc.Cmd.Process.Pid)
-	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: z.spread.Seconds()}, nil
 }
 
 // haRun storms two shared servers on a new database; with kill, the second

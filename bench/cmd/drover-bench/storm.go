@@ -294,28 +294,40 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 		return nil, 0, 0, err
 	}
 	defer p.close()
-	proc, db, err := startDrover(e, p, z.dir, e.stormArgs...)
+	rep, db, stop, err := z.oneServer(ctx, e, p, e.stormArgs...)
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	defer proc.Stop(10 * time.Second)
-	sctx, cancel := context.WithCancel(ctx)
-	stats := watch(sctx, proc.Cmd.Process.Pid)
-	stats.sample(proc.Cmd.Process.Pid)
-	cpu0 := stats.cpuTick
-	sum, err := z.run(ctx, e, p, p.srvIP)
-	stats.sample(proc.Cmd.Process.Pid)
-	cancel()
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	out, _ := p.net.Run(ctx, "srv", "curl", "-sf", "http://127.0.0.1:9090/metrics")
+	defer stop()
 	listed, listSec, err := listAll(ctx, p, db+".token")
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	return rep, listed, listSec, nil
+}
+
+// oneServer runs the storm against one drover serve on SQLite, watching its
+// memory and CPU, and reads its counters afterwards. The server runs until stop.
+func (z *stormZone) oneServer(ctx context.Context, e *env, p *pair, extra ...string) (rep *StormReport, db string, stop func(), err error) {
+	proc, db, err := startDrover(e, p, z.dir, extra...)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	stop = func() { proc.Stop(10 * time.Second) }
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stats := watch(sctx, proc.Cmd.Process.Pid)
+	stats.sample(proc.Cmd.Process.Pid)
+	cpu0 := stats.cpuTick
+	sum, err := z.run(ctx, e, p, p.srvIP)
+	if err != nil {
+		stop()
+		return nil, "", nil, err
+	}
+	stats.sample(proc.Cmd.Process.Pid)
+	out, _ := p.net.Run(ctx, "srv", "curl", "-sf", "http://127.0.0.1:9090/metrics")
 	return &StormReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: z.spread.Seconds(),
-		Counters: counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_")}, listed, listSec, nil
+		Counters: counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_")}, db, stop, nil
 }
 
 // listAll lists every machine through the operator API, a page of 1,000 at a time.
@@ -411,24 +423,12 @@ func benchDiscovery(ctx context.Context, e *env) (*DiscoveryReport, error) {
 		return nil, err
 	}
 	defer p.close()
-	proc, db, err := startDrover(e, p, z.dir)
+	sr, db, stop, err := z.oneServer(ctx, e, p)
 	if err != nil {
 		return nil, err
 	}
-	defer proc.Stop(10 * time.Second)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stats := watch(sctx, proc.Cmd.Process.Pid)
-	stats.sample(proc.Cmd.Process.Pid)
-	cpu0 := stats.cpuTick
-	sum, err := z.run(ctx, e, p, p.srvIP)
-	if err != nil {
-		return nil, err
-	}
-	stats.sample(proc.Cmd.Process.Pid)
-	out, _ := p.net.Run(ctx, "srv", "curl", "-sf", "http://127.0.0.1:9090/metrics")
-	rep := &DiscoveryReport{Summary: *sum, PeakRSSMB: float64(stats.peakKB) / 1024, CPUSeconds: float64(stats.cpuTick-cpu0) / 100, SpreadSec: z.spread.Seconds(),
-		Counters: counters(string(out), "drover_dhcp_dropped", "drover_dhcp_received", "drover_dhcp_replies", "drover_boot_")}
+	defer stop()
+	rep := &DiscoveryReport{Summary: sr.Summary, PeakRSSMB: sr.PeakRSSMB, CPUSeconds: sr.CPUSeconds, SpreadSec: sr.SpreadSec, Counters: sr.Counters}
 	st, err := store.OpenSQLite(ctx, db)
 	if err != nil {
 		return nil, err

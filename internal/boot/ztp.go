@@ -23,7 +23,7 @@ func (s *Server) ztpTicket(w http.ResponseWriter, r *http.Request) {
 	ticket, name := r.PathValue("ticket"), r.PathValue("name")
 	if name == dhcp.OnieInstaller {
 		t, err := s.cfg.Fleet.Holder(ticket, source(r))
-		if err != nil || t.Slot == nil || !t.Slot.IsSwitch() {
+		if err != nil || !t.Slot.IsSwitch() {
 			http.Error(w, "ZTP ticket is not valid for this client: restart from DHCP", http.StatusForbidden)
 			return
 		}
@@ -48,7 +48,7 @@ func (s *Server) ztpTicket(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Log.Error("ztp", "err", err)
 		http.Error(w, "server error", http.StatusInternalServerError)
 		return
-	case t.Slot == nil || !t.Slot.IsSwitch():
+	case !t.Slot.IsSwitch():
 		http.Error(w, "not a switch drover provisions", http.StatusForbidden)
 		return
 	case t.Action != fleet.ActionInstall:
@@ -61,7 +61,7 @@ func (s *Server) ztpTicket(w http.ResponseWriter, r *http.Request) {
 // ztpFile serves one rendered file to the switch whose token it is.
 func (s *Server) ztpFile(w http.ResponseWriter, r *http.Request) {
 	t, err := s.cfg.Fleet.Installing(token(r))
-	if err != nil || t.Slot == nil || !t.Slot.IsSwitch() {
+	if err != nil || !t.Slot.IsSwitch() {
 		http.Error(w, "switch token is not valid: wrong, replaced by a newer ZTP fetch, or the switch is not being provisioned", http.StatusForbidden)
 		return
 	}

@@ -277,7 +277,7 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	switch {
 	case a.Identity.BMC:
 		boot = BootChoice{} // a BMC gets its address, never something to boot
-	case a.Identity.Slot != nil && a.Identity.Slot.IsSwitch():
+	case a.Identity.Slot.IsSwitch():
 		boot = BootChoice{}
 		ztp = answerZTP(client, a.Identity.Slot, a.Identity.Zone, h.baseURL(in), a.Ticket)
 		switch {

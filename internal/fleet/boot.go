@@ -81,7 +81,7 @@ func (f *Fleet) Script(ctx context.Context, ticketID string, src netip.Addr) (Ta
 		t.Machine = *m
 	}
 	kind := machine.KindIPXEScript
-	if t.Slot != nil && t.Slot.IsSwitch() {
+	if t.Slot.IsSwitch() {
 		kind = machine.KindZTP
 	}
 	b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorBoot, Kind: kind, Reason: scriptReason(t)})
@@ -110,7 +110,7 @@ func (f *Fleet) Holder(ticketID string, src netip.Addr) (Target, error) {
 }
 
 func scriptReason(t Target) string {
-	if t.Slot != nil && t.Slot.IsSwitch() && t.Action != ActionInstall {
+	if t.Slot.IsSwitch() && t.Action != ActionInstall {
 		return "ZTP refused: the switch is " + string(t.Machine.State) + " (reinstall it to provision it again)"
 	}
 	switch t.Action {

@@ -68,7 +68,7 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		if !held {
 			f.hold(a.Addr, r.MAC, slotKey(a), LeaseOffered, now.Add(offerHold), b)
 		}
-		if r.IPXE || a.Identity.Slot != nil && a.Identity.Slot.IsSwitch() {
+		if r.IPXE || a.Identity.Slot.IsSwitch() {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
 		if !r.Renewing && !held && m != nil {
@@ -160,7 +160,7 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		} else {
 			f.hold(a.Addr, r.MAC, slotKey(a), LeaseBound, now.Add(a.LeaseTime), b)
 		}
-		if r.IPXE || a.Identity.Slot != nil && a.Identity.Slot.IsSwitch() {
+		if r.IPXE || a.Identity.Slot.IsSwitch() {
 			a.Ticket = f.ticketFor(r.MAC, now)
 		}
 		if !r.Renewing && m != nil {
@@ -263,7 +263,7 @@ func describe(a Assignment, r Request) string {
 		s += ", boot file " + r.BootFile
 	}
 	if r.ZTP != "" {
-		if a.Identity.Slot != nil && a.Identity.Slot.IsSwitch() {
+		if a.Identity.Slot.IsSwitch() {
 			s += ", ZTP client " + r.ZTP
 		} else {
 			s += ", no ZTP configuration (a " + r.ZTP + " ZTP client that is not a switch of the design)"

@@ -61,8 +61,8 @@ type Slot struct {
 	NetworkOS string `json:"network_os,omitempty"`
 }
 
-// IsSwitch reports whether the slot is a switch's management port.
-func (s *Slot) IsSwitch() bool { return s.NetworkOS != "" }
+// IsSwitch reports whether the slot is a switch's management port (false for no slot).
+func (s *Slot) IsSwitch() bool { return s != nil && s.NetworkOS != "" }
 
 // NetAddress is a host's address on one pod network.
 type NetAddress struct {

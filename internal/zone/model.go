@@ -175,9 +175,8 @@ type Switch struct {
 	relay     netip.Addr
 	uplinks   []string         // every uplink port, in order
 	mgmt      *Slot            // the slot of its management port, when drover provisions it
-	portSlots []*Slot          // slots of hosts on its ports
+	portSlots map[string]*Slot // port -> the slot on it: a host, or a switch's management port
 	bmcSlots  map[string]*Slot // lom port -> the host whose BMC is on it
-	mgmtSlots map[string]*Slot // port -> the switch whose management port is on it
 	ports     []string         // every declared port, in order
 	portIndex map[string]int   // port name -> position in ports
 	portBlock netip.Prefix

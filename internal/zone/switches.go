@@ -161,7 +161,7 @@ func (c *compiler) templateProblem(err error, pos Pos, field string) {
 // switchFields checks what a switch needs when drover provisions it, and its uplinks.
 func (c *compiler) switchFields(z *Zone, sw *Switch) {
 	m := &sw.Meta
-	sw.bmcSlots, sw.mgmtSlots = map[string]*Slot{}, map[string]*Slot{}
+	sw.portSlots, sw.bmcSlots = map[string]*Slot{}, map[string]*Slot{}
 	for _, n := range c.portList(m, "uplinks", sw.Uplinks, "write ranges like swp49-swp52") {
 		if _, dup := sw.portIndex[n]; dup {
 			c.errs.add(m.PosOf("uplinks"), m.PathOf("uplinks"), "list fabric uplinks apart from the host ports", "port %s is both a host port and an uplink", n)
@@ -348,14 +348,10 @@ func (c *compiler) checkSwitchConfigs() {
 		}
 	}
 	for _, s := range c.d.Slots {
-		if sw := byName[s.Switch]; sw != nil && sw.bmcSlots != nil {
-			if s.IsSwitch() {
-				sw.mgmtSlots[s.Port] = s
-			} else {
-				sw.portSlots = append(sw.portSlots, s)
-			}
+		if sw := byName[s.Switch]; sw != nil {
+			sw.portSlots[s.Port] = s
 		}
-		if lom, port, ok := strings.Cut(s.BMCPort, "/"); ok && byName[lom] != nil && byName[lom].bmcSlots != nil {
+		if lom, port, ok := strings.Cut(s.BMCPort, "/"); ok && byName[lom] != nil {
 			byName[lom].bmcSlots[port] = s
 		}
 	}
@@ -448,18 +444,15 @@ func (sw *Switch) Config(rt SwitchRuntime) SwitchConfig {
 	for _, n := range p.Networks {
 		cfg.Networks = append(cfg.Networks, NetworkConfig{Name: n.Name, Subnet: n.prefix, Gateway: n.gateway, VLAN: n.VLAN})
 	}
-	hosts := map[string]*Slot{}
-	for _, s := range sw.portSlots {
-		hosts[s.Port] = s
-	}
 	for _, port := range sw.ports {
 		pc := PortConfig{Name: port}
-		if s := hosts[port]; s != nil {
-			pc.Host, pc.Use, pc.Description = s.Name, "host", fmt.Sprintf("%s (%s %s)", s.Name, s.Role, s.Key)
-		} else if s := sw.bmcSlots[port]; s != nil {
-			pc.Host, pc.Use, pc.Description = s.Name, "bmc", fmt.Sprintf("bmc of %s (%s/%s)", s.Name, sw.Name, port)
-		} else if s := sw.mgmtSlots[port]; s != nil {
+		switch s, bmc := sw.portSlots[port], sw.bmcSlots[port]; {
+		case s.IsSwitch():
 			pc.Host, pc.Use, pc.Description = s.Name, "mgmt", fmt.Sprintf("mgmt of switch %s (%s/%s)", s.Name, sw.Name, port)
+		case s != nil:
+			pc.Host, pc.Use, pc.Description = s.Name, "host", fmt.Sprintf("%s (%s %s)", s.Name, s.Role, s.Key)
+		case bmc != nil:
+			pc.Host, pc.Use, pc.Description = bmc.Name, "bmc", fmt.Sprintf("bmc of %s (%s/%s)", bmc.Name, sw.Name, port)
 		}
 		if sw.BootNetwork == ShapePerPort {
 			pfx, gw, _ := sw.PortSubnet(port)

@@ -161,7 +161,7 @@ func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, 
 	if err != nil {
 		return nil, refused(err)
 	}
-	return h.reply(req, in, dhcpv4.MessageTypeOffer, a, choose(a.Ticket))
+	return h.reply(req, in, dhcpv4.MessageTypeOffer, a, choose(a.Ticket), r.ZTP)
 }
 
 func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
@@ -198,7 +198,7 @@ func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 		}
 		return nil, refused(err)
 	}
-	return h.reply(req, in, dhcpv4.MessageTypeAck, a, choose(a.Ticket))
+	return h.reply(req, in, dhcpv4.MessageTypeAck, a, choose(a.Ticket), r.ZTP)
 }
 
 func (h *Handler) inform(req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
@@ -271,8 +271,8 @@ func echoRelayInfo(req, resp *dhcpv4.DHCPv4) {
 	}
 }
 
-func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a fleet.Assignment, boot BootChoice) (*Reply, error) {
-	client := ZTPClient(req)
+// reply answers with an address; client is the ZTP client the request says it is.
+func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a fleet.Assignment, boot BootChoice, client string) (*Reply, error) {
 	var ztp ztpAnswer
 	switch {
 	case a.Identity.BMC:

@@ -28,17 +28,21 @@ const (
 
 // ZTPClient says which switch ZTP client a request comes from, "" for none.
 func ZTPClient(req *dhcpv4.DHCPv4) string {
-	vc := strings.ToLower(req.ClassIdentifier())
+	// Every request passes here: compare without lower-casing a copy.
+	vc := req.ClassIdentifier()
+	prefix := func(p string) bool { return len(vc) >= len(p) && strings.EqualFold(vc[:len(p)], p) }
 	switch {
-	case strings.HasPrefix(vc, "onie_vendor:"):
+	case vc == "", prefix("PXEClient"), prefix("HTTPClient"):
+		// a host's firmware: no switch
+	case prefix("onie_vendor:"):
 		return ZTPONIE
-	case strings.HasPrefix(vc, "sonic"):
+	case prefix("sonic"):
 		return ZTPSONiC
-	case strings.HasPrefix(vc, "arista"):
+	case prefix("arista"):
 		return ZTPEOS
-	case strings.HasPrefix(vc, "cisco"):
+	case prefix("cisco"):
 		return ZTPNXOS
-	case strings.Contains(vc, "cumulus"):
+	case strings.Contains(strings.ToLower(vc), "cumulus"):
 		return ZTPCumulus
 	}
 	if req.IsOptionRequested(optProvisionURL) {

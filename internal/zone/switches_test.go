@@ -168,7 +168,7 @@ func TestSwitchTemplateErrors(t *testing.T) {
 	}{
 		{"syntax", "hostname {{.Name}}\nrouter bgp {{.ASN}\n", 2, "bad character"},
 		{"unknown field", "hostname {{.Name}}\n\nrouter bgp {{.AS}}\n", 3, "can't evaluate field AS"},
-		{"missing file", "{{index .Files \"nope\" | printf \"%s\"}}\nx {{.Nope.Deeper}}\n", 2, "can't evaluate field Nope"},
+		{"unknown field on a later line", "{{index .Files \"nope\" | printf \"%s\"}}\nx {{.Nope.Deeper}}\n", 2, "can't evaluate field Nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -122,10 +122,10 @@ func (f *Fleet) holds(addr netip.Addr, mac string, now time.Time) bool {
 // change a reply depends on (machines, leases, audit), not for timeline
 // entries alone, so a known machine's reboot or renewal never waits on disk.
 func (f *Fleet) commit(ctx context.Context, b *batch) error {
-	durable := len(b.machines)+len(b.leases)+len(b.freed)+len(b.audits) > 0
+	lazy := b.lazy()
 	done := f.submit(b)
 	f.mu.Unlock()
-	if !durable {
+	if lazy {
 		return nil
 	}
 	return wait(ctx, done)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/drover/drover/internal/machine"
 	"github.com/drover/drover/internal/store"
@@ -35,6 +36,13 @@ func (b *batch) touch(m *machine.Machine) { b.machines[m.ID] = *m }
 func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...) }
 func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
 func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
+
+// lazy: the batch is timeline entries alone, which no reply waits for.
+func (b *batch) lazy() bool {
+	return len(b.machines)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&
+		b.revision == 0 && !b.barrier
+}
+
 func (b *batch) empty() bool {
 	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&
 		b.revision == 0 && !b.barrier
@@ -149,12 +157,12 @@ func (w *writer) run(ctx context.Context) {
 	for {
 		select {
 		case p := <-w.ch:
-			w.flush(p)
+			w.flush(ctx, p)
 		case <-ctx.Done():
 			for {
 				select {
 				case p := <-w.ch:
-					w.flush(p)
+					w.flush(ctx, p)
 				default:
 					return
 				}
@@ -163,14 +171,38 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
-func (w *writer) flush(first *pending) {
+// linger is how long the writer holds a group of timeline entries that
+// nothing waits for (a known machine's DHCP exchanges) to gather more: under
+// load a commit per few entries was most of the writer's time.
+const linger = 10 * time.Millisecond
+
+func (w *writer) flush(ctx context.Context, first *pending) {
 	group := []*pending{first}
+	lazy := first.b.lazy()
+	var timeout <-chan time.Time
 	for len(group) < maxBatches {
 		select {
 		case p := <-w.ch:
 			group = append(group, p)
+			lazy = lazy && p.b.lazy()
 			continue
 		default:
+		}
+		if !lazy || ctx.Err() != nil {
+			break
+		}
+		if timeout == nil {
+			t := time.NewTimer(linger)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case p := <-w.ch:
+			group = append(group, p)
+			lazy = lazy && p.b.lazy()
+			continue
+		case <-timeout:
+		case <-ctx.Done():
 		}
 		break
 	}

@@ -34,7 +34,7 @@ test: setup vet
 
 # Benchmarks against peers (Kea, dnsmasq, tftpd-hpa, nginx, ipmitool, BIND 9, PostgreSQL) in namespaces; writes
 # BENCHMARKS.md, bench/results/latest.json and plots. Needs root. PARTS=storm runs one part.
-PARTS ?= dhcp,storm,discovery,ha,tftp,http,control,power,ui,dns
+PARTS ?= dhcp,storm,lab,discovery,ha,tftp,http,control,power,ui,dns
 bench:
 	@./scripts/setup.sh bench
 	@test "$$(id -u)" = 0 || { echo "make bench needs root: it creates network namespaces"; exit 1; }

@@ -34,6 +34,7 @@ type Report struct {
 	Power     *PowerReport      `json:"power,omitempty"`
 	UI        *UIReport         `json:"ui,omitempty"`
 	DNS       *DNSReport        `json:"dns,omitempty"`
+	Lab       *LabReport        `json:"lab,omitempty"`
 }
 
 type env struct {
@@ -61,7 +62,7 @@ func main() {
 			os.Exit(httpClient(os.Args[2:]))
 		}
 	}
-	parts := flag.String("parts", "dhcp,storm,discovery,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
+	parts := flag.String("parts", "dhcp,storm,lab,discovery,ha,tftp,http,control,power,ui,dns", "comma-separated parts to run")
 	out := flag.String("out", "bench/results", "results directory")
 	doc := flag.String("doc", "BENCHMARKS.md", "markdown report to write")
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
@@ -118,6 +119,8 @@ func main() {
 				}
 				rep.Control.ListedMachines, rep.Control.ListMachinesSec = listed, listSec
 			}
+		case "lab":
+			rep.Lab, err = benchLab(ctx, e)
 		case "discovery":
 			rep.Discovery, err = benchDiscovery(ctx, e)
 		case "ha":

@@ -63,6 +63,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		md.WriteString("\n")
 	}
+	if rep.Lab != nil {
+		rep.Lab.markdown(&md)
+	}
 	if rep.Discovery != nil {
 		rep.Discovery.markdown(&md)
 	}

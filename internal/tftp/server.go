@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -219,6 +220,30 @@ type session struct {
 	window  int
 	timeout time.Duration
 	retries int
+	// gso: the socket segments a write of several DATA packets into
+	// datagrams of 4+blksize bytes (UDP_SEGMENT), so a window costs one
+	// system call and one pass through the stack instead of one per block.
+	gso bool
+}
+
+// Linux UDP generic segmentation offload (udp(7)); syscall does not name them.
+const (
+	solUDP         = 17  // SOL_UDP
+	udpSegment     = 103 // UDP_SEGMENT
+	maxGSOSegments = 64  // UDP_MAX_SEGMENTS
+	maxGSOBytes    = 65507
+)
+
+// enableGSO asks the kernel to segment writes into DATA packets; it is
+// refused by kernels older than 4.18, and a refusal just means a system call per block.
+func (ss *session) enableGSO() {
+	raw, err := ss.conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		ss.gso = syscall.SetsockoptInt(int(fd), solUDP, udpSegment, 4+ss.blksize) == nil
+	})
 }
 
 func (s *Server) transfer(ctx context.Context, local net.IP, client *net.UDPAddr, req *Request) {
@@ -258,6 +283,7 @@ func (s *Server) transfer(ctx context.Context, local net.IP, client *net.UDPAddr
 			return
 		}
 	}
+	ss.enableGSO()
 	n, err := ss.send(ctx, f, size)
 	s.done(clientIP, req.Filename, n, err)
 }
@@ -354,6 +380,37 @@ func (ss *session) exchange(ctx context.Context, pkt []byte, want uint16) error 
 	return errTimeout
 }
 
+// write sends packets laid out back to back, each seg bytes but the last:
+// with GSO as few writes as the kernel's limits allow, else one per packet.
+func (ss *session) write(pkts []byte, seg int) error {
+	if ss.gso {
+		per := min(maxGSOSegments, maxGSOBytes/seg) * seg
+		rest := pkts
+		for len(rest) > 0 {
+			k := min(per, len(rest))
+			if _, err := ss.conn.Write(rest[:k]); err != nil {
+				// A path the kernel cannot segment for (an MTU smaller than a
+				// block, a device without checksum offload): one write per block from here.
+				ss.gso = false
+				break
+			}
+			rest = rest[k:]
+		}
+		if len(rest) == 0 {
+			return nil
+		}
+		pkts = rest
+	}
+	for len(pkts) > 0 {
+		k := min(seg, len(pkts))
+		if _, err := ss.conn.Write(pkts[:k]); err != nil {
+			return err
+		}
+		pkts = pkts[k:]
+	}
+	return nil
+}
+
 func parseReply(b []byte) (op, num uint16, err error) {
 	if len(b) < 4 {
 		return 0, 0, nil
@@ -366,12 +423,15 @@ func parseReply(b []byte) (op, num uint16, err error) {
 	return op, num, nil
 }
 
-// send streams the file in windows of blocks (RFC 7440): the whole window
-// goes out, then the client's ACK of the last block it received in order
-// moves the window; a timeout resends from the first unacknowledged block.
+// send streams the file in windows of blocks (RFC 7440, written here: no Go
+// TFTP library sends windows): the whole window goes out, then the client's
+// ACK of the last block it received in order moves the window; a timeout
+// resends from the first unacknowledged block.
 func (ss *session) send(ctx context.Context, f io.ReaderAt, size int64) (int64, error) {
 	last := size/int64(ss.blksize) + 1 // the final block is short, possibly empty
-	pkt := make([]byte, 4+ss.blksize)
+	seg := 4 + ss.blksize
+	data := make([]byte, ss.window*ss.blksize) // one read per window
+	out := make([]byte, ss.window*seg)         // the window's DATA packets, back to back
 	ack := make([]byte, 516)
 	next := int64(1) // first block not yet acknowledged
 	retries := 0
@@ -380,18 +440,21 @@ func (ss *session) send(ctx context.Context, f io.ReaderAt, size int64) (int64, 
 			return 0, ctx.Err()
 		}
 		end := min(next+int64(ss.window)-1, last)
+		n, err := f.ReadAt(data[:(end-next+1)*int64(ss.blksize)], (next-1)*int64(ss.blksize))
+		if err != nil && !errors.Is(err, io.EOF) {
+			ss.conn.Write(errorPacket(errNotDefined, "read error"))
+			return 0, err
+		}
+		pkts := out[:0]
 		for blk := next; blk <= end; blk++ {
-			off := (blk - 1) * int64(ss.blksize)
-			n, err := f.ReadAt(pkt[4:], off)
-			if err != nil && !errors.Is(err, io.EOF) {
-				ss.conn.Write(errorPacket(errNotDefined, "read error"))
-				return 0, err
-			}
-			binary.BigEndian.PutUint16(pkt, opDATA)
-			binary.BigEndian.PutUint16(pkt[2:], uint16(blk))
-			if _, err := ss.conn.Write(pkt[:4+n]); err != nil {
-				return 0, err
-			}
+			from := int(blk-next) * ss.blksize
+			chunk := data[min(from, n):min(from+ss.blksize, n)]
+			pkts = binary.BigEndian.AppendUint16(pkts, opDATA)
+			pkts = binary.BigEndian.AppendUint16(pkts, uint16(blk))
+			pkts = append(pkts, chunk...)
+		}
+		if err := ss.write(pkts, seg); err != nil {
+			return 0, err
 		}
 		deadline := time.Now().Add(ss.timeout)
 		advanced := false

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,10 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/drover/drover/internal/netns"
 )
@@ -26,16 +30,31 @@ type TFTPReport struct {
 	Bytes   int64                  `json:"bytes"`
 	Clients int                    `json:"clients"`
 	Results map[string]TFTPFigures `json:"results"` // by "server" and "server+delay"
+	// Single is one client alone through the delay, by server: the window's
+	// gain when the CPUs are not the limit.
+	Single map[string]TFTPFigures `json:"single_client_via_delay"`
 }
 
-// TFTPFigures is one server's transfer of the file to every client.
+// TFTPFigures is one server's transfer of the file to every client: the
+// median of the runs by aggregate rate, with the runs' smallest and largest.
 type TFTPFigures struct {
 	Seconds float64 `json:"seconds"`
 	MBps    float64 `json:"aggregate_mb_per_s"`
+	MBpsMin float64 `json:"aggregate_mb_per_s_min"`
+	MBpsMax float64 `json:"aggregate_mb_per_s_max"`
 	Failed  int     `json:"failed"`
+	// CPUSeconds is the server's CPU time over the run, ProxyCPUSeconds the delay proxy's.
+	CPUSeconds      float64 `json:"server_cpu_seconds"`
+	ProxyCPUSeconds float64 `json:"proxy_cpu_seconds,omitempty"`
+	// BusyPct is how busy the machine's CPUs were over the run (server,
+	// proxy, the atftp clients and their start-up, the kernel).
+	BusyPct float64 `json:"machine_cpu_busy_percent"`
 }
 
-const tftpClients = 50
+const (
+	tftpClients = 50
+	tftpRuns    = 5
+)
 
 // minimalDesign is enough for drover serve to start.
 const minimalDesign = `zone: b
@@ -58,7 +77,7 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 	root := filepath.Join(dir, "root")
 	os.MkdirAll(root, 0o755)
 	os.WriteFile(filepath.Join(root, "ipxe.efi"), src, 0o644)
-	rep := &TFTPReport{File: "ipxe.efi", Bytes: int64(len(src)), Clients: tftpClients, Results: map[string]TFTPFigures{}}
+	rep := &TFTPReport{File: "ipxe.efi", Bytes: int64(len(src)), Clients: tftpClients, Results: map[string]TFTPFigures{}, Single: map[string]TFTPFigures{}}
 	servers := []struct {
 		name  string
 		start func(p *pair) (*netns.Proc, error)
@@ -90,9 +109,10 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 				return nil, err
 			}
 			target, port, name := p.srvIP.String(), "69", s.name
+			var proxy *netns.Proc
 			if delayed {
 				// The proxy ends with the pair: p.close kills what was started in it.
-				_, err := p.net.Start("ld", filepath.Join(dir, "proxy.log"), nil, e.self, "udp-delay-proxy", "-listen", "127.0.0.1:6969",
+				proxy, err = p.net.Start("ld", filepath.Join(dir, "proxy.log"), nil, e.self, "udp-delay-proxy", "-listen", "127.0.0.1:6969",
 					"-server", p.srvIP.String()+":69", "-delay", "1ms")
 				if err != nil {
 					proc.Stop(5 * time.Second)
@@ -102,14 +122,46 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 				time.Sleep(300 * time.Millisecond)
 				target, port, name = "127.0.0.1", "6969", name+" via 1 ms delay"
 			}
-			fig := runTFTPClients(ctx, p, target, port, dir, src)
-			rep.Results[name] = fig
-			e.log.Info("tftp", "server", name, "seconds", fig.Seconds, "MB/s", fig.MBps, "failed", fig.Failed)
+			measure := func(clients int) TFTPFigures {
+				var runs []TFTPFigures
+				for run := 0; run < tftpRuns; run++ {
+					cpu, proxyCPU := processTreeCPU(proc.Cmd.Process.Pid), 0.0
+					if proxy != nil {
+						proxyCPU = processTreeCPU(proxy.Cmd.Process.Pid)
+					}
+					fig := runTFTPClients(ctx, p, target, port, dir, src, clients)
+					fig.CPUSeconds = processTreeCPU(proc.Cmd.Process.Pid) - cpu
+					if proxy != nil {
+						fig.ProxyCPUSeconds = processTreeCPU(proxy.Cmd.Process.Pid) - proxyCPU
+					}
+					runs = append(runs, fig)
+				}
+				fig := medianTFTP(runs)
+				e.log.Info("tftp", "server", name, "clients", clients, "seconds", fig.Seconds, "MB/s", fig.MBps, "min", fig.MBpsMin, "max", fig.MBpsMax,
+					"cpu_s", fig.CPUSeconds, "proxy_cpu_s", fig.ProxyCPUSeconds, "busy%", fig.BusyPct, "failed", fig.Failed)
+				return fig
+			}
+			rep.Results[name] = measure(tftpClients)
+			if delayed {
+				rep.Single[s.name] = measure(1)
+			}
 			proc.Stop(5 * time.Second)
 			p.close()
 		}
 	}
 	return rep, nil
+}
+
+// medianTFTP is the run with the median aggregate rate, with the smallest
+// and largest rate of all runs and every run's failures.
+func medianTFTP(runs []TFTPFigures) TFTPFigures {
+	sort.Slice(runs, func(i, j int) bool { return runs[i].MBps < runs[j].MBps })
+	m := runs[len(runs)/2]
+	m.MBpsMin, m.MBpsMax, m.Failed = runs[0].MBps, runs[len(runs)-1].MBps, 0
+	for _, r := range runs {
+		m.Failed += r.Failed
+	}
+	return m
 }
 
 // startPeer makes a fresh namespace pair and starts a server under test in it.
@@ -126,13 +178,14 @@ func startPeer(prefix, name string, start func(*pair) (*netns.Proc, error)) (*pa
 	return p, proc, nil
 }
 
-// runTFTPClients starts every atftp client at once and waits for all.
-func runTFTPClients(ctx context.Context, p *pair, target, port, dir string, want []byte) TFTPFigures {
+// runTFTPClients starts n atftp clients at once and waits for all.
+func runTFTPClients(ctx context.Context, p *pair, target, port, dir string, want []byte, n int) TFTPFigures {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	failed := 0
+	busy0, idle0 := cpuTimes()
 	start := time.Now()
-	for i := 0; i < tftpClients; i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -152,7 +205,9 @@ func runTFTPClients(ctx context.Context, p *pair, target, port, dir string, want
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	return TFTPFigures{Seconds: secs, MBps: float64(len(want)*(tftpClients-failed)) / secs / 1e6, Failed: failed}
+	busy1, idle1 := cpuTimes()
+	return TFTPFigures{Seconds: secs, MBps: float64(len(want)*(n-failed)) / secs / 1e6, Failed: failed,
+		BusyPct: 100 * (busy1 - busy0) / (busy1 - busy0 + idle1 - idle0)}
 }
 
 // udpDelayProxy forwards TFTP between clients and a server, delaying every
@@ -197,16 +252,28 @@ func udpDelayProxy(args []string) int {
 
 // relayBack copies server packets to the client, each server port (transfer
 // id) through a client-facing socket of its own, and the client's answers back.
+//
+// A burst the server sent in one segmented write (UDP GSO, drover's TFTP
+// windows) is read in one piece (UDP GRO) and sent on the same way, so the
+// client still gets one datagram per block, each 1 ms late, while the proxy
+// pays a system call per burst: per packet, the proxy's own CPU time (on
+// the 2 cores it shares with server and clients) was what bounded the
+// windowed transfer, not the delay.
 func relayBack(up *net.UDPConn, client *net.UDPAddr, toServer, toClient *delayLine) {
 	fronts := map[int]*net.UDPConn{}
 	buf := make([]byte, 70000)
+	oob := make([]byte, 64)
+	if raw, err := up.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), udpLevel, udpGRO, 1) })
+	}
 	for {
 		up.SetReadDeadline(time.Now().Add(30 * time.Second))
-		n, from, err := up.ReadFromUDP(buf)
+		n, oobn, _, from, err := up.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return
 		}
 		pkt := append([]byte(nil), buf[:n]...)
+		segment := groSize(oob[:oobn])
 		f := fronts[from.Port]
 		if f == nil {
 			if f, err = net.ListenUDP("udp4", &net.UDPAddr{IP: client.IP}); err != nil {
@@ -226,8 +293,43 @@ func relayBack(up *net.UDPConn, client *net.UDPAddr, toServer, toClient *delayLi
 				}
 			}(f, from)
 		}
-		toClient.push(func() { f.WriteToUDP(pkt, client) })
+		if segment > 0 && segment < n {
+			toClient.push(func() { f.WriteMsgUDP(pkt, gsoControl(segment), client) })
+		} else {
+			toClient.push(func() { f.WriteToUDP(pkt, client) })
+		}
 	}
+}
+
+// UDP segmentation offload, in both directions (udp(7)).
+const (
+	udpLevel   = 17  // SOL_UDP
+	udpSegment = 103 // UDP_SEGMENT: send a buffer as datagrams of this size
+	udpGRO     = 104 // UDP_GRO: receive coalesced datagrams, with their size
+)
+
+// groSize is the datagram size of a coalesced read, or 0.
+func groSize(oob []byte) int {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level == udpLevel && m.Header.Type == udpGRO && len(m.Data) >= 4 {
+			return int(binary.NativeEndian.Uint32(m.Data))
+		}
+	}
+	return 0
+}
+
+// gsoControl asks the kernel to send a buffer as datagrams of size bytes.
+func gsoControl(size int) []byte {
+	b := make([]byte, syscall.CmsgSpace(2))
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = udpLevel, udpSegment
+	h.SetLen(syscall.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[syscall.CmsgLen(0):], uint16(size))
+	return b
 }
 
 // delayLine sends packets after a fixed delay, in the order they came:
@@ -368,10 +470,12 @@ func processTreeCPU(pid int) float64 {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p)); err == nil {
 			s := string(b)
 			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-			if len(f) > 12 {
-				u, _ := strconv.ParseFloat(f[11], 64)
-				sy, _ := strconv.ParseFloat(f[12], 64)
-				total += (u + sy) / 100
+			// Its own time and that of the children it has reaped (tftpd-hpa forks per transfer).
+			for _, i := range []int{11, 12, 13, 14} {
+				if i < len(f) {
+					v, _ := strconv.ParseFloat(f[i], 64)
+					total += v / 100
+				}
 			}
 		}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p, p)); err == nil {
@@ -423,11 +527,26 @@ func httpClient(args []string) int {
 }
 
 func (t *TFTPReport) markdown(md *strings.Builder) {
-	fmt.Fprintf(md, "## TFTP\n\n%d concurrent atftp clients fetch %s (%d bytes) with `blksize 1428` and `windowsize 16` (only drover grants windowsize; the others answer lock-step). Then again through a UDP proxy of our own that delays every packet by 1 ms each way (this kernel has no netem).\n\n", t.Clients, t.File, t.Bytes)
-	fmt.Fprintf(md, "| server | all clients done | aggregate | failed |\n|---|---|---|---|\n")
+	fmt.Fprintf(md, "## TFTP\n\n%d concurrent atftp clients fetch %s (%d bytes) with `blksize 1428` and `windowsize 16` (only drover grants windowsize; the others answer lock-step). Then again through a UDP proxy of our own that delays every packet by 1 ms each way (this kernel has no netem). %d runs per server: the median by aggregate rate, with the runs' smallest and largest; failures summed over the runs. Server CPU is the server process's (tftpd-hpa's forked transfer processes are not seen), proxy CPU the delay proxy's, machine CPU busy all of the machine's CPUs over the run: the 50 atftp processes and their start-up take most of it.\n\n", t.Clients, t.File, t.Bytes, tftpRuns)
+	fmt.Fprintf(md, "| server | all clients done | aggregate (median) | min-max | server CPU | proxy CPU | machine CPU busy | failed |\n|---|---|---|---|---|---|---|---|\n")
 	for _, name := range []string{"drover", "tftpd-hpa", "dnsmasq", "drover via 1 ms delay", "tftpd-hpa via 1 ms delay", "dnsmasq via 1 ms delay"} {
 		if f, ok := t.Results[name]; ok {
-			fmt.Fprintf(md, "| %s | %.2f s | %.1f MB/s | %d |\n", name, f.Seconds, f.MBps, f.Failed)
+			proxy := "-"
+			if f.ProxyCPUSeconds > 0 {
+				proxy = fmt.Sprintf("%.2f s", f.ProxyCPUSeconds)
+			}
+			fmt.Fprintf(md, "| %s | %.2f s | %.1f MB/s | %.1f-%.1f | %.2f s | %s | %.0f %% | %d |\n", name, f.Seconds, f.MBps, f.MBpsMin, f.MBpsMax, f.CPUSeconds, proxy, f.BusyPct, f.Failed)
+		}
+	}
+	if len(t.Single) > 0 {
+		fmt.Fprintf(md, "\nOne client alone through the delay (%d runs, median):\n\n| server | transfer | rate |\n|---|---|---|\n", tftpRuns)
+		for _, name := range []string{"drover", "tftpd-hpa", "dnsmasq"} {
+			if f, ok := t.Single[name]; ok {
+				fmt.Fprintf(md, "| %s | %.3f s | %.2f MB/s |\n", name, f.Seconds, f.MBps)
+			}
+		}
+		if h := t.Single["tftpd-hpa"].MBps; h > 0 {
+			fmt.Fprintf(md, "\ndrover / tftpd-hpa, one client through the delay: %.1fx.\n", t.Single["drover"].MBps/h)
 		}
 	}
 	if h := t.Results["tftpd-hpa via 1 ms delay"].MBps; h > 0 {
@@ -447,4 +566,20 @@ func (h *HTTPReport) markdown(md *strings.Builder) {
 		fmt.Fprintf(md, "\ndrover / nginx: %.2fx (target: 0.9x).\n", h.Results["drover"].MBps/n)
 	}
 	md.WriteString("\n")
+}
+
+// cpuTimes is the machine's CPU time, all CPUs, busy and idle (with I/O
+// wait), in clock ticks from /proc/stat.
+func cpuTimes() (busy, idle float64) {
+	b, _ := os.ReadFile("/proc/stat")
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	for i, v := range f[1:] {
+		x, _ := strconv.ParseFloat(v, 64)
+		if i == 3 || i == 4 {
+			idle += x
+		} else {
+			busy += x
+		}
+	}
+	return busy, idle
 }

@@ -211,3 +211,71 @@ func TestTransfersWithAtftp(t *testing.T) {
 		t.Errorf("metrics: %d ok, %d failed, %d bytes; want 4, at least 3, %d", m.ok.Load(), m.failed.Load(), m.bytes.Load(), wantBytes)
 	}
 }
+
+// TestWindowWrite checks that a window sent with segmentation offload reaches
+// the client as one datagram per block, the same as one write per block,
+// including a short last block, an empty one, and a window larger than one
+// segmented write may carry.
+func TestWindowWrite(t *testing.T) {
+	tests := []struct {
+		name    string
+		blksize int
+		sizes   []int // payload of each block
+	}{
+		{"full window", 1428, []int{1428, 1428, 1428, 1428}},
+		{"short last block", 1428, []int{1428, 1428, 100}},
+		{"empty last block", 512, []int{512, 512, 0}},
+		{"one block", 512, []int{7}},
+		{"more than 64 segments", 8, make([]int, 70)},
+	}
+	for _, tt := range tests {
+		for _, gso := range []bool{true, false} {
+			t.Run(tt.name+"/gso="+strconv.FormatBool(gso), func(t *testing.T) {
+				recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer recv.Close()
+				conn, err := net.DialUDP("udp4", nil, recv.LocalAddr().(*net.UDPAddr))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				ss := &session{conn: conn, blksize: tt.blksize}
+				if gso {
+					if ss.enableGSO(); !ss.gso {
+						t.Skip("this kernel refuses UDP_SEGMENT")
+					}
+				}
+				var pkts []byte
+				var want [][]byte
+				for i, n := range tt.sizes {
+					if i < len(tt.sizes)-1 {
+						n = tt.blksize // only the last block may be short
+					}
+					p := append([]byte{0, opDATA, 0, byte(i + 1)}, bytes.Repeat([]byte{byte('a' + i%26)}, n)...)
+					pkts = append(pkts, p...)
+					want = append(want, p)
+				}
+				if err := ss.write(pkts, 4+tt.blksize); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 70000)
+				for i, w := range want {
+					recv.SetReadDeadline(time.Now().Add(2 * time.Second))
+					n, err := recv.Read(buf)
+					if err != nil {
+						t.Fatalf("datagram %d: %v", i+1, err)
+					}
+					if !bytes.Equal(buf[:n], w) {
+						t.Fatalf("datagram %d: %d bytes %q, want %d bytes", i+1, n, buf[:min(n, 8)], len(w))
+					}
+				}
+				recv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				if n, err := recv.Read(buf); err == nil {
+					t.Fatalf("an extra datagram of %d bytes", n)
+				}
+			})
+		}
+	}
+}

@@ -55,8 +55,9 @@ type Refusal struct {
 func (r *Refusal) Error() string { return r.Reason }
 
 // Offer decides a client's identity and address for a DISCOVER, records the
-// machine on first sight (installing it when it stands in a known slot), holds
-// the address for it, and returns once all of that is durable.
+// machine on first sight (installing it when it stands in a known slot) and
+// holds the address for it. It returns once that is durable, except for a
+// known slot on a lone server, where the record only has to land before the ACK.
 func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 	f.mu.Lock()
 	now := f.now()
@@ -73,6 +74,17 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		}
 		if !r.Renewing && !held && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPOffer, Reason: describe(a, r)})
+		}
+		if f.owner == "" && a.Identity.Known() {
+			// An offer promises nothing (the ACK does, RFC 2131), and a slot's
+			// address is the slot's: on a lone server the offer goes out at
+			// once. Its record lands before the client's REQUEST is answered,
+			// the writer being first in, first out; should the database refuse
+			// it, what it added in memory is undone as if the offer had waited.
+			b.onFail = func(werr error) { f.failed(b, werr) }
+			f.submit(b)
+			f.mu.Unlock()
+			return a, nil
 		}
 	}
 	if werr := f.commit(ctx, b); werr != nil {

@@ -26,6 +26,9 @@ type batch struct {
 	ops          []*store.MachineOp // ops of other servers this change carries out
 	fence        *fence             // the pods the change was decided under
 	barrier      bool               // written (as nothing) after everything queued before it
+	// onFail, when set, is told in a goroutine of its own that the database
+	// refused the batch: for a change its submitter does not wait for.
+	onFail func(error)
 }
 
 func newBatch() *batch {
@@ -231,7 +234,7 @@ func (w *writer) flush(ctx context.Context, first *pending) {
 			w.log.Error("persist changes", "changes", len(group), "err", err)
 		}
 		for _, p := range group {
-			p.done <- err
+			p.finish(err)
 		}
 		return
 	}
@@ -248,7 +251,14 @@ func (w *writer) flush(ctx context.Context, first *pending) {
 		if err != nil {
 			w.log.Error("persist change", "err", err)
 		}
-		p.done <- err
+		p.finish(err)
+	}
+}
+
+func (p *pending) finish(err error) {
+	p.done <- err
+	if err != nil && p.b.onFail != nil {
+		go p.b.onFail(err)
 	}
 }
 

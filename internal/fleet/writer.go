@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sort"
 	"time"
 
@@ -174,6 +175,13 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
+// yieldEvery is how many changes, or timeline entries, the writer writes
+// before it lets other goroutines run. A group's transaction takes
+// milliseconds of CPU; on a server with one core for drover (or a busy one),
+// the DHCP socket's reader would wait for it, and a storm's packets overflow
+// the socket meanwhile (measured: half the drops at 8,000 DORA/s on one core).
+const yieldEvery = 50
+
 // linger is how long the writer holds a group of timeline entries that
 // nothing waits for (a known machine's DHCP exchanges) to gather more: under
 // load a commit per few entries was most of the writer's time.
@@ -213,21 +221,32 @@ func (w *writer) flush(ctx context.Context, first *pending) {
 	// queued must land before shutdown completes.
 	err := w.st.Update(context.Background(), func(tx store.Tx) error {
 		var fenced *fence
-		for _, p := range group {
+		for i, p := range group {
 			if err := w.fenced(tx, p.b, &fenced); err != nil {
 				return err
 			}
 			if err := p.b.writeRows(context.Background(), tx); err != nil {
 				return err
 			}
+			if i%yieldEvery == yieldEvery-1 {
+				runtime.Gosched()
+			}
 		}
-		// The group's timeline entries in one statement or a few, after every
+		// The group's timeline entries in a few statements, after every
 		// machine they name is written, in the order they were decided.
 		var entries []machine.Entry
 		for _, p := range group {
 			entries = append(entries, p.b.entries...)
 		}
-		return tx.AppendEntries(context.Background(), entries)
+		for len(entries) > 0 {
+			n := min(len(entries), yieldEvery)
+			if err := tx.AppendEntries(context.Background(), entries[:n]); err != nil {
+				return err
+			}
+			entries = entries[n:]
+			runtime.Gosched()
+		}
+		return nil
 	})
 	if err == nil || len(group) == 1 {
 		if err != nil {

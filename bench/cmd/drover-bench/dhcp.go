@@ -25,6 +25,9 @@ type DHCPReport struct {
 	Servers map[string][]DHCPPoint `json:"servers"` // by server, rising rate
 	Best    map[string]DHCPPoint   `json:"best"`    // highest rate at or under 2.5 % drops
 	Profile string                 `json:"drover_cpu_profile_top"`
+	// Ceiling is perfdhcp asked for far more than any server answers
+	// (against drover): the most it sends and receives on its one CPU.
+	Ceiling DHCPPoint `json:"perfdhcp_ceiling"`
 }
 
 // DHCPPoint is the median of the runs at one offered rate, with the
@@ -36,6 +39,11 @@ type DHCPPoint struct {
 	AchievedMax float64 `json:"achieved_rate_max"`
 	DropPct     float64 `json:"drops_percent"`
 	AvgMs       float64 `json:"avg_latency_ms"` // DISCOVER-OFFER and REQUEST-ACK averaged
+	// LoadCPUPct is perfdhcp's CPU time over its run: how close the load
+	// generator itself is to the limit of its one CPU.
+	LoadCPUPct float64 `json:"perfdhcp_cpu_percent"`
+	// LoadPPS is what perfdhcp sent and received, packets per second of its run.
+	LoadPPS float64 `json:"perfdhcp_packets_per_second"`
 }
 
 // The CPUs of the DHCP runs: the server on one, perfdhcp on another, so the
@@ -46,6 +54,9 @@ const (
 )
 
 const dhcpClients = 2000
+
+// dhcpCeilingRate is more DORA exchanges per second than perfdhcp can offer on one CPU.
+const dhcpCeilingRate = 20000
 
 // dhcpServers are the servers the DHCP part compares, in report order.
 func dhcpServers() []string { return []string{"drover", "kea", "kea-mt", "dnsmasq"} }
@@ -97,6 +108,13 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 				break
 			}
 		}
+	}
+	if e.dhcpPeers["drover"] {
+		var err error
+		if rep.Ceiling, err = dhcpRun(ctx, e, peer{"drover", startDroverDHCP}, dir, dhcpCeilingRate, secs); err != nil {
+			return nil, fmt.Errorf("perfdhcp ceiling: %w", err)
+		}
+		e.log.Info("dhcp", "perfdhcp_ceiling_pps", rep.Ceiling.LoadPPS, "cpu%", rep.Ceiling.LoadCPUPct)
 	}
 	rate := int(rep.Best["drover"].Achieved * 1.5)
 	var err error
@@ -279,12 +297,17 @@ func dhcpRun(ctx context.Context, e *env, pr peer, dir string, rate, secs int) (
 	defer cancel()
 	cmd := exec.CommandContext(rctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, "perfdhcp", "-4", "-l", "10.200.0.2", "-r", strconv.Itoa(rate),
 		"-p", strconv.Itoa(secs), "-M", filepath.Join(dir, "macs.txt"), "-W", "250000", "10.200.0.1")...)...)
+	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil && (cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3) {
 		return DHCPPoint{}, fmt.Errorf("perfdhcp: %v: %s", err, tail(string(out), 10))
 	}
 	s := string(out)
 	pt := DHCPPoint{Offered: rate}
+	// ip netns exec and taskset exec perfdhcp in their own process: its CPU time is the child's.
+	if ps := cmd.ProcessState; ps != nil {
+		pt.LoadCPUPct = 100 * (ps.UserTime() + ps.SystemTime()).Seconds() / time.Since(began).Seconds()
+	}
 	if m := reRate.FindStringSubmatch(s); m != nil {
 		pt.Achieved, _ = strconv.ParseFloat(m[1], 64)
 	}
@@ -300,6 +323,7 @@ func dhcpRun(ctx context.Context, e *env, pr peer, dir string, rate, secs int) (
 	if sent > 0 {
 		pt.DropPct = 100 * (sent - recv) / sent
 	}
+	pt.LoadPPS = (sent + recv) / time.Since(began).Seconds()
 	var delays []float64
 	for _, m := range reDelay.FindAllStringSubmatch(s, -1) {
 		v, _ := strconv.ParseFloat(m[1], 64)
@@ -324,11 +348,15 @@ func (d *DHCPReport) markdown(md *strings.Builder) {
 	}
 	if kea > 0 {
 		fmt.Fprintf(md, "\ndrover / Kea (the better of single- and multi-threaded: %s): %.2fx (target: 2x).\n", which, d.Best["drover"].Achieved/kea)
+		if c := d.Ceiling; c.LoadPPS > 0 {
+			fmt.Fprintf(md, "\nThe load generator's own limit: asked for %d DORA/s, perfdhcp sent and received %.0f packets/s at %.0f %% of its CPU. A full exchange is four packets, so twice Kea's best (%.0f DORA/s) would take %.0f packets/s: %.1fx what perfdhcp manages on one CPU of this machine.\n",
+				dhcpCeilingRate, c.LoadPPS, c.LoadCPUPct, 2*kea, 8*kea, 8*kea/c.LoadPPS)
+		}
 	}
-	fmt.Fprintf(md, "\nAll points (median of runs):\n\n| server | offered | achieved (min-max) | drops | avg latency |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(md, "\nAll points (median of runs; perfdhcp CPU is the load generator's use of its one CPU, wall time including its start and its wait for late replies):\n\n| server | offered | achieved (min-max) | drops | avg latency | perfdhcp CPU |\n|---|---|---|---|---|---|\n")
 	for _, name := range dhcpServers() {
 		for _, p := range d.Servers[name] {
-			fmt.Fprintf(md, "| %s | %d | %.0f (%.0f-%.0f) | %.2f %% | %.2f ms |\n", name, p.Offered, p.Achieved, p.AchievedMin, p.AchievedMax, p.DropPct, p.AvgMs)
+			fmt.Fprintf(md, "| %s | %d | %.0f (%.0f-%.0f) | %.2f %% | %.2f ms | %.0f %% |\n", name, p.Offered, p.Achieved, p.AchievedMin, p.AchievedMax, p.DropPct, p.AvgMs, p.LoadCPUPct)
 		}
 	}
 	md.WriteString("\n![DHCP rate against drops](bench/results/dhcp.png)\n\n")

@@ -75,12 +75,14 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		if !r.Renewing && !held && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPOffer, Reason: describe(a, r)})
 		}
-		if f.owner == "" && a.Identity.Known() {
+		if f.owner == "" && a.Identity.Known() && !f.w.busy() {
 			// An offer promises nothing (the ACK does, RFC 2131), and a slot's
 			// address is the slot's: on a lone server the offer goes out at
 			// once. Its record lands before the client's REQUEST is answered,
 			// the writer being first in, first out; should the database refuse
 			// it, what it added in memory is undone as if the offer had waited.
+			// With a backlog in the writer the offer waits after all: a storm
+			// of new machines is held back at the DHCP socket, not in memory.
 			b.onFail = func(werr error) { f.failed(b, werr) }
 			f.submit(b)
 			f.mu.Unlock()

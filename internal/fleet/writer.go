@@ -141,6 +141,9 @@ func newWriter(st store.Store, log *slog.Logger) *writer {
 // ErrStopped is returned for changes submitted after the writer stopped.
 var ErrStopped = errors.New("fleet stopped")
 
+// busy reports a backlog: more changes queued than one transaction carries.
+func (w *writer) busy() bool { return len(w.ch) >= maxBatches }
+
 func (w *writer) submit(b *batch) <-chan error {
 	done := make(chan error, 1)
 	if b.empty() {
@@ -175,11 +178,12 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
-// yieldEvery is how many changes, or timeline entries, the writer writes
-// before it lets other goroutines run. A group's transaction takes
-// milliseconds of CPU; on a server with one core for drover (or a busy one),
-// the DHCP socket's reader would wait for it, and a storm's packets overflow
-// the socket meanwhile (measured: half the drops at 8,000 DORA/s on one core).
+// yieldEvery is how many timeline entries the writer writes, in a group no
+// reply waits for, before it lets other goroutines run. Such a group takes
+// milliseconds of CPU; on a server with one core for drover the DHCP
+// socket's reader would wait for it, and packets overflow the socket
+// meanwhile (measured: half the drops at 8,000 DORA/s on one core). A group
+// replies wait for is written without yielding: it is what they wait for.
 const yieldEvery = 50
 
 // linger is how long the writer holds a group of timeline entries that
@@ -221,15 +225,12 @@ func (w *writer) flush(ctx context.Context, first *pending) {
 	// queued must land before shutdown completes.
 	err := w.st.Update(context.Background(), func(tx store.Tx) error {
 		var fenced *fence
-		for i, p := range group {
+		for _, p := range group {
 			if err := w.fenced(tx, p.b, &fenced); err != nil {
 				return err
 			}
 			if err := p.b.writeRows(context.Background(), tx); err != nil {
 				return err
-			}
-			if i%yieldEvery == yieldEvery-1 {
-				runtime.Gosched()
 			}
 		}
 		// The group's timeline entries in a few statements, after every
@@ -237,6 +238,9 @@ func (w *writer) flush(ctx context.Context, first *pending) {
 		var entries []machine.Entry
 		for _, p := range group {
 			entries = append(entries, p.b.entries...)
+		}
+		if !lazy {
+			return tx.AppendEntries(context.Background(), entries)
 		}
 		for len(entries) > 0 {
 			n := min(len(entries), yieldEvery)

@@ -44,7 +44,17 @@ func writeReport(e *env, rep *Report, docPath string) error {
 	if rep.Storm != nil {
 		s := rep.Storm
 		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address. The simulated machines run on the same CPUs as drover.\n\n", s.Machines, s.SpreadSec)
-		fmt.Fprintf(&md, "| figure | value | target |\n|---|---|---|\n")
+		if len(s.Runs) > 1 {
+			fmt.Fprintf(&md, "%d runs, each against a fresh server; the figures below are the median run's (by time until all deployed):\n\n", len(s.Runs))
+			md.WriteString("| run | deployed | failed | all deployed after | DHCP retransmits | drover peak RSS | drover CPU |\n|---|---|---|---|---|---|---|\n")
+			for i, r := range s.Runs {
+				fmt.Fprintf(&md, "| %d | %d | %d | %.1f s | %d | %.0f MB | %.1f s |\n", i+1, r.Deployed, r.Failed, r.AllDoneSec, r.Retransmits, r.PeakRSSMB, r.CPUSeconds)
+			}
+			lo, hi := spread(s.Runs, func(r StormRun) float64 { return r.AllDoneSec })
+			rlo, rhi := spread(s.Runs, func(r StormRun) float64 { return r.PeakRSSMB })
+			fmt.Fprintf(&md, "\nAll deployed after: %.1f s median, %.1f-%.1f s. Peak RSS: %.0f MB in the median run, %.0f-%.0f MB over the runs.\n\n", s.AllDoneSec, lo, hi, s.PeakRSSMB, rlo, rhi)
+		}
+		fmt.Fprintf(&md, "| figure (median run) | value | target |\n|---|---|---|\n")
 		fmt.Fprintf(&md, "| machines deployed | %d of %d (%d failed) | all |\n", s.Deployed, s.Machines, s.Failed)
 		fmt.Fprintf(&md, "| time from the first power-on until all deployed | %.1f s | 60 s |\n", s.AllDoneSec)
 		fmt.Fprintf(&md, "| DHCP retransmits | %d | |\n", s.Retransmits)

@@ -141,8 +141,9 @@ func newWriter(st store.Store, log *slog.Logger) *writer {
 // ErrStopped is returned for changes submitted after the writer stopped.
 var ErrStopped = errors.New("fleet stopped")
 
-// busy reports a backlog: more changes queued than one transaction carries.
-func (w *writer) busy() bool { return len(w.ch) >= maxBatches }
+// busy reports a backlog: a quarter of the queue taken, well before a full
+// queue would hold up whoever submits (with the fleet locked).
+func (w *writer) busy() bool { return len(w.ch) >= cap(w.ch)/4 }
 
 func (w *writer) submit(b *batch) <-chan error {
 	done := make(chan error, 1)

@@ -315,17 +315,18 @@ func (f *Fleet) Note(addr netip.Addr, kind machine.Kind, reason string) {
 	}
 	b := newBatch()
 	b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
+	b.unawaited = true
 	f.submit(b)
 }
 
 // NoteMachine adds a timeline entry to a machine by id, without waiting.
 func (f *Fleet) NoteMachine(id int64, kind machine.Kind, reason string) {
-	f.submitEntry(machine.Entry{MachineID: id, Actor: actorBoot, Kind: kind, Reason: reason})
+	f.submitEntry(machine.Entry{MachineID: id, Actor: actorBoot, Kind: kind, Reason: reason}, true)
 }
 
 // Record adds a timeline entry to a machine by id and waits until it is durable.
 func (f *Fleet) Record(ctx context.Context, e machine.Entry) error {
-	done, ok := f.submitEntry(e)
+	done, ok := f.submitEntry(e, false)
 	if !ok {
 		return fmt.Errorf("%w: machine %d", ErrNotFound, e.MachineID)
 	}
@@ -333,8 +334,9 @@ func (f *Fleet) Record(ctx context.Context, e machine.Entry) error {
 }
 
 // submitEntry queues a timeline entry of a known machine (stamped now when
-// it has no time) and returns when it will be durable.
-func (f *Fleet) submitEntry(e machine.Entry) (<-chan error, bool) {
+// it has no time) and returns when it will be durable; unawaited says the
+// caller does not wait for that.
+func (f *Fleet) submitEntry(e machine.Entry, unawaited bool) (<-chan error, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byID[e.MachineID] == nil {
@@ -345,6 +347,7 @@ func (f *Fleet) submitEntry(e machine.Entry) (<-chan error, bool) {
 	}
 	b := newBatch()
 	b.add(e)
+	b.unawaited = unawaited
 	return f.submit(b), true
 }
 

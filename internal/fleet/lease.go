@@ -136,10 +136,10 @@ func (f *Fleet) holds(addr netip.Addr, mac string, now time.Time) bool {
 // change a reply depends on (machines, leases, audit), not for timeline
 // entries alone, so a known machine's reboot or renewal never waits on disk.
 func (f *Fleet) commit(ctx context.Context, b *batch) error {
-	lazy := b.lazy()
+	b.unawaited = b.entriesOnly()
 	done := f.submit(b)
 	f.mu.Unlock()
-	if lazy {
+	if b.unawaited {
 		return nil
 	}
 	return wait(ctx, done)

@@ -30,6 +30,10 @@ type batch struct {
 	// onFail, when set, is told in a goroutine of its own that the database
 	// refused the batch: for a change its submitter does not wait for.
 	onFail func(error)
+	// unawaited: nobody waits for the batch (a DHCP exchange's timeline
+	// entry, a TFTP transfer's): holding timeline entries alone, it may wait
+	// for others to share a commit.
+	unawaited bool
 }
 
 func newBatch() *batch {
@@ -41,11 +45,14 @@ func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...)
 func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
 func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
 
-// lazy: the batch is timeline entries alone, which no reply waits for.
-func (b *batch) lazy() bool {
+// entriesOnly: the batch holds timeline entries and nothing else.
+func (b *batch) entriesOnly() bool {
 	return len(b.machines)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&
 		b.revision == 0 && !b.barrier
 }
+
+// lazy: the batch is timeline entries alone that nobody waits for.
+func (b *batch) lazy() bool { return b.unawaited && b.entriesOnly() }
 
 func (b *batch) empty() bool {
 	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&

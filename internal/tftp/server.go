@@ -452,6 +452,12 @@ func (ss *session) send(ctx context.Context, f io.ReaderAt, size int64) (int64, 
 			pkts = binary.BigEndian.AppendUint16(pkts, opDATA)
 			pkts = binary.BigEndian.AppendUint16(pkts, uint16(blk))
 			pkts = append(pkts, chunk...)
+			if len(chunk) < ss.blksize {
+				// A short block ends the transfer. Before the last one, the
+				// file shrank while being sent: nothing may follow it, and a
+				// segmented write must not put the next header inside it.
+				end, last = blk, blk
+			}
 		}
 		if err := ss.write(pkts, seg); err != nil {
 			return 0, err

@@ -279,3 +279,57 @@ func TestWindowWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestFileShrinksDuringTransfer: a file shorter than the size the transfer
+// started with ends at its first short block, which carries no other block's
+// header, and nothing follows it (with and without segmentation offload).
+func TestFileShrinksDuringTransfer(t *testing.T) {
+	for _, gso := range []bool{true, false} {
+		t.Run("gso="+strconv.FormatBool(gso), func(t *testing.T) {
+			client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			conn, err := net.DialUDP("udp4", nil, client.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ss := &session{conn: conn, blksize: 8, window: 4, timeout: time.Second, retries: 1}
+			if gso {
+				if ss.enableGSO(); !ss.gso {
+					t.Skip("this kernel refuses UDP_SEGMENT")
+				}
+			}
+			content := []byte("0123456789abcdefWXYZ") // 20 bytes: blocks of 8, 8 and 4
+			done := make(chan error, 1)
+			go func() {
+				_, err := ss.send(context.Background(), bytes.NewReader(content), 100) // the size it had when the transfer began
+				done <- err
+			}()
+			want := []string{"01234567", "89abcdef", "WXYZ"}
+			buf := make([]byte, 1500)
+			for i, w := range want {
+				client.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, from, err := client.ReadFromUDP(buf)
+				if err != nil {
+					t.Fatalf("block %d: %v", i+1, err)
+				}
+				if got := string(buf[4:n]); buf[3] != byte(i+1) || got != w {
+					t.Fatalf("block %d: number %d, data %q, want %q", i+1, buf[3], got, w)
+				}
+				if i == len(want)-1 {
+					client.WriteToUDP([]byte{0, opACK, 0, byte(i + 1)}, from)
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if n, err := client.Read(buf); err == nil {
+				t.Fatalf("a datagram after the short block: %q", buf[:n])
+			}
+		})
+	}
+}

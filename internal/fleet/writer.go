@@ -54,10 +54,7 @@ func (b *batch) entriesOnly() bool {
 // lazy: the batch is timeline entries alone that nobody waits for.
 func (b *batch) lazy() bool { return b.unawaited && b.entriesOnly() }
 
-func (b *batch) empty() bool {
-	return len(b.machines)+len(b.entries)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&
-		b.revision == 0 && !b.barrier
-}
+func (b *batch) empty() bool { return b.entriesOnly() && len(b.entries) == 0 }
 
 // write applies the batch in a transaction.
 func (b *batch) write(ctx context.Context, tx store.Tx) error {
@@ -200,34 +197,34 @@ const yieldEvery = 50
 const linger = 10 * time.Millisecond
 
 func (w *writer) flush(ctx context.Context, first *pending) {
-	group := []*pending{first}
-	lazy := first.b.lazy()
+	// The group is whatever is queued behind first; a group of lazy batches
+	// alone also waits up to linger for more.
+	group, lazy := []*pending{first}, first.b.lazy()
 	var timeout <-chan time.Time
 	for len(group) < maxBatches {
-		select {
-		case p := <-w.ch:
-			group = append(group, p)
-			lazy = lazy && p.b.lazy()
-			continue
-		default:
+		var p *pending
+		if lazy && ctx.Err() == nil {
+			if timeout == nil {
+				t := time.NewTimer(linger)
+				defer t.Stop()
+				timeout = t.C
+			}
+			select {
+			case p = <-w.ch:
+			case <-timeout:
+			case <-ctx.Done():
+			}
+		} else {
+			select {
+			case p = <-w.ch:
+			default:
+			}
 		}
-		if !lazy || ctx.Err() != nil {
+		if p == nil {
 			break
 		}
-		if timeout == nil {
-			t := time.NewTimer(linger)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case p := <-w.ch:
-			group = append(group, p)
-			lazy = lazy && p.b.lazy()
-			continue
-		case <-timeout:
-		case <-ctx.Done():
-		}
-		break
+		group = append(group, p)
+		lazy = lazy && p.b.lazy()
 	}
 	// The transaction outlives a cancelled server context on purpose: what was
 	// queued must land before shutdown completes.

@@ -212,6 +212,27 @@ func TestTransfersWithAtftp(t *testing.T) {
 	}
 }
 
+// connect gives ss a socket sending to a new loopback socket, which it
+// returns, with segmentation offload when gso is set.
+func connect(t *testing.T, ss *session, gso bool) *net.UDPConn {
+	t.Helper()
+	recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { recv.Close() })
+	if ss.conn, err = net.DialUDP("udp4", nil, recv.LocalAddr().(*net.UDPAddr)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ss.conn.Close() })
+	if gso {
+		if ss.enableGSO(); !ss.gso {
+			t.Skip("this kernel refuses UDP_SEGMENT (Linux before 4.18)")
+		}
+	}
+	return recv
+}
+
 // TestWindowWrite checks that a window sent with segmentation offload reaches
 // the client as one datagram per block, the same as one write per block,
 // including a short last block, an empty one, and a window larger than one
@@ -231,22 +252,8 @@ func TestWindowWrite(t *testing.T) {
 	for _, tt := range tests {
 		for _, gso := range []bool{true, false} {
 			t.Run(tt.name+"/gso="+strconv.FormatBool(gso), func(t *testing.T) {
-				recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer recv.Close()
-				conn, err := net.DialUDP("udp4", nil, recv.LocalAddr().(*net.UDPAddr))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				ss := &session{conn: conn, blksize: tt.blksize}
-				if gso {
-					if ss.enableGSO(); !ss.gso {
-						t.Skip("this kernel refuses UDP_SEGMENT")
-					}
-				}
+				ss := &session{blksize: tt.blksize}
+				recv := connect(t, ss, gso)
 				var pkts []byte
 				var want [][]byte
 				for i, n := range tt.sizes {
@@ -286,22 +293,8 @@ func TestWindowWrite(t *testing.T) {
 func TestFileShrinksDuringTransfer(t *testing.T) {
 	for _, gso := range []bool{true, false} {
 		t.Run("gso="+strconv.FormatBool(gso), func(t *testing.T) {
-			client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			conn, err := net.DialUDP("udp4", nil, client.LocalAddr().(*net.UDPAddr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			ss := &session{conn: conn, blksize: 8, window: 4, timeout: time.Second, retries: 1}
-			if gso {
-				if ss.enableGSO(); !ss.gso {
-					t.Skip("this kernel refuses UDP_SEGMENT")
-				}
-			}
+			ss := &session{blksize: 8, window: 4, timeout: time.Second, retries: 1}
+			client := connect(t, ss, gso)
 			content := []byte("0123456789abcdefWXYZ") // 20 bytes: blocks of 8, 8 and 4
 			done := make(chan error, 1)
 			go func() {

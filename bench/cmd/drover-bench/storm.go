@@ -81,9 +81,10 @@ func spread(runs []StormRun, f func(StormRun) float64) (lo, hi float64) {
 	return lo, hi
 }
 
-func runOf(rep *StormReport) StormRun {
-	return StormRun{AllDoneSec: rep.AllDoneSec, Deployed: rep.Deployed, Failed: rep.Failed, Retransmits: rep.Retransmits,
-		PeakRSSMB: rep.PeakRSSMB, CPUSeconds: rep.CPUSeconds, AddressesTwice: rep.AddressesTwice}
+// runOf is one run's figures from its summary and drover's peak memory and CPU.
+func runOf(s storm.Summary, rssMB, cpuSec float64) StormRun {
+	return StormRun{AllDoneSec: s.AllDoneSec, Deployed: s.Deployed, Failed: s.Failed, Retransmits: s.Retransmits,
+		PeakRSSMB: rssMB, CPUSeconds: cpuSec, AddressesTwice: s.AddressesTwice}
 }
 
 // pair is a server namespace and a load namespace joined by a veth.
@@ -362,7 +363,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 			}
 		}
 		stop()
-		reps, runs = append(reps, rep), append(runs, runOf(rep))
+		reps, runs = append(reps, rep), append(runs, runOf(rep.Summary, rep.PeakRSSMB, rep.CPUSeconds))
 	}
 	rep := reps[medianRun(runs)]
 	rep.Runs = runs
@@ -494,8 +495,8 @@ func benchDiscovery(ctx context.Context, e *env) (*DiscoveryReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := StormRun{AllDoneSec: rep.AllDoneSec, Deployed: rep.Deployed, Failed: rep.Failed, Retransmits: rep.Retransmits, PeakRSSMB: rep.PeakRSSMB,
-			CPUSeconds: rep.CPUSeconds, AddressesTwice: rep.AddressesTwice, DBDiscovered: rep.DBDiscovered, DBInstalled: rep.DBInstalled, DBAddrsTwice: rep.DBAddrsTwice}
+		r := runOf(rep.Summary, rep.PeakRSSMB, rep.CPUSeconds)
+		r.DBDiscovered, r.DBInstalled, r.DBAddrsTwice = rep.DBDiscovered, rep.DBInstalled, rep.DBAddrsTwice
 		e.log.Info("discovery run", "run", run+1, "done_s", r.AllDoneSec, "discovered", r.DBDiscovered, "installed", r.DBInstalled, "addresses_twice", r.DBAddrsTwice)
 		reps, runs = append(reps, rep), append(runs, r)
 	}

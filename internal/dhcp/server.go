@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ type Config struct {
 	Interfaces  []string   // serve only requests arriving on these interfaces (default: all)
 	ServerIP    netip.Addr // server identifier and next-server; default: the address the request reached
 	Workers     int        // concurrent requests in progress (default 64)
-	Queue       int        // requests waiting for a worker before new ones are dropped (default 4096)
+	Queue       int        // requests waiting for a worker; when full, the least urgent is dropped (default 65536)
 	ClientRate  float64    // requests per second allowed per client MAC (default 10)
 	ClientBurst int        // burst allowed per client MAC (default 20)
 	Handler     *Handler
@@ -48,7 +49,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Workers = 64
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = 4096
+		cfg.Queue = 65536
 	}
 	if cfg.ClientRate <= 0 {
 		cfg.ClientRate = 10
@@ -68,11 +69,17 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr is the listening address, once Ready.
 func (s *Server) Addr() net.Addr { return s.addr }
 
+// job is a request waiting for a worker. It keeps the packet rather than its
+// parsed form, which takes several times the memory, so that a storm's
+// backlog is cheap to hold (the worker parses it again).
 type job struct {
-	req     *dhcpv4.DHCPv4
+	pkt     []byte
+	class   int
 	in      Inbound
 	ifIndex int
 	key     requestKey
+	started bool // a worker has it
+	skip    bool // a retransmission took its place in the queue: not served
 }
 
 // requestKey names one request of one client, for spotting retransmissions.
@@ -126,17 +133,16 @@ func (s *Server) Run(ctx context.Context) error {
 		conn.Close()
 	}()
 
-	jobs := make(chan job, s.cfg.Queue)
+	jobs := newQueue(s.cfg.Queue)
 	out := make(chan outgoing, s.cfg.Queue)
-	inflight := &inflightSet{m: map[requestKey]struct{}{}}
 	var wg sync.WaitGroup
 	for i := 0; i < s.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
+			for j := jobs.pop(); j != nil; j = jobs.pop() {
 				s.serve(ctx, out, j)
-				inflight.done(j.key)
+				jobs.done(j)
 			}
 		}()
 	}
@@ -145,8 +151,8 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(written)
 		s.write(pc, out)
 	}()
-	s.read(ctx, pc, jobs, inflight)
-	close(jobs)
+	s.read(ctx, pc, jobs)
+	jobs.close()
 	wg.Wait()
 	close(out)
 	<-written
@@ -192,7 +198,7 @@ func message(o outgoing) ipv4.Message {
 	return m
 }
 
-func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs chan<- job, inflight *inflightSet) {
+func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 	limiter := newLimiter(s.cfg.ClientRate, s.cfg.ClientBurst)
 	ifaces := &ifaceAddrs{allowed: s.cfg.Interfaces}
 	msgs := make([]ipv4.Message, batch)
@@ -219,13 +225,13 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs chan<- job,
 					cm = nil
 				}
 			}
-			s.accept(m.Buffers[0][:m.N], cm, now, jobs, inflight, limiter, ifaces)
+			s.accept(m.Buffers[0][:m.N], cm, now, jobs, limiter, ifaces)
 		}
 	}
 }
 
 // accept checks one datagram and queues it for a worker.
-func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs chan<- job, inflight *inflightSet, limiter *limiter, ifaces *ifaceAddrs) {
+func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs *queue, limiter *limiter, ifaces *ifaceAddrs) {
 	stats := s.cfg.Handler.Stats
 	stats.Add("rx_packets")
 	if cm != nil && !ifaces.serves(cm.IfIndex) {
@@ -243,19 +249,15 @@ func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs c
 		stats.Add("drop_rate_limited")
 		return
 	}
-	if !inflight.add(key) {
-		stats.Add("drop_retransmit")
-		return
-	}
-	j := job{req: req, key: key}
+	j := &job{pkt: bytes.Clone(b), class: classOf(req), key: key}
 	if cm != nil {
 		j.ifIndex = cm.IfIndex
 		j.in.Server = s.serverAddr(cm, ifaces)
 	}
-	select {
-	case jobs <- j:
-	default:
-		inflight.done(key)
+	switch _, result := jobs.push(j); result {
+	case duplicate:
+		stats.Add("drop_retransmit")
+	case overflow:
 		stats.Add("drop_overload")
 	}
 }
@@ -270,7 +272,7 @@ func (s *Server) serverAddr(cm *ipv4.ControlMessage, ifaces *ifaceAddrs) netip.A
 	return ifaces.addr(cm.IfIndex)
 }
 
-func (s *Server) serve(ctx context.Context, out chan<- outgoing, j job) {
+func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 	stats := s.cfg.Handler.Stats
 	defer func() {
 		if p := recover(); p != nil {
@@ -284,16 +286,21 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j job) {
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := s.cfg.Handler.Handle(hctx, j.req, j.in)
+	req, err := dhcpv4.FromBytes(j.pkt)
+	if err != nil { // it parsed when it came in
+		stats.Add("drop_malformed")
+		return
+	}
+	rep, err := s.cfg.Handler.Handle(hctx, req, j.in)
 	if err != nil {
 		var d *errDrop
 		if errors.As(err, &d) {
 			stats.Add("drop_" + d.counter)
-			s.cfg.Log.Debug("dhcp no reply", "mac", j.req.ClientHWAddr.String(), "type", j.req.MessageType().String(), "reason", d.reason)
+			s.cfg.Log.Debug("dhcp no reply", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "reason", d.reason)
 			return
 		}
 		stats.Add("drop_error")
-		s.cfg.Log.Error("dhcp request", "mac", j.req.ClientHWAddr.String(), "type", j.req.MessageType().String(), "err", err)
+		s.cfg.Log.Error("dhcp request", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "err", err)
 		return
 	}
 	if rep == nil {
@@ -304,28 +311,6 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j job) {
 		o.ifIndex = j.ifIndex
 	}
 	out <- o
-}
-
-// inflightSet de-duplicates retransmissions of a request still being answered.
-type inflightSet struct {
-	mu sync.Mutex
-	m  map[requestKey]struct{}
-}
-
-func (s *inflightSet) add(k requestKey) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[k]; ok {
-		return false
-	}
-	s.m[k] = struct{}{}
-	return true
-}
-
-func (s *inflightSet) done(k requestKey) {
-	s.mu.Lock()
-	delete(s.m, k)
-	s.mu.Unlock()
 }
 
 // limiter is a token bucket per client, used only by the reader goroutine.

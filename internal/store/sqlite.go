@@ -212,11 +212,12 @@ ALTER TABLE tokens ADD COLUMN pod TEXT NOT NULL DEFAULT '';
 }
 
 var sqliteDialect = &dialect{
-	name:             "sqlite",
-	migrations:       sqliteMigrations,
-	createMigrations: `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
-	permanentName:    `json_extract(data, '$.permanent_name')`,
-	nowMillis:        `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`,
+	name:               "sqlite",
+	rewritesSetIndexes: true,
+	migrations:         sqliteMigrations,
+	createMigrations:   `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
+	permanentName:      `json_extract(data, '$.permanent_name')`,
+	nowMillis:          `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`,
 }
 
 // OpenSQLite opens (creating if needed) a database file and migrates it to the

@@ -62,6 +62,7 @@ func TestStore(t *testing.T) {
 		{"PodOwnership", testPodOwnership},
 		{"AgentMirror", testAgentMirror},
 		{"AppendEntries", testAppendEntries},
+		{"MachineIdentityChanges", testMachineIdentityChanges},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -434,5 +435,73 @@ func testSlotAndMachineInSlotLookups(t *testing.T, b backend) {
 	}
 	if got, err := s.MachineInSlot(ctx, "p1-tor1/swp3"); err != nil || got.MAC != m.MAC {
 		t.Errorf("MachineInSlot: %v %v", got, err)
+	}
+}
+
+// testMachineIdentityChanges writes machines whose slot, name and MAC change
+// (SQLite sets those columns in a statement of their own, only when they
+// differ): each change lands, a slot passes from one machine to another
+// within a transaction, and a slot another machine holds is refused.
+func testMachineIdentityChanges(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.open(t)
+	apply(t, s, labDesign(t))
+	put := func(ms ...*machine.Machine) error {
+		return s.Update(ctx, func(tx Tx) error {
+			for _, m := range ms {
+				if err := tx.PutMachine(ctx, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	a := &machine.Machine{MAC: "52:54:00:00:02:01", SlotKey: "p1-tor1/swp1", Name: "a", State: machine.Ready, StateSince: time.Now()}
+	b2 := &machine.Machine{MAC: "52:54:00:00:02:02", State: machine.Discovered, StateSince: time.Now()}
+	if err := put(a, b2); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name    string
+		change  func()
+		wantErr bool
+		wantA   machine.Machine // MAC, slot, name, state
+		wantB   machine.Machine
+	}{
+		{"state alone", func() { a.State = machine.Deployed }, false,
+			machine.Machine{MAC: "52:54:00:00:02:01", SlotKey: "p1-tor1/swp1", Name: "a", State: machine.Deployed},
+			machine.Machine{MAC: "52:54:00:00:02:02", State: machine.Discovered}},
+		{"rename", func() { a.Name = "a2" }, false,
+			machine.Machine{MAC: "52:54:00:00:02:01", SlotKey: "p1-tor1/swp1", Name: "a2", State: machine.Deployed},
+			machine.Machine{MAC: "52:54:00:00:02:02", State: machine.Discovered}},
+		{"the slot passes from a to b", func() { a.SlotKey, a.Name, b2.SlotKey, b2.Name, b2.State = "", "", "p1-tor1/swp1", "b", machine.Ready }, false,
+			machine.Machine{MAC: "52:54:00:00:02:01", State: machine.Deployed},
+			machine.Machine{MAC: "52:54:00:00:02:02", SlotKey: "p1-tor1/swp1", Name: "b", State: machine.Ready}},
+		{"a new MAC (a replaced board)", func() { a.MAC = "52:54:00:00:02:03" }, false,
+			machine.Machine{MAC: "52:54:00:00:02:03", State: machine.Deployed},
+			machine.Machine{MAC: "52:54:00:00:02:02", SlotKey: "p1-tor1/swp1", Name: "b", State: machine.Ready}},
+		{"a takes the slot b holds: refused, nothing changes", func() { a.SlotKey, a.State = "p1-tor1/swp1", machine.Ready }, true,
+			machine.Machine{MAC: "52:54:00:00:02:03", State: machine.Deployed},
+			machine.Machine{MAC: "52:54:00:00:02:02", SlotKey: "p1-tor1/swp1", Name: "b", State: machine.Ready}},
+	}
+	for _, st := range steps {
+		st.change()
+		if err := put(a, b2); (err != nil) != st.wantErr {
+			t.Fatalf("%s: put: %v, want error %v", st.name, err, st.wantErr)
+		}
+		for _, c := range []struct {
+			id   int64
+			want machine.Machine
+		}{{a.ID, st.wantA}, {b2.ID, st.wantB}} {
+			var got *machine.Machine
+			err := s.Update(ctx, func(tx Tx) (err error) { got, err = tx.MachineByID(ctx, c.id); return err })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.MAC != c.want.MAC || got.SlotKey != c.want.SlotKey || got.Name != c.want.Name || got.State != c.want.State {
+				t.Errorf("%s: machine %d is %s/%q/%q/%s, want %s/%q/%q/%s", st.name, c.id, got.MAC, got.SlotKey, got.Name, got.State,
+					c.want.MAC, c.want.SlotKey, c.want.Name, c.want.State)
+			}
+		}
 	}
 }

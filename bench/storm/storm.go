@@ -93,7 +93,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	conn.SetReadBuffer(8 << 20)
 	conn.SetWriteBuffer(8 << 20)
 	var mu sync.Mutex
-	waiting := map[uint32]chan *dhcpv4.DHCPv4{}
+	// Replies go to the exchange waiting for them by transaction id and MAC:
+	// 100,000 random ids alone collide about once a storm.
+	waiting := map[exchangeKey]chan *dhcpv4.DHCPv4{}
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -105,9 +107,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			if err != nil {
 				continue
 			}
-			xid := binaryXID(rep.TransactionID)
 			mu.Lock()
-			ch := waiting[xid]
+			ch := waiting[keyOf(rep)]
 			mu.Unlock()
 			if ch != nil {
 				select {
@@ -136,19 +137,22 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			defer inflight.Add(-1)
 			mctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			defer cancel()
-			exchange := func(req *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+			// exchange sends req until the answer it wants comes. Each send
+			// carries the seconds since the boot began (secs, RFC 2131 4.1).
+			exchange := func(req *dhcpv4.DHCPv4, began time.Time, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 				ch := make(chan *dhcpv4.DHCPv4, 4)
-				xid := binaryXID(req.TransactionID)
+				key := keyOf(req)
 				mu.Lock()
-				waiting[xid] = ch
+				waiting[key] = ch
 				mu.Unlock()
-				defer func() { mu.Lock(); delete(waiting, xid); mu.Unlock() }()
-				b := req.ToBytes()
+				defer func() { mu.Lock(); delete(waiting, key); mu.Unlock() }()
 				// RFC 2131 4.1: 4 s, then doubling to 64 s, each randomised by +-1 s.
 				delay := 4 * time.Second
 				timer := time.NewTimer(0)
 				defer timer.Stop()
 				for {
+					req.NumSeconds = uint16(min(time.Since(began)/time.Second, 0xffff))
+					b := req.ToBytes()
 					for _, server := range servers {
 						if _, err := conn.WriteToUDP(b, server); err != nil {
 							return nil, err
@@ -200,13 +204,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			boot := func() (again bool) {
 				t0 := time.Now()
 				disc, _ := dhcpv4.NewDiscovery(c.MAC, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
-				offer, err := exchange(disc, dhcpv4.MessageTypeOffer)
+				offer, err := exchange(disc, t0, dhcpv4.MessageTypeOffer)
 				if err != nil {
 					results[i].Err = "discover: " + err.Error()
 					return false
 				}
 				req, _ := dhcpv4.NewRequestFromOffer(offer, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
-				ack, err := exchange(req, dhcpv4.MessageTypeAck)
+				ack, err := exchange(req, t0, dhcpv4.MessageTypeAck)
 				if err != nil {
 					results[i].Err = "request: " + err.Error()
 					return errors.Is(err, errNoAck)
@@ -292,8 +296,16 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 // errNoAck is a REQUEST that nobody answered: the machine starts over.
 var errNoAck = errors.New("no ACK")
 
-func binaryXID(x dhcpv4.TransactionID) uint32 {
-	return uint32(x[0])<<24 | uint32(x[1])<<16 | uint32(x[2])<<8 | uint32(x[3])
+// exchangeKey names one client's exchange.
+type exchangeKey struct {
+	xid dhcpv4.TransactionID
+	mac [6]byte
+}
+
+func keyOf(d *dhcpv4.DHCPv4) exchangeKey {
+	k := exchangeKey{xid: d.TransactionID}
+	copy(k.mac[:], d.ClientHWAddr)
+	return k
 }
 
 func field(script, key string) string {

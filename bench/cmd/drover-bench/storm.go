@@ -355,7 +355,8 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		e.log.Info("storm run", "run", run+1, "all_deployed_s", rep.AllDoneSec, "deployed", rep.Deployed, "failed", rep.Failed, "rss_mb", rep.PeakRSSMB, "cpu_s", rep.CPUSeconds)
+		e.log.Info("storm run", "run", run+1, "all_deployed_s", rep.AllDoneSec, "deployed", rep.Deployed, "failed", rep.Failed, "rss_mb", rep.PeakRSSMB, "cpu_s", rep.CPUSeconds,
+			"retransmits", rep.Retransmits, "restarts", rep.Restarts, "dropped_overload", rep.Counters[`drover_dhcp_dropped_total{reason="overload"}`], "dora_p99_ms", rep.Steps["dhcp_dora"].P99)
 		if run == 0 { // the operator API's list of every machine, once
 			if listed, listSec, err = listAll(ctx, p, db+".token"); err != nil {
 				stop()

@@ -274,6 +274,12 @@ func (s *Server) serverAddr(cm *ipv4.ControlMessage, ifaces *ifaceAddrs) netip.A
 
 func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 	stats := s.cfg.Handler.Stats
+	if ctx.Err() != nil {
+		// Stopping: a storm's backlog goes unanswered rather than through
+		// handlers that would each fail on the ended context.
+		stats.Add("drop_stopping")
+		return
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			stats.Add("drop_panic")

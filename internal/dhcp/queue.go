@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"math/bits"
 	"sync"
 
@@ -34,6 +35,10 @@ type queue struct {
 	n, max  int                 // jobs queued, not counting skipped copies
 	closed  bool
 }
+
+// keepParsed: the first jobs of a queue keep their request parsed, so a
+// server that keeps up parses each request once.
+const keepParsed = 1024
 
 // classes: DISCOVER by bits.Len16(secs) (0-16), then everything else.
 const (
@@ -83,9 +88,16 @@ func (q *queue) push(j *job) (dropped *job, result pushed) {
 		delete(q.known, dropped.key)
 	}
 	if retransmitted { // j takes its queued copy's place
-		old.skip, old.pkt = true, nil
+		old.skip, old.req, old.pkt = true, nil, nil
 		q.classes[old.class].skipped()
 		q.n--
+	}
+	// j.pkt is the reader's buffer until here: a job keeps a copy of it, or,
+	// near the head of the queue, its parsed form.
+	if q.n < keepParsed {
+		j.pkt = nil
+	} else {
+		j.req, j.pkt = nil, bytes.Clone(j.pkt)
 	}
 	q.known[j.key] = j
 	q.classes[j.class].pushBack(j)

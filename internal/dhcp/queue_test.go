@@ -32,11 +32,14 @@ func jobOf(t *testing.T, a arrival) *job {
 	req.ServerHostName = a.name // carries the name through the queue
 	key := requestKey{xid: req.TransactionID, mt: req.MessageType()}
 	copy(key.mac[:], mac)
-	return &job{pkt: req.ToBytes(), class: classOf(req), key: key}
+	return &job{req: req, pkt: req.ToBytes(), class: classOf(req), key: key}
 }
 
 func nameOf(t *testing.T, j *job) string {
 	t.Helper()
+	if j.req != nil {
+		return j.req.ServerHostName
+	}
 	req, err := dhcpv4.FromBytes(j.pkt)
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +228,32 @@ func TestQueueForgetsSkippedCopies(t *testing.T) {
 			if j := d.buf[(d.head+i)%len(d.buf)]; j.skip && j.pkt != nil {
 				t.Fatalf("class %d keeps a skipped copy's packet", c)
 			}
+		}
+	}
+}
+
+// TestQueueKeepsPacketsBehindTheHead: the first jobs keep their parsed
+// request; the ones behind keep a copy of their packet, not the reader's
+// buffer, which the next read overwrites.
+func TestQueueKeepsPacketsBehindTheHead(t *testing.T) {
+	q := newQueue(2 * keepParsed)
+	var reader []byte
+	for i := 0; i <= keepParsed; i++ {
+		j := jobOf(t, arrival{fmt.Sprint(i), 0, dhcpv4.MessageTypeDiscover, 0})
+		j.key.xid = dhcpv4.TransactionID{byte(i >> 8), byte(i), 0, 0}
+		reader = j.pkt
+		if _, result := q.push(j); result != queued {
+			t.Fatalf("job %d: %v", i, result)
+		}
+	}
+	clear(reader) // the reader's next packet
+	for i := 0; i <= keepParsed; i++ {
+		j := q.pop()
+		if parsed := j.req != nil; parsed != (i < keepParsed) {
+			t.Fatalf("job %d parsed: %v, want %v", i, parsed, i < keepParsed)
+		}
+		if got := nameOf(t, j); got != fmt.Sprint(i) {
+			t.Fatalf("job %d reads as %q", i, got)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package dhcp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,10 +68,11 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr is the listening address, once Ready.
 func (s *Server) Addr() net.Addr { return s.addr }
 
-// job is a request waiting for a worker. It keeps the packet rather than its
-// parsed form, which takes several times the memory, so that a storm's
-// backlog is cheap to hold (the worker parses it again).
+// job is a request waiting for a worker. Behind a long queue it keeps the
+// packet rather than its parsed form, which takes several times the memory,
+// so that a storm's backlog is cheap to hold; the worker parses it again.
 type job struct {
+	req     *dhcpv4.DHCPv4 // the request, parsed; nil when only pkt is kept
 	pkt     []byte
 	class   int
 	in      Inbound
@@ -249,7 +249,7 @@ func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs *
 		stats.Add("drop_rate_limited")
 		return
 	}
-	j := &job{pkt: bytes.Clone(b), class: classOf(req), key: key}
+	j := &job{req: req, pkt: b, class: classOf(req), key: key}
 	if cm != nil {
 		j.ifIndex = cm.IfIndex
 		j.in.Server = s.serverAddr(cm, ifaces)
@@ -274,6 +274,12 @@ func (s *Server) serverAddr(cm *ipv4.ControlMessage, ifaces *ifaceAddrs) netip.A
 
 func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 	stats := s.cfg.Handler.Stats
+	if ctx.Err() != nil {
+		// Stopping: a storm's backlog goes unanswered rather than through
+		// handlers that would each fail on the ended context.
+		stats.Add("drop_stopping")
+		return
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			stats.Add("drop_panic")
@@ -286,10 +292,13 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := dhcpv4.FromBytes(j.pkt)
-	if err != nil { // it parsed when it came in
-		stats.Add("drop_malformed")
-		return
+	req := j.req
+	if req == nil {
+		var err error
+		if req, err = dhcpv4.FromBytes(j.pkt); err != nil { // it parsed when it came in
+			stats.Add("drop_malformed")
+			return
+		}
 	}
 	rep, err := s.cfg.Handler.Handle(hctx, req, j.in)
 	if err != nil {

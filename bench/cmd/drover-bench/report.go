@@ -37,7 +37,7 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		fmt.Fprintf(&md, "%s %s", k, rep.Versions[k])
 	}
-	md.WriteString(".\n\nReproduce: `make bench` (all parts; about 40 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
+	md.WriteString(".\n\nReproduce: `make bench` (all parts; about 35 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
 	if rep.DHCP != nil {
 		rep.DHCP.markdown(&md)
 	}

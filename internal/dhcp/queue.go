@@ -69,8 +69,8 @@ const (
 )
 
 // push queues j. When the queue is full it makes room by dropping the newest
-// job of the lowest class below j's, or else drops j itself; the dropped job
-// is returned so that the caller can count it.
+// job of the lowest class below j's, or else drops j itself. result says
+// what became of j; dropped is the job not kept (j itself when duplicate).
 func (q *queue) push(j *job) (dropped *job, result pushed) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -25,8 +25,12 @@ type Config struct {
 	Queue       int        // requests waiting for a worker; when full, the least urgent is dropped (default 65536)
 	ClientRate  float64    // requests per second allowed per client MAC (default 10)
 	ClientBurst int        // burst allowed per client MAC (default 20)
-	Handler     *Handler
-	Log         *slog.Logger
+	// ReadBuffer is the socket's receive buffer in bytes (default 8 MiB):
+	// what arrives while the reader is off the CPU waits there, and what
+	// does not fit the kernel drops (counted as socket_overflow).
+	ReadBuffer int
+	Handler    *Handler
+	Log        *slog.Logger
 }
 
 // Server serves DHCPv4 on one UDP socket.
@@ -55,6 +59,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.ClientBurst <= 0 {
 		cfg.ClientBurst = 20
+	}
+	if cfg.ReadBuffer <= 0 {
+		cfg.ReadBuffer = 8 << 20
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -109,7 +116,12 @@ func (s *Server) Run(ctx context.Context) error {
 			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); serr != nil {
 				return
 			}
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1)
+			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); serr != nil {
+				return
+			}
+			// Each datagram then carries how many the kernel dropped so far.
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RXQ_OVFL, 1)
+			setReadBuffer(int(fd), s.cfg.ReadBuffer)
 		})
 		if err != nil {
 			return err
@@ -128,6 +140,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addr = conn.LocalAddr()
 	close(s.ready)
 	s.cfg.Log.Info("dhcp listening", "addr", s.addr, "workers", s.cfg.Workers)
+	if got := readBuffer(conn); got < s.cfg.ReadBuffer {
+		s.cfg.Log.Warn("dhcp receive buffer smaller than asked: a storm of requests may overflow it (raise net.core.rmem_max, or run with CAP_NET_ADMIN)",
+			"asked", s.cfg.ReadBuffer, "got", got)
+	}
 	go func() {
 		<-ctx.Done()
 		conn.Close()
@@ -204,8 +220,9 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, 4096)}
-		msgs[i].OOB = ipv4.NewControlMessage(ipv4.FlagInterface | ipv4.FlagDst)
+		msgs[i].OOB = append(ipv4.NewControlMessage(ipv4.FlagInterface|ipv4.FlagDst), make([]byte, syscall.CmsgSpace(4))...)
 	}
+	var overflowed uint32 // the kernel's count of datagrams it dropped, as last seen
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
@@ -223,6 +240,10 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 				cm = &ipv4.ControlMessage{}
 				if cm.Parse(m.OOB[:m.NN]) != nil {
 					cm = nil
+				}
+				if n, ok := socketDrops(m.OOB[:m.NN]); ok && n != overflowed {
+					s.cfg.Handler.Stats.AddN("drop_socket_overflow", int64(n-overflowed))
+					overflowed = n
 				}
 			}
 			s.accept(m.Buffers[0][:m.N], cm, now, jobs, limiter, ifaces)

@@ -22,6 +22,11 @@ type Transition struct {
 	Machine machine.Machine `json:"-"`
 }
 
+// transitionsQuery writes the kind out, not as a parameter: only then may
+// the planner use the partial index events_transitions.
+const transitionsQuery = `SELECT id, machine_id, at, actor, from_state, to_state, reason FROM events
+	WHERE kind = '` + string(machine.KindTransition) + `' AND id > ? ORDER BY id LIMIT ?`
+
 // Transitions are the timeline's state changes after afterID, oldest first.
 // The timeline is written in the same transaction as the machine's new
 // state, so it is a durable outbox: a consumer that keeps its cursor
@@ -30,8 +35,7 @@ func (s *DB) Transitions(ctx context.Context, afterID int64, limit int) ([]Trans
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.QueryContext(ctx, `SELECT id, machine_id, at, actor, from_state, to_state, reason FROM events
-		WHERE kind = ? AND id > ? ORDER BY id LIMIT ?`, machine.KindTransition, afterID, limit)
+	rows, err := s.QueryContext(ctx, transitionsQuery, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("transitions: %w", err)
 	}

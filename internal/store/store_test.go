@@ -385,6 +385,30 @@ func testWriterLockIsExclusiveAndReleased(t *testing.T, b backend) {
 	again()
 }
 
+// The outbox's reader finds transitions by the partial index, not by a scan
+// of the whole timeline.
+func TestTransitionsUseTheirIndex(t *testing.T) {
+	s, _ := openTemp(t)
+	rows, err := s.db.Query(`EXPLAIN QUERY PLAN `+transitionsQuery, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if !strings.Contains(strings.Join(plan, "; "), "USING COVERING INDEX events_transitions") &&
+		!strings.Contains(strings.Join(plan, "; "), "USING INDEX events_transitions") {
+		t.Fatalf("plan %q does not use events_transitions", plan)
+	}
+}
+
 // A database from before the fleet carried out design effects had its
 // machines updated by the apply itself: nothing is pending after the upgrade.
 func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
@@ -393,7 +417,7 @@ func TestMigrationMarksOldRevisionsCarriedOut(t *testing.T) {
 	apply(t, s, labDesign(t))
 	apply(t, s, labDesign(t, "{ports: swp1-swp2, role: compute, ids: 1-2}", "{ports: swp1-swp2, role: compute, ids: 5-6}",
 		"{ports: swp1-swp3, bmc_of: compute, ids: 1-3}", "{ports: swp3, bmc_of: compute, ids: 3}"))
-	for _, q := range []string{`ALTER TABLE tokens DROP COLUMN pod`, `DROP TABLE machine_ops`, `DROP TABLE controllers`, `DROP TABLE pod_owners`, `DROP TABLE id_blocks`, `DROP INDEX events_kind`, `DROP TABLE event_cursors`, `DROP TABLE artifact_channels`, `DROP TABLE artifacts`, `ALTER TABLE machines DROP COLUMN boot_token`, `DROP TABLE rollout_machines`, `DROP TABLE rollouts`, `DROP TABLE commits`, `DROP TABLE fleet_state`,
+	for _, q := range []string{`ALTER TABLE tokens DROP COLUMN pod`, `DROP TABLE machine_ops`, `DROP TABLE controllers`, `DROP TABLE pod_owners`, `DROP TABLE id_blocks`, `DROP INDEX events_transitions`, `DROP TABLE event_cursors`, `DROP TABLE artifact_channels`, `DROP TABLE artifacts`, `ALTER TABLE machines DROP COLUMN boot_token`, `DROP TABLE rollout_machines`, `DROP TABLE rollouts`, `DROP TABLE commits`, `DROP TABLE fleet_state`,
 		`ALTER TABLE revisions DROP COLUMN effects`, `DELETE FROM schema_migrations WHERE version >= 4`} {
 		if _, err := s.db.Exec(q); err != nil {
 			t.Fatal(err)

@@ -241,9 +241,9 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 				if cm.Parse(m.OOB[:m.NN]) != nil {
 					cm = nil
 				}
-				if n, ok := socketDrops(m.OOB[:m.NN]); ok && n != overflowed {
-					s.cfg.Handler.Stats.AddN("drop_socket_overflow", int64(n-overflowed))
-					overflowed = n
+				if drops, ok := socketDrops(m.OOB[:m.NN]); ok && drops != overflowed {
+					s.cfg.Handler.Stats.AddN("drop_socket_overflow", int64(drops-overflowed))
+					overflowed = drops
 				}
 			}
 			s.accept(m.Buffers[0][:m.N], cm, now, jobs, limiter, ifaces)

@@ -71,7 +71,7 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 		f.BootedURL = base + "/phone-home?status=booted&token=" + url.QueryEscape(boot)
 		// A new instance-id for every install: cloud-init runs its first-boot modules again.
 		instance := fmt.Sprintf("drover-%d-%s", t.Machine.ID, secret.Hash(boot)[:12])
-		if plan.Seed, err = seedFor(p, t.Slot, t.Machine, f, instance); err != nil {
+		if plan.Seed, err = s.templates.seedFor(p, t.Slot, t.Machine, f, instance); err != nil {
 			fail(http.StatusInternalServerError, err)
 			return
 		}
@@ -87,7 +87,7 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 // seedFor renders the machine's NoCloud seed: the profile's `meta-data`,
 // `user-data` and `network-config` templates where it has them, drover's
 // defaults where not. All three render or none is handed out.
-func seedFor(p *zone.Profile, s *zone.Slot, m machine.Machine, f Facts, instanceID string) (install.Seed, error) {
+func (c *templates) seedFor(p *zone.Profile, s *zone.Slot, m machine.Machine, f Facts, instanceID string) (install.Seed, error) {
 	defaults := map[string]string{
 		"meta-data":      fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", instanceID, s.PermanentName),
 		"user-data":      defaultUserData(f),
@@ -104,7 +104,7 @@ func seedFor(p *zone.Profile, s *zone.Slot, m machine.Machine, f Facts, instance
 		if err != nil {
 			return install.Seed{}, fmt.Errorf("template %s: %w", name, err)
 		}
-		if out[name], err = renderText("template "+name, string(text), f); err != nil {
+		if out[name], err = c.renderText("template "+name, string(text), f); err != nil {
 			return install.Seed{}, err
 		}
 	}

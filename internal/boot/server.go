@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -68,6 +69,7 @@ type Server struct {
 	ipxe      *files.Dir
 	ready     chan struct{}
 	addr      net.Addr
+	templates *templates
 }
 
 // NewServer opens the artifact roots.
@@ -81,7 +83,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg, ready: make(chan struct{})}
+	s := &Server{cfg: cfg, ready: make(chan struct{}), templates: &templates{}}
 	var err error
 	if cfg.ArtifactRoot != "" {
 		if s.artifacts, err = files.Open(cfg.ArtifactRoot, false); err != nil {
@@ -208,6 +210,30 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, body)
 }
 
+func (c *templates) parse(what, text string) (*template.Template, error) {
+	if c == nil {
+		return template.New(what).Option("missingkey=error").Parse(text)
+	}
+	key := [2]string{what, text}
+	c.mu.Lock()
+	t := c.parsed[key]
+	c.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	t, err := template.New(what).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.parsed == nil || len(c.parsed) >= maxTemplates {
+		c.parsed = map[[2]string]*template.Template{}
+	}
+	c.parsed[key] = t
+	c.mu.Unlock()
+	return t, nil
+}
+
 // render writes the iPXE script for a target.
 func (s *Server) render(t fleet.Target, base string) (string, error) {
 	var b strings.Builder
@@ -219,7 +245,7 @@ func (s *Server) render(t fleet.Target, base string) (string, error) {
 			return "", fmt.Errorf("profile %q of %s is not in the design", t.Slot.Profile, t.Slot.Name)
 		}
 		f := factsFor(t, base)
-		args, err := renderText("kernel arguments of profile "+p.Name, p.Args, f)
+		args, err := s.templates.renderText("kernel arguments of profile "+p.Name, p.Args, f)
 		if err != nil {
 			return "", err
 		}
@@ -261,8 +287,22 @@ func roleName(s *zone.Slot) string {
 }
 
 // renderText renders a template completely or not at all.
-func renderText(what, text string, f Facts) (string, error) {
-	t, err := template.New(what).Option("missingkey=error").Parse(text)
+// templates keeps templates parsed by their text: a boot storm renders the
+// same few thousands of times, and parsing them was most of the cost of
+// rendering. An edited template file is a new text, parsed anew.
+type templates struct {
+	mu     sync.Mutex
+	parsed map[[2]string]*template.Template // what, text
+}
+
+// maxTemplates bounds the cache: each edit of a template leaves its old
+// text behind, and past this many the cache starts over.
+const maxTemplates = 256
+
+// renderText renders a template; what names it in errors. A nil cache
+// parses every time.
+func (c *templates) renderText(what, text string, f Facts) (string, error) {
+	t, err := c.parse(what, text)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
@@ -302,7 +342,7 @@ func (s *Server) template(w http.ResponseWriter, r *http.Request) {
 	text, err := os.ReadFile(file)
 	if err == nil {
 		var out string
-		out, err = renderText("template "+name, string(text), factsFor(t, baseURL(r)))
+		out, err = s.templates.renderText("template "+name, string(text), factsFor(t, baseURL(r)))
 		if err == nil {
 			s.cfg.Fleet.NoteMachine(t.Machine.ID, machine.KindTemplate, "rendered "+name)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -210,30 +210,6 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, body)
 }
 
-func (c *templates) parse(what, text string) (*template.Template, error) {
-	if c == nil {
-		return template.New(what).Option("missingkey=error").Parse(text)
-	}
-	key := [2]string{what, text}
-	c.mu.Lock()
-	t := c.parsed[key]
-	c.mu.Unlock()
-	if t != nil {
-		return t, nil
-	}
-	t, err := template.New(what).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.parsed == nil || len(c.parsed) >= maxTemplates {
-		c.parsed = map[[2]string]*template.Template{}
-	}
-	c.parsed[key] = t
-	c.mu.Unlock()
-	return t, nil
-}
-
 // render writes the iPXE script for a target.
 func (s *Server) render(t fleet.Target, base string) (string, error) {
 	var b strings.Builder
@@ -286,7 +262,6 @@ func roleName(s *zone.Slot) string {
 	return s.Role
 }
 
-// renderText renders a template completely or not at all.
 // templates keeps templates parsed by their text: a boot storm renders the
 // same few thousands of times, and parsing them was most of the cost of
 // rendering. An edited template file is a new text, parsed anew.
@@ -299,8 +274,8 @@ type templates struct {
 // text behind, and past this many the cache starts over.
 const maxTemplates = 256
 
-// renderText renders a template; what names it in errors. A nil cache
-// parses every time.
+// renderText renders a template completely or not at all; what names it in
+// errors. A nil cache parses every time.
 func (c *templates) renderText(what, text string, f Facts) (string, error) {
 	t, err := c.parse(what, text)
 	if err != nil {
@@ -311,6 +286,31 @@ func (c *templates) renderText(what, text string, f Facts) (string, error) {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	return b.String(), nil
+}
+
+// parse is the template parsed from text, from the cache when it is there.
+func (c *templates) parse(what, text string) (*template.Template, error) {
+	if c == nil {
+		return template.New(what).Option("missingkey=error").Parse(text)
+	}
+	key := [2]string{what, text}
+	c.mu.Lock()
+	t := c.parsed[key]
+	c.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	t, err := template.New(what).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.parsed == nil || len(c.parsed) >= maxTemplates {
+		c.parsed = map[[2]string]*template.Template{}
+	}
+	c.parsed[key] = t
+	c.mu.Unlock()
+	return t, nil
 }
 
 func token(r *http.Request) string {

@@ -210,8 +210,8 @@ CREATE INDEX machine_ops_open ON machine_ops(pod) WHERE NOT done;
 ALTER TABLE tokens ADD COLUMN pod TEXT NOT NULL DEFAULT '';
 `,
 	// Only the outbox's reader looks events up by kind, and only for
-	// transitions: a partial index is not written for the other six of
-	// every eight timeline entries.
+	// transitions: a partial index is not written for the other entries
+	// (six of the eight a machine writes while it deploys).
 	11: `
 DROP INDEX events_kind;
 CREATE INDEX events_transitions ON events(id) WHERE kind = 'transition';

@@ -120,7 +120,9 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			}
 			// Each datagram then carries how many the kernel dropped so far.
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RXQ_OVFL, 1)
+			// Best effort, as the buffer's size: a kernel without it (a
+			// sandbox's) still gets a DHCP server, without the count.
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RXQ_OVFL, 1)
 			setReadBuffer(int(fd), s.cfg.ReadBuffer)
 		})
 		if err != nil {

@@ -152,7 +152,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	jobs := newQueue(s.cfg.Queue)
-	out := make(chan outgoing, s.cfg.Queue)
+	// A reply waiting for the writer is one a worker has finished: a reply
+	// each is enough, and the backlog waits in the queue, in its order.
+	out := make(chan outgoing, s.cfg.Workers)
 	var wg sync.WaitGroup
 	for i := 0; i < s.cfg.Workers; i++ {
 		wg.Add(1)

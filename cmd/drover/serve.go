@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +72,7 @@ type serveFlags struct {
 	advertiseAPI    string
 	designDir       string
 	pprofListen     string
+	memoryLimit     string
 	powerSecrets    string
 	prometheus      string
 	dnsListen       string
@@ -141,6 +144,7 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.stateDir, "state-dir", "", "this server's own files: the first admin token, uploaded designs, the git follower's checkout (default: the SQLite file's directory; with PostgreSQL, the working directory)")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: in --state-dir)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: in --state-dir)")
+	fl.StringVar(&f.memoryLimit, "memory-limit", "auto", "soft limit for drover's Go memory, e.g. 450MiB: the heap is collected harder as it nears it (auto: GOMEMLIMIT if set, else 90% of the cgroup's memory limit if any; off: none)")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
 	fl.StringVar(&f.prometheus, "prometheus", "", "URL of the Prometheus that scrapes the machines (e.g. http://prometheus:9090): `drover monitoring check` asks it which machines are up")
 	fl.StringVar(&f.dnsListen, "dns", "", "serve authoritative DNS for the design's domains and reverse zones on this address (UDP and TCP), e.g. :53; off by default")
@@ -265,6 +269,19 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	}
 	if f.designDir == "" {
 		f.designDir = filepath.Join(dbDir, "designs")
+	}
+	limit, limitFrom, err := memoryLimit(f.memoryLimit, g.env.getenv("GOMEMLIMIT"), os.ReadFile)
+	if err != nil {
+		return &usageError{err}
+	}
+	switch {
+	case limitFrom == "off":
+		debug.SetMemoryLimit(math.MaxInt64) // also overrides GOMEMLIMIT
+	case limit > 0:
+		debug.SetMemoryLimit(limit)
+	}
+	if limitFrom != "" && limitFrom != "off" {
+		log.Info("memory limit", "limit_mib", debug.SetMemoryLimit(-1)>>20, "from", limitFrom)
 	}
 	if f.pprofListen != "" {
 		if err := servePprof(ctx, f.pprofListen, log); err != nil {

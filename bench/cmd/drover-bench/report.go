@@ -44,6 +44,9 @@ func writeReport(e *env, rep *Report, docPath string) error {
 	if rep.Storm != nil {
 		s := rep.Storm
 		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff, each retransmission saying in `secs` how long the machine has been waiting), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address. The simulated machines run on the same CPUs as drover.\n\n", s.Machines, s.SpreadSec)
+		if len(s.ServeArgs) > 0 {
+			fmt.Fprintf(&md, "drover serve runs with `%s` added to its usual flags (a soft memory limit: docs/boot.md, Memory).\n\n", strings.Join(s.ServeArgs, " "))
+		}
 		if len(s.Runs) > 1 {
 			fmt.Fprintf(&md, "%d runs, each against a fresh server; the figures below are the median run's (by time until all deployed):\n\n", len(s.Runs))
 			md.WriteString("| run | deployed | failed | all deployed after | DHCP retransmits | drover peak RSS | drover CPU |\n|---|---|---|---|---|---|---|\n")

@@ -38,7 +38,13 @@ type StormReport struct {
 	// Runs is every run of the storm, each against a fresh server; the
 	// figures above are the median run's (by time until all deployed).
 	Runs []StormRun `json:"runs,omitempty"`
+	// ServeArgs are the drover serve flags the storm adds to the usual ones.
+	ServeArgs []string `json:"serve_args,omitempty"`
 }
+
+// stormMemoryLimit is the soft memory limit the boot storm's server runs
+// with, as docs/boot.md advises for a server that must stay under 512 MB.
+const stormMemoryLimit = "450MiB"
 
 // StormRun is one run of a storm.
 type StormRun struct {
@@ -351,8 +357,10 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 	var runs []StormRun
 	var listed int
 	var listSec float64
+	// Flags given with -storm-serve-args come later and win.
+	serveArgs := append([]string{"--memory-limit", stormMemoryLimit}, e.stormArgs...)
 	for run := 0; run < stormRuns(e); run++ {
-		rep, db, stop, err := z.oneServer(ctx, e, p, e.stormArgs...)
+		rep, db, stop, err := z.oneServer(ctx, e, p, serveArgs...)
 		if err != nil {
 			return nil, 0, 0, err
 		}
@@ -369,6 +377,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 	}
 	rep := reps[medianRun(runs)]
 	rep.Runs = runs
+	rep.ServeArgs = serveArgs
 	return rep, listed, listSec, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +36,31 @@ type Report struct {
 	UI        *UIReport         `json:"ui,omitempty"`
 	DNS       *DNSReport        `json:"dns,omitempty"`
 	Lab       *LabReport        `json:"lab,omitempty"`
+	// Parts says when each part was last measured, and on which drover: a
+	// run of some parts keeps the others' figures from earlier runs.
+	Parts map[string]PartRun `json:"parts,omitempty"`
+}
+
+// PartRun is when a part's figures were measured and on which drover commit.
+type PartRun struct {
+	At     time.Time `json:"at"`
+	Drover string    `json:"drover,omitempty"`
+}
+
+// measured lists the parts the report has figures for.
+func (r *Report) measured() []string {
+	var out []string
+	for name, has := range map[string]bool{
+		"dhcp": r.DHCP != nil, "storm": r.Storm != nil, "discovery": r.Discovery != nil, "ha": r.HA != nil,
+		"tftp": r.TFTP != nil, "http": r.HTTP != nil, "control": r.Control != nil, "power": r.Power != nil,
+		"ui": r.UI != nil, "dns": r.DNS != nil, "lab": r.Lab != nil,
+	} {
+		if has {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 type env struct {
@@ -96,6 +122,14 @@ func main() {
 	rep := &Report{Date: time.Now().UTC(), Machine: machineInfo(), Versions: versions()}
 	if prev, err := os.ReadFile(filepath.Join(*out, "latest.json")); err == nil {
 		json.Unmarshal(prev, rep) // parts not run this time keep their last figures
+		if rep.Parts == nil {
+			rep.Parts = map[string]PartRun{}
+		}
+		for _, name := range rep.measured() {
+			if _, ok := rep.Parts[name]; !ok {
+				rep.Parts[name] = PartRun{At: rep.Date, Drover: rep.Versions["drover"]}
+			}
+		}
 		if strings.Trim(*parts, ", ") != "" {
 			rep.Date, rep.Machine, rep.Versions = time.Now().UTC(), machineInfo(), versions()
 		}
@@ -150,6 +184,10 @@ func main() {
 			log.Error("benchmark part failed", "part", p, "err", err)
 			os.Exit(1)
 		}
+		if rep.Parts == nil {
+			rep.Parts = map[string]PartRun{}
+		}
+		rep.Parts[strings.TrimSpace(p)] = PartRun{At: time.Now().UTC(), Drover: rep.Versions["drover"]}
 		log.Info("part done", "part", p, "took", time.Since(t0).Round(time.Second))
 	}
 	if err := writeReport(e, rep, *doc); err != nil {

@@ -37,7 +37,32 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		fmt.Fprintf(&md, "%s %s", k, rep.Versions[k])
 	}
-	md.WriteString(".\n\nReproduce: `make bench` (all parts; about 35 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
+	md.WriteString(".\n\n")
+	// Parts measured in the same minute on the same drover count as one run.
+	type run struct{ at, drover string }
+	byRun := map[run][]string{}
+	for name, pr := range rep.Parts {
+		r := run{pr.At.UTC().Format("2006-01-02 15:04 UTC"), pr.Drover}
+		byRun[r] = append(byRun[r], name)
+	}
+	if len(byRun) > 1 {
+		runs := make([]run, 0, len(byRun))
+		for r := range byRun {
+			runs = append(runs, r)
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].at > runs[j].at })
+		md.WriteString("Not every part comes from the same run:")
+		for i, r := range runs {
+			sort.Strings(byRun[r])
+			sep := ";"
+			if i == len(runs)-1 {
+				sep = "."
+			}
+			fmt.Fprintf(&md, " %s measured %s on drover %s%s", strings.Join(byRun[r], ", "), r.at, r.drover, sep)
+		}
+		md.WriteString(" The versions above are the latest run's.\n\n")
+	}
+	md.WriteString("Reproduce: `make bench` (all parts; about 35 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
 	if rep.DHCP != nil {
 		rep.DHCP.markdown(&md)
 	}

@@ -19,6 +19,10 @@ const unlimitedMemory = int64(1) << 62
 // cgroup's hard one kills the process.
 const cgroupMemoryShare = 0.9
 
+// errCgroupLimit marks a cgroup limit that could not be read: serve goes on
+// without a limit rather than refusing to start.
+var errCgroupLimit = errors.New("no memory limit set")
+
 // memoryLimit decides serve's soft memory limit from --memory-limit:
 // a size, "off", or "auto" (GOMEMLIMIT if the environment sets it, which the
 // runtime has already applied, else 90 % of the cgroup's memory limit). A
@@ -32,8 +36,11 @@ func memoryLimit(setting, gomemlimit string, readFile func(string) ([]byte, erro
 			return 0, "GOMEMLIMIT", nil
 		}
 		max, file, err := cgroupMemoryMax(readFile)
-		if err != nil || max == 0 {
-			return 0, "", err
+		if err != nil {
+			return 0, "", fmt.Errorf("%w: %w", errCgroupLimit, err)
+		}
+		if max == 0 {
+			return 0, "", nil
 		}
 		return int64(float64(max) * cgroupMemoryShare), file, nil
 	}

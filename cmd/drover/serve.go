@@ -271,7 +271,10 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		f.designDir = filepath.Join(dbDir, "designs")
 	}
 	limit, limitFrom, err := memoryLimit(f.memoryLimit, g.env.getenv("GOMEMLIMIT"), os.ReadFile)
-	if err != nil {
+	switch {
+	case errors.Is(err, errCgroupLimit):
+		log.Warn("memory limit", "err", err)
+	case err != nil:
 		return &usageError{err}
 	}
 	switch {

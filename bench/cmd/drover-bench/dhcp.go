@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,19 +16,24 @@ import (
 	"github.com/drover/drover/internal/netns"
 )
 
-// DHCPReport compares DHCP servers the way ISC measures Kea: perfdhcp full
-// DORA exchanges through the relay path, the rate raised until more than
-// 2.5 % of exchanges are dropped.
+// DHCPReport compares DHCP servers the way ISC measures Kea: full DORA
+// exchanges through the relay path, the rate raised until more than 2.5 % of
+// exchanges are dropped. Once with ISC's perfdhcp, once with the harness's own
+// batched generator (dhcp-load), which can offer more on one CPU.
 type DHCPReport struct {
 	Clients int                    `json:"clients"`
 	RunSec  int                    `json:"seconds_per_run"`
 	Runs    int                    `json:"runs_per_point"`
-	Servers map[string][]DHCPPoint `json:"servers"` // by server, rising rate
+	Servers map[string][]DHCPPoint `json:"servers"` // perfdhcp, by server, rising rate
 	Best    map[string]DHCPPoint   `json:"best"`    // highest rate at or under 2.5 % drops
 	Profile string                 `json:"drover_cpu_profile_top"`
 	// Ceiling is perfdhcp asked for far more than any server answers
 	// (against drover): the most it sends and receives on its one CPU.
 	Ceiling DHCPPoint `json:"perfdhcp_ceiling"`
+	// Batched, BatchedBest and BatchedCeiling are the same with dhcp-load.
+	Batched        map[string][]DHCPPoint `json:"servers_dhcp_load,omitempty"`
+	BatchedBest    map[string]DHCPPoint   `json:"best_dhcp_load,omitempty"`
+	BatchedCeiling DHCPPoint              `json:"dhcp_load_ceiling"`
 }
 
 // DHCPPoint is the median of the runs at one offered rate, with the
@@ -39,10 +45,10 @@ type DHCPPoint struct {
 	AchievedMax float64 `json:"achieved_rate_max"`
 	DropPct     float64 `json:"drops_percent"`
 	AvgMs       float64 `json:"avg_latency_ms"` // DISCOVER-OFFER and REQUEST-ACK averaged
-	// LoadCPUPct is perfdhcp's CPU time over its run: how close the load
-	// generator itself is to the limit of its one CPU.
+	// LoadCPUPct is the load generator's CPU time over its run: how close it
+	// is to the limit of its one CPU.
 	LoadCPUPct float64 `json:"perfdhcp_cpu_percent"`
-	// LoadPPS is what perfdhcp sent and received, packets per second of its run.
+	// LoadPPS is what the load generator sent and received, packets per second of its run.
 	LoadPPS float64 `json:"perfdhcp_packets_per_second"`
 }
 
@@ -55,8 +61,12 @@ const (
 
 const dhcpClients = 2000
 
-// dhcpCeilingRate is more DORA exchanges per second than perfdhcp can offer on one CPU.
-const dhcpCeilingRate = 20000
+// dhcpCeilingRate is more DORA exchanges per second than perfdhcp can offer on
+// one CPU; dhcpLoadCeilingRate more than any server here answers.
+const (
+	dhcpCeilingRate     = 20000
+	dhcpLoadCeilingRate = 60000
+)
 
 // dhcpServers are the servers the DHCP part compares, in report order.
 func dhcpServers() []string { return []string{"drover", "kea", "kea-mt", "dnsmasq"} }
@@ -67,56 +77,67 @@ type peer struct {
 	start func(e *env, p *pair, dir string) (*netns.Proc, error)
 }
 
+// loadGen is a DHCP load generator: one run of it at a rate, against a server
+// already started in p.
+type loadGen func(ctx context.Context, p *pair, dir string, rate, secs int) (DHCPPoint, error)
+
 func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 	rates := []int{500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 7500, 8000, 8500, 9000, 10000, 12000, 16000}
+	// dhcp-load starts where every server still answers everything and
+	// rises past what perfdhcp can offer.
+	batchedRates := []int{4000, 6000, 8000, 9000, 10000, 11000, 12000, 13000, 14000, 15000, 16000, 18000, 20000, 24000, 28000, 32000}
 	runs, secs := 3, 5
 	if e.quick {
-		rates, runs, secs = []int{500, 2000}, 1, 2
+		rates, batchedRates, runs, secs = []int{500, 2000}, []int{2000, 8000}, 1, 2
 	}
-	rep := &DHCPReport{Clients: dhcpClients, RunSec: secs, Runs: runs, Servers: map[string][]DHCPPoint{}, Best: map[string]DHCPPoint{}}
+	rep := &DHCPReport{Clients: dhcpClients, RunSec: secs, Runs: runs, Servers: map[string][]DHCPPoint{}, Best: map[string]DHCPPoint{},
+		Batched: map[string][]DHCPPoint{}, BatchedBest: map[string]DHCPPoint{}}
 	dir := filepath.Join(e.work, "dhcp")
 	os.MkdirAll(dir, 0o755)
 	if err := writeDHCPClients(dir); err != nil {
 		return nil, err
 	}
-	for _, pr := range []peer{{"drover", startDroverDHCP}, {"kea", startKea}, {"kea-mt", startKeaMT}, {"dnsmasq", startDnsmasq}} {
+	peers := []peer{{"drover", startDroverDHCP}, {"kea", startKea}, {"kea-mt", startKeaMT}, {"dnsmasq", startDnsmasq}}
+	for _, pr := range peers {
 		if !e.dhcpPeers[pr.name] {
 			continue
 		}
-		for _, rate := range rates {
-			var points []DHCPPoint
-			for run := 0; run < runs; run++ {
-				pt, err := dhcpRun(ctx, e, pr, dir, rate, secs)
-				if err != nil {
-					return nil, fmt.Errorf("%s at %d/s: %w", pr.name, rate, err)
-				}
-				points = append(points, pt)
-			}
-			sort.Slice(points, func(i, j int) bool { return points[i].DropPct < points[j].DropPct })
-			med := points[len(points)/2]
-			med.AchievedMin, med.AchievedMax = med.Achieved, med.Achieved
-			for _, pt := range points {
-				med.AchievedMin, med.AchievedMax = min(med.AchievedMin, pt.Achieved), max(med.AchievedMax, pt.Achieved)
-			}
-			rep.Servers[pr.name] = append(rep.Servers[pr.name], med)
-			e.log.Info("dhcp", "server", pr.name, "offered", rate, "achieved", med.Achieved, "drops%", med.DropPct, "avg_ms", med.AvgMs)
-			if med.DropPct <= 2.5 {
-				if med.Achieved > rep.Best[pr.name].Achieved {
-					rep.Best[pr.name] = med
-				}
-			} else {
-				break
-			}
+		pts, best, err := dhcpSweep(ctx, e, pr, perfdhcp, "perfdhcp", dir, rates, runs, secs)
+		if err != nil {
+			return nil, err
+		}
+		rep.Servers[pr.name] = pts
+		if best.Offered > 0 {
+			rep.Best[pr.name] = best
+		}
+	}
+	for _, pr := range peers {
+		// A server that drops too many at perfdhcp's lowest rate already is not run again.
+		if _, ok := rep.Best[pr.name]; !ok {
+			continue
+		}
+		gen := dhcpLoadGen(e)
+		pts, best, err := dhcpSweep(ctx, e, pr, gen, "dhcp-load", dir, batchedRates, runs, secs)
+		if err != nil {
+			return nil, err
+		}
+		rep.Batched[pr.name] = pts
+		if best.Offered > 0 {
+			rep.BatchedBest[pr.name] = best
 		}
 	}
 	if e.dhcpPeers["drover"] {
 		var err error
-		if rep.Ceiling, err = dhcpRun(ctx, e, peer{"drover", startDroverDHCP}, dir, dhcpCeilingRate, secs); err != nil {
+		if rep.Ceiling, err = dhcpRun(ctx, e, peers[0], perfdhcp, dir, dhcpCeilingRate, secs); err != nil {
 			return nil, fmt.Errorf("perfdhcp ceiling: %w", err)
 		}
 		e.log.Info("dhcp", "perfdhcp_ceiling_pps", rep.Ceiling.LoadPPS, "cpu%", rep.Ceiling.LoadCPUPct)
+		if rep.BatchedCeiling, err = dhcpRun(ctx, e, peers[0], dhcpLoadGen(e), dir, dhcpLoadCeilingRate, secs); err != nil {
+			return nil, fmt.Errorf("dhcp-load ceiling: %w", err)
+		}
+		e.log.Info("dhcp", "dhcp_load_ceiling_pps", rep.BatchedCeiling.LoadPPS, "cpu%", rep.BatchedCeiling.LoadCPUPct)
 	}
-	rate := int(rep.Best["drover"].Achieved * 1.5)
+	rate := int(max(rep.Best["drover"].Achieved, rep.BatchedBest["drover"].Achieved) * 1.5)
 	var err error
 	if rep.Profile, err = profileDrover(ctx, e, dir, max(rate, 1000)); err != nil {
 		e.log.Warn("no CPU profile", "err", err)
@@ -124,7 +145,37 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 	return rep, nil
 }
 
-// profileDrover takes a CPU profile of drover while perfdhcp pushes it past
+// dhcpSweep measures a server at rising rates, each rate the median of runs,
+// until more than 2.5 % are dropped; best is the highest rate within 2.5 %.
+func dhcpSweep(ctx context.Context, e *env, pr peer, gen loadGen, genName, dir string, rates []int, runs, secs int) (pts []DHCPPoint, best DHCPPoint, err error) {
+	for _, rate := range rates {
+		var points []DHCPPoint
+		for run := 0; run < runs; run++ {
+			pt, err := dhcpRun(ctx, e, pr, gen, dir, rate, secs)
+			if err != nil {
+				return nil, best, fmt.Errorf("%s at %d/s with %s: %w", pr.name, rate, genName, err)
+			}
+			points = append(points, pt)
+		}
+		sort.Slice(points, func(i, j int) bool { return points[i].DropPct < points[j].DropPct })
+		med := points[len(points)/2]
+		med.AchievedMin, med.AchievedMax = med.Achieved, med.Achieved
+		for _, pt := range points {
+			med.AchievedMin, med.AchievedMax = min(med.AchievedMin, pt.Achieved), max(med.AchievedMax, pt.Achieved)
+		}
+		pts = append(pts, med)
+		e.log.Info("dhcp", "server", pr.name, "load", genName, "offered", rate, "achieved", med.Achieved, "drops%", med.DropPct, "avg_ms", med.AvgMs, "load_cpu%", med.LoadCPUPct)
+		if med.DropPct > 2.5 {
+			break
+		}
+		if med.Achieved > best.Achieved {
+			best = med
+		}
+	}
+	return pts, best, nil
+}
+
+// profileDrover takes a CPU profile of drover while dhcp-load pushes it past
 // its best rate, and returns pprof's top functions.
 func profileDrover(ctx context.Context, e *env, dir string, rate int) (string, error) {
 	p, err := dhcpPair(e)
@@ -137,8 +188,8 @@ func profileDrover(ctx context.Context, e *env, dir string, rate int) (string, e
 		return "", err
 	}
 	defer proc.Stop(5 * time.Second)
-	load := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, "perfdhcp", "-4", "-l", "10.200.0.2", "-r", strconv.Itoa(rate),
-		"-p", "9", "-M", filepath.Join(dir, "macs.txt"), "10.200.0.1")...)...)
+	load := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, e.self, "dhcp-load", "-l", "10.200.0.2", "-s", "10.200.0.1",
+		"-r", strconv.Itoa(rate), "-p", "9s", "-M", filepath.Join(dir, "macs.txt"))...)...)
 	if err := load.Start(); err != nil {
 		return "", err
 	}
@@ -153,7 +204,7 @@ func profileDrover(ctx context.Context, e *env, dir string, rate int) (string, e
 	if err != nil {
 		return "", fmt.Errorf("pprof: %v: %s", err, out)
 	}
-	return fmt.Sprintf("perfdhcp at %d DORA/s; `go tool pprof -top` of a 5 s CPU profile:\n\n%s", rate, out), nil
+	return fmt.Sprintf("dhcp-load offering %d DORA/s; `go tool pprof -top` of a 5 s CPU profile:\n\n%s", rate, out), nil
 }
 
 // writeDHCPClients writes the clients every server knows: perfdhcp's MAC
@@ -281,8 +332,8 @@ var (
 	reDelay = regexp.MustCompile(`avg delay: ([0-9.]+) ms`)
 )
 
-// dhcpRun runs one server fresh and one perfdhcp run against it.
-func dhcpRun(ctx context.Context, e *env, pr peer, dir string, rate, secs int) (DHCPPoint, error) {
+// dhcpRun runs one server fresh and one load generator run against it.
+func dhcpRun(ctx context.Context, e *env, pr peer, gen loadGen, dir string, rate, secs int) (DHCPPoint, error) {
 	p, err := dhcpPair(e)
 	if err != nil {
 		return DHCPPoint{}, err
@@ -295,19 +346,32 @@ func dhcpRun(ctx context.Context, e *env, pr peer, dir string, rate, secs int) (
 	defer proc.Stop(5 * time.Second)
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(rctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, "perfdhcp", "-4", "-l", "10.200.0.2", "-r", strconv.Itoa(rate),
-		"-p", strconv.Itoa(secs), "-M", filepath.Join(dir, "macs.txt"), "-W", "250000", "10.200.0.1")...)...)
+	return gen(rctx, p, dir, rate, secs)
+}
+
+// loadCommand runs a load generator pinned to its CPU in the load namespace,
+// and measures its CPU use over its wall time.
+func loadCommand(ctx context.Context, p *pair, args ...string) (out []byte, cpuPct, wallSec float64, cmd *exec.Cmd, err error) {
+	cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, args...)...)...)
 	began := time.Now()
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
+	wallSec = time.Since(began).Seconds()
+	// ip netns exec and taskset exec the generator in their own process: its CPU time is the child's.
+	if ps := cmd.ProcessState; ps != nil {
+		cpuPct = 100 * (ps.UserTime() + ps.SystemTime()).Seconds() / wallSec
+	}
+	return out, cpuPct, wallSec, cmd, err
+}
+
+// perfdhcp is ISC's load generator.
+func perfdhcp(ctx context.Context, p *pair, dir string, rate, secs int) (DHCPPoint, error) {
+	out, cpu, wall, cmd, err := loadCommand(ctx, p, "perfdhcp", "-4", "-l", "10.200.0.2", "-r", strconv.Itoa(rate),
+		"-p", strconv.Itoa(secs), "-M", filepath.Join(dir, "macs.txt"), "-W", "250000", "10.200.0.1")
 	if err != nil && (cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3) {
 		return DHCPPoint{}, fmt.Errorf("perfdhcp: %v: %s", err, tail(string(out), 10))
 	}
 	s := string(out)
-	pt := DHCPPoint{Offered: rate}
-	// ip netns exec and taskset exec perfdhcp in their own process: its CPU time is the child's.
-	if ps := cmd.ProcessState; ps != nil {
-		pt.LoadCPUPct = 100 * (ps.UserTime() + ps.SystemTime()).Seconds() / time.Since(began).Seconds()
-	}
+	pt := DHCPPoint{Offered: rate, LoadCPUPct: cpu}
 	if m := reRate.FindStringSubmatch(s); m != nil {
 		pt.Achieved, _ = strconv.ParseFloat(m[1], 64)
 	}
@@ -323,7 +387,7 @@ func dhcpRun(ctx context.Context, e *env, pr peer, dir string, rate, secs int) (
 	if sent > 0 {
 		pt.DropPct = 100 * (sent - recv) / sent
 	}
-	pt.LoadPPS = (sent + recv) / time.Since(began).Seconds()
+	pt.LoadPPS = (sent + recv) / wall
 	var delays []float64
 	for _, m := range reDelay.FindAllStringSubmatch(s, -1) {
 		v, _ := strconv.ParseFloat(m[1], 64)
@@ -335,54 +399,111 @@ func dhcpRun(ctx context.Context, e *env, pr peer, dir string, rate, secs int) (
 	return pt, nil
 }
 
+// dhcpLoadGen is the harness's own batched generator (dhcp-load), counted as perfdhcp counts.
+func dhcpLoadGen(e *env) loadGen {
+	return func(ctx context.Context, p *pair, dir string, rate, secs int) (DHCPPoint, error) {
+		out, cpu, wall, _, err := loadCommand(ctx, p, e.self, "dhcp-load", "-l", "10.200.0.2", "-s", "10.200.0.1", "-r", strconv.Itoa(rate),
+			"-p", strconv.Itoa(secs)+"s", "-W", "250ms", "-M", filepath.Join(dir, "macs.txt"))
+		if err != nil {
+			return DHCPPoint{}, fmt.Errorf("dhcp-load: %v: %s", err, tail(string(out), 10))
+		}
+		var r loadResult
+		if err := json.Unmarshal(out, &r); err != nil {
+			return DHCPPoint{}, fmt.Errorf("dhcp-load output %q: %w", out, err)
+		}
+		pt := DHCPPoint{Offered: rate, LoadCPUPct: cpu, Achieved: float64(r.Acks) / r.Seconds}
+		if sent := r.Discovers + r.Requests; sent > 0 {
+			pt.DropPct = 100 * float64(sent-r.Offers-r.Acks-r.Naks) / float64(sent)
+		}
+		pt.LoadPPS = float64(r.Discovers+r.Offers+r.Requests+r.Acks+r.Naks) / wall
+		pt.AvgMs = (r.AvgDOms + r.AvgRAms) / 2
+		return pt, nil
+	}
+}
+
 func (d *DHCPReport) markdown(md *strings.Builder) {
 	fmt.Fprintf(md, "## DHCP throughput (ISC's method)\n\nperfdhcp (kea-admin) sends full DORA exchanges as a relay, at a fixed rate for %d s, %d runs per point (median, with the smallest and largest achieved rate of the runs); the rate rises until more than 2.5 %% of packets are dropped. The server runs on CPU %s and perfdhcp on CPU %s (`taskset`), for every server. Every server knows the same %d clients: drover as MAC pins, Kea 2.2 as host reservations (memfile, persisted) single-threaded (`kea`) and with its multi-threading enabled (`kea-mt`: 2 threads, packet queue 64), dnsmasq as dhcp-host entries. Each run starts the server afresh.\n\n", d.RunSec, d.Runs, dhcpServerCPU, dhcpLoadCPU, d.Clients)
-	fmt.Fprintf(md, "| server | best rate at <= 2.5 %% drops (median) | min-max of its runs | drops | avg latency |\n|---|---|---|---|---|\n")
-	for _, name := range dhcpServers() {
-		b, ok := d.Best[name]
-		if !ok {
-			if pts := d.Servers[name]; len(pts) > 0 {
-				fmt.Fprintf(md, "| %s | none: %.2f %% drops already at %d/s | | | |\n", name, pts[0].DropPct, pts[0].Offered)
-			}
-			continue
-		}
-		fmt.Fprintf(md, "| %s | %.0f DORA/s (offered %d) | %.0f-%.0f | %.2f %% | %.2f ms |\n", name, b.Achieved, b.Offered, b.AchievedMin, b.AchievedMax, b.DropPct, b.AvgMs)
-	}
-	kea, which := d.Best["kea"].Achieved, "kea"
-	if mt := d.Best["kea-mt"].Achieved; mt > kea {
-		kea, which = mt, "kea-mt"
-	}
-	if kea > 0 {
-		fmt.Fprintf(md, "\ndrover / Kea (the better of single- and multi-threaded: %s): %.2fx (target: 2x).\n", which, d.Best["drover"].Achieved/kea)
+	bestTable(md, d.Best, d.Servers)
+	if kea, which := betterKea(d.Best); kea > 0 {
+		fmt.Fprintf(md, "\ndrover / Kea with perfdhcp (the better of single- and multi-threaded: %s): %.2fx.\n", which, d.Best["drover"].Achieved/kea)
 		if c := d.Ceiling; c.LoadPPS > 0 {
-			fmt.Fprintf(md, "\nThe load generator's own limit: asked for %d DORA/s, perfdhcp sent and received %.0f packets/s at %.0f %% of its CPU. A full exchange is four packets, so twice Kea's best (%.0f DORA/s) would take %.0f packets/s: %.1fx what perfdhcp manages on one CPU of this machine.\n",
+			fmt.Fprintf(md, "\nperfdhcp's own limit: asked for %d DORA/s, it sent and received %.0f packets/s at %.0f %% of its CPU. A full exchange is four packets, so twice Kea's best here (%.0f DORA/s) would take %.0f packets/s: %.1fx what perfdhcp manages on one CPU of this machine. Where the best points sit close to that limit, they measure perfdhcp more than the server.\n",
 				dhcpCeilingRate, c.LoadPPS, c.LoadCPUPct, 2*kea, 8*kea, 8*kea/c.LoadPPS)
 		}
 	}
-	fmt.Fprintf(md, "\nAll points (median of runs; perfdhcp CPU is the load generator's use of its one CPU, wall time including its start and its wait for late replies):\n\n| server | offered | achieved (min-max) | drops | avg latency | perfdhcp CPU |\n|---|---|---|---|---|---|\n")
-	for _, name := range dhcpServers() {
-		for _, p := range d.Servers[name] {
-			fmt.Fprintf(md, "| %s | %d | %.0f (%.0f-%.0f) | %.2f %% | %.2f ms | %.0f %% |\n", name, p.Offered, p.Achieved, p.AchievedMin, p.AchievedMax, p.DropPct, p.AvgMs, p.LoadCPUPct)
+	pointsTable(md, "perfdhcp", d.Servers)
+	if len(d.Batched) > 0 {
+		fmt.Fprintf(md, "### The same method with a faster load generator\n\n`drover-bench dhcp-load` ([bench/cmd/drover-bench/dhcpload.go](bench/cmd/drover-bench/dhcpload.go)) keeps perfdhcp's method and counting: DISCOVERs as a relay at a fixed rate from the same %d MACs, a REQUEST for each OFFER, a drop is a DISCOVER without an OFFER or a REQUEST without an ACK, the rate is ACKs per second of the sending period, 0.25 s of waiting for late replies. It sends and receives up to %d datagrams per system call and builds packets from a template, so that one CPU offers more than perfdhcp can. Same CPUs, runs and fresh servers as above; a server that drops more than 2.5 %% already at perfdhcp's lowest rate is not run again.\n\n", d.Clients, loadBatch)
+		bestTable(md, d.BatchedBest, d.Batched)
+		if kea, which := betterKea(d.BatchedBest); kea > 0 {
+			fmt.Fprintf(md, "\n**drover / Kea with dhcp-load** (the better of single- and multi-threaded: %s): **%.2fx** (target: 2x).\n", which, d.BatchedBest["drover"].Achieved/kea)
 		}
+		if c := d.BatchedCeiling; c.LoadPPS > 0 {
+			fmt.Fprintf(md, "\ndhcp-load's own limit: asked for %d DORA/s against drover, it sent and received %.0f packets/s at %.0f %% of its CPU.\n", dhcpLoadCeilingRate, c.LoadPPS, c.LoadCPUPct)
+		}
+		pointsTable(md, "dhcp-load", d.Batched)
 	}
-	md.WriteString("\n![DHCP rate against drops](bench/results/dhcp.png)\n\n")
+	md.WriteString("![DHCP rate against drops](bench/results/dhcp.png)\n\n")
 	if d.Profile != "" {
 		md.WriteString("### Where drover's DHCP time goes\n\n```\n" + d.Profile + "\n```\n\n")
 	}
 }
 
+// betterKea is the better of Kea single-threaded and multi-threaded.
+func betterKea(best map[string]DHCPPoint) (float64, string) {
+	kea, which := best["kea"].Achieved, "kea"
+	if mt := best["kea-mt"].Achieved; mt > kea {
+		kea, which = mt, "kea-mt"
+	}
+	return kea, which
+}
+
+func bestTable(md *strings.Builder, best map[string]DHCPPoint, servers map[string][]DHCPPoint) {
+	fmt.Fprintf(md, "| server | best rate at <= 2.5 %% drops (median) | min-max of its runs | drops | avg latency | load generator CPU |\n|---|---|---|---|---|---|\n")
+	for _, name := range dhcpServers() {
+		b, ok := best[name]
+		if !ok {
+			if pts := servers[name]; len(pts) > 0 {
+				fmt.Fprintf(md, "| %s | none: %.2f %% drops already at %d/s | | | | |\n", name, pts[0].DropPct, pts[0].Offered)
+			}
+			continue
+		}
+		fmt.Fprintf(md, "| %s | %.0f DORA/s (offered %d) | %.0f-%.0f | %.2f %% | %.2f ms | %.0f %% |\n", name, b.Achieved, b.Offered, b.AchievedMin, b.AchievedMax, b.DropPct, b.AvgMs, b.LoadCPUPct)
+	}
+}
+
+func pointsTable(md *strings.Builder, gen string, servers map[string][]DHCPPoint) {
+	fmt.Fprintf(md, "\nAll points with %s (median of runs; load generator CPU is its use of its one CPU over its wall time, including its start and its wait for late replies):\n\n| server | offered | achieved (min-max) | drops | avg latency | load generator CPU |\n|---|---|---|---|---|---|\n", gen)
+	for _, name := range dhcpServers() {
+		for _, p := range servers[name] {
+			fmt.Fprintf(md, "| %s | %d | %.0f (%.0f-%.0f) | %.2f %% | %.2f ms | %.0f %% |\n", name, p.Offered, p.Achieved, p.AchievedMin, p.AchievedMax, p.DropPct, p.AvgMs, p.LoadCPUPct)
+		}
+	}
+	md.WriteString("\n")
+}
+
 func (d *DHCPReport) plot() (string, map[string]string) {
 	data := map[string]string{}
 	var lines []string
-	for _, name := range dhcpServers() {
-		var b strings.Builder
-		for _, p := range d.Servers[name] {
-			fmt.Fprintf(&b, "%d %.3f\n", p.Offered, p.DropPct)
+	for _, gen := range []struct {
+		name, suffix string
+		servers      map[string][]DHCPPoint
+	}{{"perfdhcp", "", d.Servers}, {"dhcp-load", "-batched", d.Batched}} {
+		for _, name := range dhcpServers() {
+			pts := gen.servers[name]
+			if len(pts) == 0 {
+				continue
+			}
+			var b strings.Builder
+			for _, p := range pts {
+				fmt.Fprintf(&b, "%d %.3f\n", p.Offered, p.DropPct)
+			}
+			file := "dhcp-" + name + gen.suffix + ".dat"
+			data[file] = b.String()
+			lines = append(lines, fmt.Sprintf("'%s' with linespoints lw 2 title '%s (%s)'", file, name, gen.name))
 		}
-		data["dhcp-"+name+".dat"] = b.String()
-		lines = append(lines, fmt.Sprintf("'dhcp-%s.dat' with linespoints lw 2 title '%s'", name, name))
 	}
-	script := "set title 'DHCP: offered DORA rate against drops (perfdhcp, median of runs)'\nset xlabel 'offered DORA exchanges per second'\nset ylabel 'drops (%)'\nset grid\nset yrange [0:*]\n" +
+	script := "set title 'DHCP: offered DORA rate against drops (median of runs)'\nset xlabel 'offered DORA exchanges per second'\nset ylabel 'drops (%)'\nset grid\nset yrange [0:*]\nset key top left\n" +
 		"plot " + strings.Join(lines, ", ") + ", 2.5 with lines dt 2 title '2.5 %'\n"
 	return script, data
 }

@@ -82,6 +82,8 @@ func main() {
 		switch os.Args[1] {
 		case "storm-client":
 			os.Exit(stormClient(os.Args[2:]))
+		case "dhcp-load":
+			os.Exit(dhcpLoad(os.Args[2:]))
 		case "udp-delay-proxy":
 			os.Exit(udpDelayProxy(os.Args[2:]))
 		case "http-client":

@@ -315,8 +315,6 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 		stats.Add("drop_no_server_address")
 		return
 	}
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	req := j.req
 	if req == nil {
 		var err error
@@ -325,7 +323,7 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 			return
 		}
 	}
-	rep, err := s.cfg.Handler.Handle(hctx, req, j.in)
+	rep, err := s.cfg.Handler.Handle(ctx, req, j.in)
 	if err != nil {
 		var d *errDrop
 		if errors.As(err, &d) {

@@ -36,14 +36,34 @@ type batch struct {
 	unawaited bool
 }
 
-func newBatch() *batch {
-	return &batch{machines: map[int64]machine.Machine{}, leases: map[netip.Addr]store.Lease{}, freed: map[netip.Addr]bool{}}
+// newBatch is an empty batch. Its maps are made on first use: most batches
+// (a known machine's DHCP exchange) hold a timeline entry or a lease at most.
+func newBatch() *batch { return &batch{} }
+
+func (b *batch) touch(m *machine.Machine) {
+	if b.machines == nil {
+		b.machines = map[int64]machine.Machine{}
+	}
+	b.machines[m.ID] = *m
 }
 
-func (b *batch) touch(m *machine.Machine) { b.machines[m.ID] = *m }
-func (b *batch) add(es ...machine.Entry)  { b.entries = append(b.entries, es...) }
-func (b *batch) putLease(l *store.Lease)  { b.leases[l.Addr] = *l; delete(b.freed, l.Addr) }
-func (b *batch) freeLease(a netip.Addr)   { b.freed[a] = true; delete(b.leases, a) }
+func (b *batch) add(es ...machine.Entry) { b.entries = append(b.entries, es...) }
+
+func (b *batch) putLease(l *store.Lease) {
+	if b.leases == nil {
+		b.leases = map[netip.Addr]store.Lease{}
+	}
+	b.leases[l.Addr] = *l
+	delete(b.freed, l.Addr)
+}
+
+func (b *batch) freeLease(a netip.Addr) {
+	if b.freed == nil {
+		b.freed = map[netip.Addr]bool{}
+	}
+	b.freed[a] = true
+	delete(b.leases, a)
+}
 
 // entriesOnly: the batch holds timeline entries and nothing else.
 func (b *batch) entriesOnly() bool {

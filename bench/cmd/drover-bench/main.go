@@ -45,6 +45,8 @@ type Report struct {
 type PartRun struct {
 	At     time.Time `json:"at"`
 	Drover string    `json:"drover,omitempty"`
+	// Seconds is how long the part took (0 in results from before it was kept).
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // measured lists the parts the report has figures for.
@@ -189,7 +191,7 @@ func main() {
 		if rep.Parts == nil {
 			rep.Parts = map[string]PartRun{}
 		}
-		rep.Parts[strings.TrimSpace(p)] = PartRun{At: time.Now().UTC(), Drover: rep.Versions["drover"]}
+		rep.Parts[strings.TrimSpace(p)] = PartRun{At: time.Now().UTC(), Drover: rep.Versions["drover"], Seconds: time.Since(t0).Seconds()}
 		log.Info("part done", "part", p, "took", time.Since(t0).Round(time.Second))
 	}
 	if err := writeReport(e, rep, *doc); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,7 @@ func writeReport(e *env, rep *Report, docPath string) error {
 		}
 		md.WriteString(" The versions above are the latest run's.\n\n")
 	}
-	md.WriteString("Reproduce: `make bench` (all parts; about 35 minutes on this machine), or one part: `make bench PARTS=storm`.\n\n")
+	md.WriteString("Reproduce: `make bench` (all parts" + rep.duration() + "), or one part: `make bench PARTS=storm`.\n\n")
 	if rep.DHCP != nil {
 		rep.DHCP.markdown(&md)
 	}
@@ -169,4 +170,20 @@ func plot(e *env, rep *Report) map[string]string {
 		draw("dhcp", script, data)
 	}
 	return out
+}
+
+// duration is how long all parts took on this machine, when every part's time is known.
+func (r *Report) duration() string {
+	var sec float64
+	for _, name := range r.measured() {
+		p := r.Parts[name]
+		if p.Seconds == 0 {
+			return ""
+		}
+		sec += p.Seconds
+	}
+	if sec == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; about %.0f minutes on this machine, plus installing the peers", math.Ceil(sec/60))
 }

@@ -98,32 +98,31 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 		return nil, err
 	}
 	peers := []peer{{"drover", startDroverDHCP}, {"kea", startKea}, {"kea-mt", startKeaMT}, {"dnsmasq", startDnsmasq}}
-	for _, pr := range peers {
-		if !e.dhcpPeers[pr.name] {
-			continue
-		}
-		pts, best, err := dhcpSweep(ctx, e, pr, perfdhcp, "perfdhcp", dir, rates, runs, secs)
-		if err != nil {
-			return nil, err
-		}
-		rep.Servers[pr.name] = pts
-		if best.Offered > 0 {
-			rep.Best[pr.name] = best
-		}
-	}
-	for _, pr := range peers {
+	sweeps := []struct {
+		name       string
+		gen        loadGen
+		rates      []int
+		pts        map[string][]DHCPPoint
+		best       map[string]DHCPPoint
+		onlyIfBest map[string]DHCPPoint // run only servers with a best point here
+	}{
+		{"perfdhcp", perfdhcp, rates, rep.Servers, rep.Best, nil},
 		// A server that drops too many at perfdhcp's lowest rate already is not run again.
-		if _, ok := rep.Best[pr.name]; !ok {
-			continue
-		}
-		gen := dhcpLoadGen(e)
-		pts, best, err := dhcpSweep(ctx, e, pr, gen, "dhcp-load", dir, batchedRates, runs, secs)
-		if err != nil {
-			return nil, err
-		}
-		rep.Batched[pr.name] = pts
-		if best.Offered > 0 {
-			rep.BatchedBest[pr.name] = best
+		{"dhcp-load", dhcpLoadGen(e), batchedRates, rep.Batched, rep.BatchedBest, rep.Best},
+	}
+	for _, sw := range sweeps {
+		for _, pr := range peers {
+			if _, ok := sw.onlyIfBest[pr.name]; !e.dhcpPeers[pr.name] || (sw.onlyIfBest != nil && !ok) {
+				continue
+			}
+			pts, best, err := dhcpSweep(ctx, e, pr, sw.gen, sw.name, dir, sw.rates, runs, secs)
+			if err != nil {
+				return nil, err
+			}
+			sw.pts[pr.name] = pts
+			if best.Offered > 0 {
+				sw.best[pr.name] = best
+			}
 		}
 	}
 	if e.dhcpPeers["drover"] {

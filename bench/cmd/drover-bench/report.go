@@ -185,5 +185,9 @@ func (r *Report) duration() string {
 	if sec == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; about %.0f minutes on this machine, plus installing the peers", math.Ceil(sec/60))
+	unit := "minutes"
+	if sec <= 60 {
+		unit = "minute"
+	}
+	return fmt.Sprintf("; about %.0f %s on this machine, plus installing the peers", math.Ceil(sec/60), unit)
 }

@@ -191,7 +191,8 @@ func main() {
 		if rep.Parts == nil {
 			rep.Parts = map[string]PartRun{}
 		}
-		rep.Parts[strings.TrimSpace(p)] = PartRun{At: time.Now().UTC(), Drover: rep.Versions["drover"], Seconds: time.Since(t0).Seconds()}
+		// At is the run's start, so that the parts of one run read as one.
+		rep.Parts[strings.TrimSpace(p)] = PartRun{At: rep.Date, Drover: rep.Versions["drover"], Seconds: time.Since(t0).Seconds()}
 		log.Info("part done", "part", p, "took", time.Since(t0).Round(time.Second))
 	}
 	if err := writeReport(e, rep, *doc); err != nil {

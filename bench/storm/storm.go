@@ -201,6 +201,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			// DHCP (the server that answered is gone, or refuses a ticket or
 			// token its pod's new owner never issued) makes the machine boot
 			// again, as iPXE and installers do; so does a REQUEST nobody answers.
+			// phonedHome: a phone-home was sent, whether or not its answer came back.
+			phonedHome := false
 			boot := func() (again bool) {
 				t0 := time.Now()
 				disc, _ := dhcpv4.NewDiscovery(c.MAC, relay, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
@@ -250,7 +252,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 					return false
 				}
 				if token == "" {
-					results[i].Err = "script has no install token"
+					// A phone-home that landed on a server killed before it
+					// answered: the machine is deployed, and boots its disk.
+					if !phonedHome {
+						results[i].Err = "script has no install token"
+					}
 					return false
 				}
 				t2 := time.Now()
@@ -260,6 +266,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				}
 				results[i].Template = time.Since(t2)
 				t3 := time.Now()
+				phonedHome = true
 				resp, err := hc.PostForm(base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}})
 				if err != nil {
 					results[i].Err = "phone-home: " + err.Error()

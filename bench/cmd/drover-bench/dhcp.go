@@ -502,7 +502,7 @@ func (d *DHCPReport) plot() (string, map[string]string) {
 			lines = append(lines, fmt.Sprintf("'%s' with linespoints lw 2 title '%s (%s)'", file, name, gen.name))
 		}
 	}
-	script := "set title 'DHCP: offered DORA rate against drops (median of runs)'\nset xlabel 'offered DORA exchanges per second'\nset ylabel 'drops (%)'\nset grid\nset yrange [0:*]\nset key top left\n" +
+	script := "set title 'DHCP: offered DORA rate against drops (median of runs)'\nset xlabel 'offered DORA exchanges per second'\nset ylabel 'drops (%)'\nset grid\nset yrange [0:*]\nset key outside right\n" +
 		"plot " + strings.Join(lines, ", ") + ", 2.5 with lines dt 2 title '2.5 %'\n"
 	return script, data
 }

@@ -45,7 +45,7 @@ const loadBatch = 64
 // dhcpLoad is the harness's own DHCP load generator. It keeps perfdhcp's
 // method (DISCOVERs as a relay at a fixed rate, a REQUEST for each OFFER,
 // unanswered requests are drops) but sends and receives many datagrams per
-// system call (sendmmsg, recvmmsg) and builds packets by patching templates,
+// system call (sendmmsg, recvmmsg) and writes packets into reused buffers,
 // so that on one CPU here it offers more than perfdhcp can. Written for the
 // bench; no library generates DHCP load.
 func dhcpLoad(args []string) int {

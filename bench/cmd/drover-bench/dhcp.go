@@ -99,20 +99,21 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 	}
 	peers := []peer{{"drover", startDroverDHCP}, {"kea", startKea}, {"kea-mt", startKeaMT}, {"dnsmasq", startDnsmasq}}
 	sweeps := []struct {
-		name       string
-		gen        loadGen
-		rates      []int
-		pts        map[string][]DHCPPoint
-		best       map[string]DHCPPoint
-		onlyIfBest map[string]DHCPPoint // run only servers with a best point here
-	}{
-		{"perfdhcp", perfdhcp, rates, rep.Servers, rep.Best, nil},
+		name  string
+		gen   loadGen
+		rates []int
+		pts   map[string][]DHCPPoint
+		best  map[string]DHCPPoint
 		// A server that drops too many at perfdhcp's lowest rate already is not run again.
-		{"dhcp-load", dhcpLoadGen(e), batchedRates, rep.Batched, rep.BatchedBest, rep.Best},
+		needsPerfdhcpBest bool
+	}{
+		{"perfdhcp", perfdhcp, rates, rep.Servers, rep.Best, false},
+		{"dhcp-load", dhcpLoadGen(e), batchedRates, rep.Batched, rep.BatchedBest, true},
 	}
 	for _, sw := range sweeps {
 		for _, pr := range peers {
-			if _, ok := sw.onlyIfBest[pr.name]; !e.dhcpPeers[pr.name] || (sw.onlyIfBest != nil && !ok) {
+			_, hadBest := rep.Best[pr.name]
+			if !e.dhcpPeers[pr.name] || (sw.needsPerfdhcpBest && !hadBest) {
 				continue
 			}
 			pts, best, err := dhcpSweep(ctx, e, pr, sw.gen, sw.name, dir, sw.rates, runs, secs)
@@ -187,8 +188,7 @@ func profileDrover(ctx context.Context, e *env, dir string, rate int) (string, e
 		return "", err
 	}
 	defer proc.Stop(5 * time.Second)
-	load := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, e.self, "dhcp-load", "-l", "10.200.0.2", "-s", "10.200.0.1",
-		"-r", strconv.Itoa(rate), "-p", "9s", "-M", filepath.Join(dir, "macs.txt"))...)...)
+	load := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", p.net.NS("ld")}, pinned(dhcpLoadCPU, dhcpLoadArgs(e, dir, rate, 9)...)...)...)
 	if err := load.Start(); err != nil {
 		return "", err
 	}
@@ -398,11 +398,16 @@ func perfdhcp(ctx context.Context, p *pair, dir string, rate, secs int) (DHCPPoi
 	return pt, nil
 }
 
+// dhcpLoadArgs is the command line of dhcp-load at a rate for secs seconds.
+func dhcpLoadArgs(e *env, dir string, rate, secs int) []string {
+	return []string{e.self, "dhcp-load", "-l", "10.200.0.2", "-s", "10.200.0.1", "-r", strconv.Itoa(rate),
+		"-p", strconv.Itoa(secs) + "s", "-W", "250ms", "-M", filepath.Join(dir, "macs.txt")}
+}
+
 // dhcpLoadGen is the harness's own batched generator (dhcp-load), counted as perfdhcp counts.
 func dhcpLoadGen(e *env) loadGen {
 	return func(ctx context.Context, p *pair, dir string, rate, secs int) (DHCPPoint, error) {
-		out, cpu, wall, _, err := loadCommand(ctx, p, e.self, "dhcp-load", "-l", "10.200.0.2", "-s", "10.200.0.1", "-r", strconv.Itoa(rate),
-			"-p", strconv.Itoa(secs)+"s", "-W", "250ms", "-M", filepath.Join(dir, "macs.txt"))
+		out, cpu, wall, _, err := loadCommand(ctx, p, dhcpLoadArgs(e, dir, rate, secs)...)
 		if err != nil {
 			return DHCPPoint{}, fmt.Errorf("dhcp-load: %v: %s", err, tail(string(out), 10))
 		}

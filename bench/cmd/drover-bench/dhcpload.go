@@ -97,10 +97,8 @@ func runLoad(local, server string, rate int, period, wait time.Duration, macFile
 
 	// Send each DISCOVER when it is due, as many at once as are due.
 	msgs := make([]ipv4.Message, loadBatch)
-	bufs := make([][]byte, loadBatch)
-	for i := range bufs {
-		bufs[i] = make([]byte, 300)
-		msgs[i] = ipv4.Message{Buffers: [][]byte{bufs[i]}, Addr: to}
+	for i := range msgs {
+		msgs[i] = ipv4.Message{Buffers: [][]byte{make([]byte, 300)}, Addr: to}
 	}
 	sent := 0
 	for sent < total {
@@ -109,7 +107,7 @@ func runLoad(local, server string, rate int, period, wait time.Duration, macFile
 			n := min(loadBatch, due-sent)
 			for j := range n {
 				i := sent + j
-				buildPacket(bufs[j], 1, uint32(i+1), macs[i%len(macs)], relay, netip.Addr{}, netip.Addr{})
+				buildPacket(msgs[j].Buffers[0], 1, uint32(i+1), macs[i%len(macs)], relay, netip.Addr{}, netip.Addr{})
 				exs[i].discoverAt.Store(int64(time.Since(start)))
 			}
 			if err := writeAll(pc, msgs[:n]); err != nil {
@@ -181,7 +179,7 @@ func receive(pc *ipv4.PacketConn, to net.Addr, relay netip.Addr, macs []net.Hard
 				ex.requestAt = now
 				reqs++
 			case 5, 6: // ACK, NAK
-				if !ex.offered || ex.requestAt == 0 || ex.acked {
+				if !ex.offered || ex.acked {
 					continue
 				}
 				ex.acked = true

@@ -8,9 +8,9 @@ package dhcp
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
@@ -76,12 +76,13 @@ func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) (*
 		return nil, drop("no message type")
 	}
 	h.Stats.Add("rx_" + mt.String())
-	r := h.request(req)
+	kind := ClientKind(req)
+	r := h.request(req, kind)
 	switch mt {
 	case dhcpv4.MessageTypeDiscover:
-		return h.discover(ctx, req, in, r)
+		return h.discover(ctx, req, in, r, kind)
 	case dhcpv4.MessageTypeRequest:
-		return h.requestMsg(ctx, req, in, r)
+		return h.requestMsg(ctx, req, in, r, kind)
 	case dhcpv4.MessageTypeRelease:
 		if a, ok := addrFrom(req.ClientIPAddr); ok {
 			h.Leases.Release(r.MAC, a)
@@ -106,8 +107,8 @@ func addrFrom(ip net.IP) (netip.Addr, bool) {
 	return a, true
 }
 
-// request extracts identity and boot facts from a packet.
-func (h *Handler) request(req *dhcpv4.DHCPv4) fleet.Request {
+// request extracts identity and boot facts from a packet; kind is its ClientKind.
+func (h *Handler) request(req *dhcpv4.DHCPv4, kind string) fleet.Request {
 	q := zone.Query{MAC: req.ClientHWAddr}
 	if a, ok := addrFrom(req.GatewayIPAddr); ok {
 		q.Relay = a
@@ -121,7 +122,7 @@ func (h *Handler) request(req *dhcpv4.DHCPv4) fleet.Request {
 	}
 	ztp := ZTPClient(req)
 	q.ZTP = ztp != ""
-	return fleet.Request{Query: q, MAC: req.ClientHWAddr.String(), IPXE: ClientKind(req) == KindIPXE, ZTP: ztp}
+	return fleet.Request{Query: q, MAC: req.ClientHWAddr.String(), IPXE: kind == KindIPXE, ZTP: ztp}
 }
 
 // baseURL is drover's machine HTTP base as this client reaches it.
@@ -130,32 +131,35 @@ func (h *Handler) baseURL(in Inbound) string {
 	if host == "" {
 		host = in.Server.String()
 	}
-	return fmt.Sprintf("http://%s", net.JoinHostPort(host, fmt.Sprint(h.HTTPPort)))
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(h.HTTPPort))
 }
 
-// boot returns how this client's boot file is chosen, once per reply when its
-// ticket is known, and how the choice reads on the timeline. An iPXE script's
-// URL carries the machine's boot ticket, a credential: the timeline names the
-// script without it.
-func (h *Handler) boot(req *dhcpv4.DHCPv4, in Inbound) (choose func(ticket string) BootChoice, timeline string) {
-	kind := ClientKind(req)
-	base := h.baseURL(in)
-	loader := h.LoaderURL
-	if loader == "" {
-		loader = "/ipxe/" + h.Files.withDefaults().UEFI
+// boot returns how a client of this kind has its boot file chosen, once per
+// reply when its ticket is known, and how the choice reads on the timeline.
+// An iPXE script's URL carries the machine's boot ticket, a credential: the
+// timeline names the script without it.
+func (h *Handler) boot(kind string, in Inbound) (choose func(ticket string) BootChoice, timeline string) {
+	switch kind {
+	case KindIPXE:
+		base := h.baseURL(in)
+		return func(ticket string) BootChoice {
+			return ChooseBoot(kind, h.Files, base+"/boot/"+ticket+".ipxe", "")
+		}, "its iPXE script"
+	case KindUEFIHTTP:
+		loader := h.LoaderURL
+		if loader == "" {
+			loader = "/ipxe/" + h.Files.withDefaults().UEFI
+		}
+		c := ChooseBoot(kind, h.Files, "", h.baseURL(in)+loader)
+		return func(string) BootChoice { return c }, c.File
 	}
-	choose = func(ticket string) BootChoice {
-		return ChooseBoot(kind, h.Files, base+"/boot/"+ticket+".ipxe", base+loader)
-	}
-	if kind == KindIPXE {
-		return choose, "its iPXE script"
-	}
-	c := choose("")
+	// The other kinds boot a TFTP path, or nothing: no URL to build.
+	c := ChooseBoot(kind, h.Files, "", "")
 	return func(string) BootChoice { return c }, c.File
 }
 
-func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
-	choose, timeline := h.boot(req, in)
+func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request, kind string) (*Reply, error) {
+	choose, timeline := h.boot(kind, in)
 	r.BootFile = timeline
 	a, err := h.Leases.Offer(ctx, r)
 	if err != nil {
@@ -164,7 +168,7 @@ func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, 
 	return h.reply(req, in, dhcpv4.MessageTypeOffer, a, choose(a.Ticket), r.ZTP)
 }
 
-func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {
+func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request, kind string) (*Reply, error) {
 	sid := req.ServerIdentifier()
 	switch {
 	case sid != nil && !sid.IsUnspecified():
@@ -188,7 +192,7 @@ func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	if !r.Requested.IsValid() {
 		return nil, drop("request without an address")
 	}
-	choose, timeline := h.boot(req, in)
+	choose, timeline := h.boot(kind, in)
 	r.BootFile = timeline
 	a, err := h.Leases.Ack(ctx, r)
 	if err != nil {
@@ -206,14 +210,8 @@ func (h *Handler) inform(req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Repl
 	if err != nil {
 		return nil, refused(err)
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req)
-	if err != nil {
-		return nil, err
-	}
-	resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
-	resp.UpdateOption(dhcpv4.OptServerIdentifier(in.Server.AsSlice()))
-	resp.YourIPAddr = net.IPv4zero
-	configOptions(resp, a)
+	resp, o := newReply(req, dhcpv4.MessageTypeAck, in.Server)
+	configOptions(o, a)
 	return h.route(req, resp, false), nil
 }
 
@@ -229,45 +227,27 @@ func refused(err error) error {
 }
 
 func (h *Handler) nak(req *dhcpv4.DHCPv4, in Inbound, reason string) (*Reply, error) {
-	resp, err := dhcpv4.NewReplyFromRequest(req)
-	if err != nil {
-		return nil, err
-	}
-	resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeNak))
-	resp.UpdateOption(dhcpv4.OptServerIdentifier(in.Server.AsSlice()))
-	resp.UpdateOption(dhcpv4.OptMessage(reason))
-	resp.YourIPAddr = net.IPv4zero
-	echoRelayInfo(req, resp)
+	resp, o := newReply(req, dhcpv4.MessageTypeNak, in.Server)
+	o.str(dhcpv4.OptionMessage, reason)
 	h.Stats.Add("tx_NAK")
 	return h.route(req, resp, true), nil
 }
 
-func configOptions(resp *dhcpv4.DHCPv4, a fleet.Assignment) {
+func configOptions(o *replyOptions, a fleet.Assignment) {
 	if a.Prefix.IsValid() {
-		resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(a.Prefix.Bits(), 32)))
+		o.mask(dhcpv4.OptionSubnetMask, a.Prefix)
 	}
 	if a.Gateway.IsValid() {
-		resp.UpdateOption(dhcpv4.OptRouter(a.Gateway.AsSlice()))
+		o.addr(dhcpv4.OptionRouter, a.Gateway)
 	}
 	if len(a.DNS) > 0 {
-		ips := make([]net.IP, len(a.DNS))
-		for i, d := range a.DNS {
-			ips[i] = d.AsSlice()
-		}
-		resp.UpdateOption(dhcpv4.OptDNS(ips...))
+		o.addrs(dhcpv4.OptionDomainNameServer, a.DNS...)
 	}
 	if a.Domain != "" {
-		resp.UpdateOption(dhcpv4.OptDomainName(a.Domain))
+		o.str(dhcpv4.OptionDomainName, a.Domain)
 	}
 	if a.Hostname != "" {
-		resp.UpdateOption(dhcpv4.OptHostName(a.Hostname))
-	}
-}
-
-func echoRelayInfo(req, resp *dhcpv4.DHCPv4) {
-	// RFC 3046: the server copies option 82 into its reply, unchanged.
-	if v := req.Options.Get(dhcpv4.OptionRelayAgentInformation); v != nil {
-		resp.Options[dhcpv4.OptionRelayAgentInformation.Code()] = v
+		o.str(dhcpv4.OptionHostName, a.Hostname)
 	}
 }
 
@@ -291,39 +271,33 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	case client != "":
 		boot = BootChoice{} // a ZTP client outside the design's switch slots is only recorded
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req)
-	if err != nil {
-		return nil, err
-	}
-	resp.UpdateOption(dhcpv4.OptMessageType(mt))
-	resp.UpdateOption(dhcpv4.OptServerIdentifier(in.Server.AsSlice()))
+	resp, o := newReply(req, mt, in.Server)
 	resp.YourIPAddr = a.Addr.AsSlice()
 	lease := a.LeaseTime
-	resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lease))
-	resp.UpdateOption(dhcpv4.OptRenewTimeValue(lease / 2))
-	resp.UpdateOption(dhcpv4.OptRebindingTimeValue(lease * 7 / 8))
-	configOptions(resp, a)
+	o.seconds(dhcpv4.OptionIPAddressLeaseTime, lease)
+	o.seconds(dhcpv4.OptionRenewTimeValue, lease/2)
+	o.seconds(dhcpv4.OptionRebindingTimeValue, lease*7/8)
+	configOptions(o, a)
 	if boot.File != "" {
 		resp.ServerIPAddr = in.Server.AsSlice()
 		resp.BootFileName = boot.File
-		resp.UpdateOption(dhcpv4.OptTFTPServerName(in.Server.String()))
-		resp.UpdateOption(dhcpv4.OptBootFileName(boot.File))
+		o.str(dhcpv4.OptionTFTPServerName, in.Server.String())
+		o.str(dhcpv4.OptionBootfileName, boot.File)
 	}
 	for code, v := range ztp.options {
 		resp.Options[code] = v
 	}
 	if ztp.bootFile != "" {
 		resp.BootFileName = ztp.bootFile
-		resp.UpdateOption(dhcpv4.OptBootFileName(ztp.bootFile))
+		o.str(dhcpv4.OptionBootfileName, ztp.bootFile)
 	}
 	if boot.HTTPClient {
-		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+		o.str(dhcpv4.OptionClassIdentifier, "HTTPClient")
 	}
 	if boot.IPXE {
 		// 175.176 = 1 (no-pxedhcp): iPXE need not wait for a proxyDHCP offer.
-		resp.UpdateOption(dhcpv4.OptGeneric(ipxeEncapsulated, []byte{176, 1, 1}))
+		o.bytes(ipxeEncapsulated, 176, 1, 1)
 	}
-	echoRelayInfo(req, resp)
 	h.Stats.Add("tx_" + mt.String())
 	if relay, ok := addrFrom(req.GatewayIPAddr); ok {
 		h.Stats.Add("relay|" + relay.String() + "|" + mt.String())

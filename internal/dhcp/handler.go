@@ -71,7 +71,7 @@ func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) (*
 	if req.HWType != 1 || len(req.ClientHWAddr) != 6 {
 		return nil, drop("not ethernet")
 	}
-	mt := req.MessageType()
+	mt := messageType(req)
 	if mt == dhcpv4.MessageTypeNone {
 		return nil, drop("no message type")
 	}
@@ -89,7 +89,7 @@ func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) (*
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeDecline:
-		if a, ok := addrFrom(req.RequestedIPAddress()); ok {
+		if a, _ := optionAddr(req, dhcpv4.OptionRequestedIPAddress); usable(a) {
 			h.Leases.Decline(r.MAC, a)
 		}
 		return nil, nil
@@ -105,6 +105,30 @@ func addrFrom(ip net.IP) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a, true
+}
+
+func usable(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+
+// The library's accessors (MessageType, ServerIdentifier, ...) decode an
+// option afresh on every call, with an allocation each; a request asks for
+// its message type several times. The options below are read straight from
+// the parsed map, with the library's rules for their length.
+
+// messageType is option 53, MessageTypeNone unless it is one byte.
+func messageType(req *dhcpv4.DHCPv4) dhcpv4.MessageType {
+	if v := req.Options.Get(dhcpv4.OptionDHCPMessageType); len(v) == 1 {
+		return dhcpv4.MessageType(v[0])
+	}
+	return dhcpv4.MessageTypeNone
+}
+
+// optionAddr is an option holding one IPv4 address (50, 54); present only
+// when it is four bytes long.
+func optionAddr(req *dhcpv4.DHCPv4, code dhcpv4.OptionCode) (a netip.Addr, present bool) {
+	if v := req.Options.Get(code); len(v) == net.IPv4len {
+		return netip.AddrFrom4([4]byte(v)), true
+	}
+	return netip.Addr{}, false
 }
 
 // request extracts identity and boot facts from a packet; kind is its ClientKind.
@@ -169,18 +193,22 @@ func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, 
 }
 
 func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request, kind string) (*Reply, error) {
-	sid := req.ServerIdentifier()
+	sid, hasSID := optionAddr(req, dhcpv4.OptionServerIdentifier)
+	requested, hasRequested := optionAddr(req, dhcpv4.OptionRequestedIPAddress)
+	if !usable(requested) {
+		requested = netip.Addr{}
+	}
 	switch {
-	case sid != nil && !sid.IsUnspecified():
+	case hasSID && !sid.IsUnspecified():
 		// SELECTING: the client picked one server's offer. Another server's
 		// is answered only by the owner of a pod that moved here since.
-		if s, ok := addrFrom(sid); !ok || s != in.Server {
+		if sid != in.Server {
 			r.Peer = true
 		}
-		r.Requested, _ = addrFrom(req.RequestedIPAddress())
-	case req.RequestedIPAddress() != nil:
+		r.Requested = requested
+	case hasRequested:
 		// INIT-REBOOT: the client asks to keep an address it remembers.
-		r.Requested, _ = addrFrom(req.RequestedIPAddress())
+		r.Requested = requested
 	default:
 		// RENEWING or REBINDING: the address is in ciaddr.
 		a, ok := addrFrom(req.ClientIPAddr)

@@ -53,7 +53,7 @@ func newQueue(max int) *queue {
 }
 
 func classOf(req *dhcpv4.DHCPv4) int {
-	if req.MessageType() != dhcpv4.MessageTypeDiscover {
+	if messageType(req) != dhcpv4.MessageTypeDiscover {
 		return classFinish
 	}
 	return bits.Len16(req.NumSeconds)

@@ -268,7 +268,7 @@ func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs *
 		stats.Add("drop_malformed")
 		return
 	}
-	key := requestKey{xid: req.TransactionID, mt: req.MessageType()}
+	key := requestKey{xid: req.TransactionID, mt: messageType(req)}
 	copy(key.mac[:], req.ClientHWAddr)
 	if !limiter.allow(key.mac, now) {
 		stats.Add("drop_rate_limited")
@@ -328,11 +328,11 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 		var d *errDrop
 		if errors.As(err, &d) {
 			stats.Add("drop_" + d.counter)
-			s.cfg.Log.Debug("dhcp no reply", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "reason", d.reason)
+			s.cfg.Log.Debug("dhcp no reply", "mac", req.ClientHWAddr.String(), "type", messageType(req).String(), "reason", d.reason)
 			return
 		}
 		stats.Add("drop_error")
-		s.cfg.Log.Error("dhcp request", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "err", err)
+		s.cfg.Log.Error("dhcp request", "mac", req.ClientHWAddr.String(), "type", messageType(req).String(), "err", err)
 		return
 	}
 	if rep == nil {

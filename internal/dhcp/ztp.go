@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -45,7 +46,8 @@ func ZTPClient(req *dhcpv4.DHCPv4) string {
 	case strings.Contains(strings.ToLower(vc), "cumulus"):
 		return ZTPCumulus
 	}
-	if req.IsOptionRequested(optProvisionURL) {
+	// IsOptionRequested would decode the request list into a new slice.
+	if bytes.IndexByte(req.Options.Get(dhcpv4.OptionParameterRequestList), optProvisionURL.Code()) >= 0 {
 		return ZTPScript
 	}
 	return ""

@@ -95,8 +95,11 @@ func (z *Zone) DNS() []netip.Addr { return z.dns }
 
 // Lease returns the zone's DHCP lease time.
 func (z *Zone) Lease() time.Duration {
+	if z.LeaseTime == "" {
+		return time.Hour // before parsing: the error ParseDuration builds for "" is an allocation per DHCP reply
+	}
 	d, err := time.ParseDuration(z.LeaseTime)
-	if err != nil || z.LeaseTime == "" {
+	if err != nil {
 		return time.Hour
 	}
 	return d

@@ -183,8 +183,10 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 	stats := s.cfg.Handler.Stats
 	msgs := make([]ipv4.Message, 0, batch)
+	// Each message's one-buffer list, made once rather than per reply.
+	bufs := make([][]byte, batch)
 	for first := range out {
-		msgs = append(msgs[:0], message(first))
+		msgs = append(msgs[:0], message(first, bufs[0:1:1]))
 	drain:
 		for len(msgs) < batch {
 			select {
@@ -192,7 +194,8 @@ func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 				if !ok {
 					break drain
 				}
-				msgs = append(msgs, message(o))
+				n := len(msgs)
+				msgs = append(msgs, message(o, bufs[n:n+1:n+1]))
 			default:
 				break drain
 			}
@@ -207,11 +210,14 @@ func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 			}
 			sent += n
 		}
+		clear(bufs) // let the sent replies go
 	}
 }
 
-func message(o outgoing) ipv4.Message {
-	m := ipv4.Message{Buffers: [][]byte{o.b}, Addr: o.to}
+// message is o as a datagram to send, its payload held in buf (one element).
+func message(o outgoing, buf [][]byte) ipv4.Message {
+	buf[0] = o.b
+	m := ipv4.Message{Buffers: buf, Addr: o.to}
 	if o.ifIndex != 0 {
 		m.OOB = (&ipv4.ControlMessage{IfIndex: o.ifIndex}).Marshal()
 	}
@@ -226,7 +232,8 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 		msgs[i].Buffers = [][]byte{make([]byte, 4096)}
 		msgs[i].OOB = append(ipv4.NewControlMessage(ipv4.FlagInterface|ipv4.FlagDst), make([]byte, syscall.CmsgSpace(4))...)
 	}
-	var overflowed uint32 // the kernel's count of datagrams it dropped, as last seen
+	var overflowed uint32          // the kernel's count of datagrams it dropped, as last seen
+	var parsed ipv4.ControlMessage // one datagram's, reused: accept keeps none of it
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
@@ -241,9 +248,9 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 			m := &msgs[i]
 			var cm *ipv4.ControlMessage
 			if m.NN > 0 {
-				cm = &ipv4.ControlMessage{}
-				if cm.Parse(m.OOB[:m.NN]) != nil {
-					cm = nil
+				parsed = ipv4.ControlMessage{}
+				if parsed.Parse(m.OOB[:m.NN]) == nil {
+					cm = &parsed
 				}
 				if drops, ok := socketDrops(m.OOB[:m.NN]); ok && drops != overflowed {
 					s.cfg.Handler.Stats.AddN("drop_socket_overflow", int64(drops-overflowed))

@@ -85,7 +85,7 @@ func benchDHCP(ctx context.Context, e *env) (*DHCPReport, error) {
 	rates := []int{500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 7500, 8000, 8500, 9000, 10000, 12000, 16000}
 	// dhcp-load starts where every server still answers everything and
 	// rises past what perfdhcp can offer.
-	batchedRates := []int{4000, 8000, 10000, 11000, 12000, 13000, 14000, 15000, 16000, 17000, 18000, 19000, 20000, 21000, 22000, 23000, 24000, 26000, 28000, 32000}
+	batchedRates := []int{4000, 8000, 10000, 11000, 12000, 13000, 14000, 15000, 16000, 17000, 18000, 19000, 20000, 21000, 22000, 23000, 24000, 25000, 26000, 27000, 28000, 29000, 30000, 31000, 32000, 34000, 36000, 38000, 40000}
 	runs, secs := 3, 5
 	if e.quick {
 		rates, batchedRates, runs, secs = []int{500, 2000}, []int{2000, 8000}, 1, 2

@@ -46,12 +46,33 @@ func memoryLimit(setting, gomemlimit string, readFile func(string) ([]byte, erro
 	}
 	n, err := parseSize(setting)
 	if err != nil {
-		return 0, "", fmt.Errorf("--memory-limit %q: %w", setting, err)
+		return 0, "", fmt.Errorf("--memory-limit %q: %w, or auto, or off", setting, err)
+	}
+	if n < minMemoryLimit {
+		return 0, "", fmt.Errorf("--memory-limit %q: %d bytes is too small for a server: give at least 64MiB", setting, n)
 	}
 	return n, "--memory-limit", nil
 }
 
-// parseSize reads a byte count with an optional unit: 450MiB, 1GiB, 500MB, 524288000.
+// dhcpReadBuffer reads --dhcp-read-buffer. Below 64 KiB a burst of requests
+// overflows it at once; above 1 GiB the kernel's doubled figure overflows.
+func dhcpReadBuffer(setting string) (int, error) {
+	n, err := parseSize(setting)
+	if err != nil {
+		return 0, fmt.Errorf("--dhcp-read-buffer %q: %w", setting, err)
+	}
+	if n < 64<<10 || n > 1<<30 {
+		return 0, fmt.Errorf("--dhcp-read-buffer %q: give 64KiB to 1GiB", setting)
+	}
+	return int(n), nil
+}
+
+// minMemoryLimit is the smallest --memory-limit: below it a server would
+// spend its time collecting garbage.
+const minMemoryLimit = 64 << 20
+
+// parseSize reads a byte count with an optional unit: 450MiB, 1GiB, 500MB,
+// 524288000; at least one byte, less than unlimitedMemory.
 func parseSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	digits := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
@@ -71,11 +92,11 @@ func parseSize(s string) (int64, error) {
 	}
 	v, err := strconv.ParseFloat(number, 64)
 	if err != nil || v <= 0 {
-		return 0, errors.New("write a positive size like 450MiB, 1GiB or 500MB, or off")
+		return 0, errors.New("write a positive size like 450MiB, 1GiB or 500MB")
 	}
 	n := v * scale
-	if n < 64<<20 {
-		return 0, fmt.Errorf("%d bytes is too small for a server: give at least 64MiB", int64(n))
+	if n < 1 {
+		return 0, errors.New("less than a byte: write a size like 450MiB, 1GiB or 500MB")
 	}
 	if n >= float64(unlimitedMemory) {
 		return 0, errors.New("too large")

@@ -101,8 +101,39 @@ func FuzzParseSize(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		n, err := parseSize(s)
-		if err == nil && (n < 64<<20 || n >= unlimitedMemory) {
+		if err == nil && (n < 1 || n >= unlimitedMemory) {
 			t.Fatalf("parseSize(%q) = %d: outside the accepted range", s, n)
 		}
 	})
+}
+
+func TestDHCPReadBuffer(t *testing.T) {
+	tests := []struct {
+		setting string
+		want    int
+		wantErr string
+	}{
+		{setting: "8MiB", want: 8 << 20},
+		{setting: "64KiB", want: 64 << 10},
+		{setting: "1GiB", want: 1 << 30},
+		{setting: "16777216", want: 16 << 20},
+		{setting: "32KiB", wantErr: "give 64KiB to 1GiB"},
+		{setting: "2GiB", wantErr: "give 64KiB to 1GiB"},
+		{setting: "lots", wantErr: `unknown unit "lots"`},
+		{setting: "0", wantErr: "write a positive size"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.setting, func(t *testing.T) {
+			got, err := dhcpReadBuffer(tt.setting)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "--dhcp-read-buffer") {
+					t.Fatalf("err = %v, want one naming the flag and %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("dhcpReadBuffer(%q) = %d, %v; want %d", tt.setting, got, err, tt.want)
+			}
+		})
+	}
 }

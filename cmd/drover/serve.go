@@ -45,6 +45,8 @@ type serveFlags struct {
 	serverIP        string
 	dhcpWorkers     int
 	dhcpClientRate  float64
+	dhcpQueue       int
+	dhcpReadBuffer  string
 	biosFile        string
 	uefiFile        string
 	tftpListen      string
@@ -120,6 +122,8 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.serverIP, "server-ip", "", "server identifier and next-server (default: the address each request reached)")
 	fl.IntVar(&f.dhcpWorkers, "dhcp-workers", 64, "DHCP requests handled at once")
 	fl.Float64Var(&f.dhcpClientRate, "dhcp-client-rate", 10, "DHCP requests per second allowed per client")
+	fl.IntVar(&f.dhcpQueue, "dhcp-queue", 65536, "DHCP requests waiting for a worker; beyond it the least urgent are dropped")
+	fl.StringVar(&f.dhcpReadBuffer, "dhcp-read-buffer", "8MiB", "DHCP socket receive buffer (past net.core.rmem_max with CAP_NET_ADMIN)")
 	fl.StringVar(&f.biosFile, "bios-boot-file", "undionly.kpxe", "TFTP file for BIOS PXE clients")
 	fl.StringVar(&f.uefiFile, "uefi-boot-file", "ipxe.efi", "TFTP file for UEFI PXE clients (snponly.efi also works)")
 	fl.StringVar(&f.tftpListen, "tftp-listen", "0.0.0.0:69", "TFTP UDP address")
@@ -231,6 +235,13 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 		if serverIP, err = netip.ParseAddr(f.serverIP); err != nil || !serverIP.Is4() {
 			return &usageError{fmt.Errorf("--server-ip %q is not an IPv4 address", f.serverIP)}
 		}
+	}
+	readBuffer, err := dhcpReadBuffer(f.dhcpReadBuffer)
+	if err != nil {
+		return &usageError{err}
+	}
+	if f.dhcpQueue < 1 {
+		return &usageError{fmt.Errorf("--dhcp-queue %d: give at least 1", f.dhcpQueue)}
 	}
 	_, httpPort, err := net.SplitHostPort(f.httpListen)
 	if err != nil {
@@ -381,7 +392,7 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	err = serve.Run(ctx, serve.Config{
 		Store: st, LockHeld: true, Cluster: member, Agents: f.agents, DNS: dnsCfg, EventSinks: sinks,
 		DHCP: dhcp.Config{Listen: f.dhcpListen, Interfaces: f.dhcpInterfaces, ServerIP: serverIP,
-			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate,
+			Workers: f.dhcpWorkers, ClientRate: f.dhcpClientRate, Queue: f.dhcpQueue, ReadBuffer: readBuffer,
 			Handler: &dhcp.Handler{HTTPPort: port, HTTPHost: f.httpHost}},
 		BootFiles: dhcp.BootFiles{BIOS: f.biosFile, UEFI: f.uefiFile},
 		TFTP:      tftp.Config{Listen: f.tftpListen, Roots: roots, LinkRoot: f.ipxeDir, MaxWindow: f.tftpMaxWindow, MaxBlockSize: f.tftpMaxBlock},

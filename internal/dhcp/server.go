@@ -141,7 +141,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.addr = conn.LocalAddr()
 	close(s.ready)
-	s.cfg.Log.Info("dhcp listening", "addr", s.addr, "workers", s.cfg.Workers)
+	s.cfg.Log.Info("dhcp listening", "addr", s.addr, "workers", s.cfg.Workers, "queue", s.cfg.Queue, "read_buffer", readBuffer(conn))
 	if got := readBuffer(conn); got < s.cfg.ReadBuffer {
 		s.cfg.Log.Warn("dhcp receive buffer smaller than asked: a storm of requests may overflow it (raise net.core.rmem_max, or run with CAP_NET_ADMIN)",
 			"asked", s.cfg.ReadBuffer, "got", got)

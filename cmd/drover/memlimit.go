@@ -55,7 +55,8 @@ func memoryLimit(setting, gomemlimit string, readFile func(string) ([]byte, erro
 }
 
 // dhcpReadBuffer reads --dhcp-read-buffer. Below 64 KiB a burst of requests
-// overflows it at once; above 1 GiB the kernel's doubled figure overflows.
+// overflows it at once; Linux keeps at most about 1 GiB (it stores twice
+// the figure in an int), so more would be silently cut.
 func dhcpReadBuffer(setting string) (int, error) {
 	n, err := parseSize(setting)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
@@ -37,6 +38,8 @@ type Handler struct {
 	HTTPHost  string // host for those URLs; default: the server address the client reached
 	Stats     *counter.Set
 	LoaderURL string // path of the UEFI HTTP Boot loader on the HTTP listener (default /ipxe/ipxe.efi)
+
+	replies sync.Pool // *replyMemory of released replies
 }
 
 // Inbound is where a request came in.
@@ -49,6 +52,8 @@ type Reply struct {
 	Packet *dhcpv4.DHCPv4
 	To     *net.UDPAddr
 	Bcast  bool // broadcast on the receiving interface
+
+	mem *replyMemory // what the reply is built in, until released
 }
 
 // errDrop marks requests that get no reply, with the reason counted.
@@ -238,9 +243,9 @@ func (h *Handler) inform(req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Repl
 	if err != nil {
 		return nil, refused(err)
 	}
-	resp, o := newReply(req, dhcpv4.MessageTypeAck, in.Server)
+	rep, o := h.newReply(req, dhcpv4.MessageTypeAck, in.Server)
 	configOptions(o, a)
-	return h.route(req, resp, false), nil
+	return h.route(req, rep, false), nil
 }
 
 func refused(err error) error {
@@ -255,10 +260,10 @@ func refused(err error) error {
 }
 
 func (h *Handler) nak(req *dhcpv4.DHCPv4, in Inbound, reason string) (*Reply, error) {
-	resp, o := newReply(req, dhcpv4.MessageTypeNak, in.Server)
+	rep, o := h.newReply(req, dhcpv4.MessageTypeNak, in.Server)
 	o.str(dhcpv4.OptionMessage, reason)
 	h.Stats.Add("tx_NAK")
-	return h.route(req, resp, true), nil
+	return h.route(req, rep, true), nil
 }
 
 func configOptions(o *replyOptions, a fleet.Assignment) {
@@ -299,15 +304,16 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	case client != "":
 		boot = BootChoice{} // a ZTP client outside the design's switch slots is only recorded
 	}
-	resp, o := newReply(req, mt, in.Server)
-	resp.YourIPAddr = a.Addr.AsSlice()
+	rep, o := h.newReply(req, mt, in.Server)
+	resp := rep.Packet
+	resp.YourIPAddr = rep.mem.addr(&rep.mem.yiaddr, a.Addr)
 	lease := a.LeaseTime
 	o.seconds(dhcpv4.OptionIPAddressLeaseTime, lease)
 	o.seconds(dhcpv4.OptionRenewTimeValue, lease/2)
 	o.seconds(dhcpv4.OptionRebindingTimeValue, lease*7/8)
 	configOptions(o, a)
 	if boot.File != "" {
-		resp.ServerIPAddr = in.Server.AsSlice()
+		resp.ServerIPAddr = rep.mem.addr(&rep.mem.siaddr, in.Server)
 		resp.BootFileName = boot.File
 		o.str(dhcpv4.OptionTFTPServerName, in.Server.String())
 		o.str(dhcpv4.OptionBootfileName, boot.File)
@@ -330,21 +336,25 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	if relay, ok := addrFrom(req.GatewayIPAddr); ok {
 		h.Stats.Add("relay|" + relay.String() + "|" + mt.String())
 	}
-	return h.route(req, resp, false), nil
+	return h.route(req, rep, false), nil
 }
 
 // route picks the destination as RFC 2131 4.1 says.
-func (h *Handler) route(req, resp *dhcpv4.DHCPv4, nak bool) *Reply {
+func (h *Handler) route(req *dhcpv4.DHCPv4, rep *Reply, nak bool) *Reply {
+	mem := rep.mem
 	if a, ok := addrFrom(req.GatewayIPAddr); ok {
 		if nak {
-			resp.SetBroadcast()
+			rep.Packet.SetBroadcast()
 		}
-		return &Reply{Packet: resp, To: &net.UDPAddr{IP: a.AsSlice(), Port: dhcpv4.ServerPort}}
+		mem.to = net.UDPAddr{IP: mem.addr(&mem.ip, a), Port: dhcpv4.ServerPort}
+	} else if a, ok := addrFrom(req.ClientIPAddr); ok && !nak {
+		mem.to = net.UDPAddr{IP: mem.addr(&mem.ip, a), Port: dhcpv4.ClientPort}
+	} else {
+		// A client without an address cannot be reached by unicast without
+		// writing its ARP entry; broadcast is always allowed.
+		mem.to = net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+		rep.Bcast = true
 	}
-	if a, ok := addrFrom(req.ClientIPAddr); ok && !nak {
-		return &Reply{Packet: resp, To: &net.UDPAddr{IP: a.AsSlice(), Port: dhcpv4.ClientPort}}
-	}
-	// A client without an address cannot be reached by unicast without
-	// writing its ARP entry; broadcast is always allowed.
-	return &Reply{Packet: resp, To: &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}, Bcast: true}
+	rep.To = &mem.to
+	return rep
 }

@@ -46,9 +46,9 @@ func TestNewReply(t *testing.T) {
 			}
 			want.UpdateOption(dhcpv4.OptMessageType(tt.mt))
 			want.UpdateOption(dhcpv4.OptServerIdentifier(server.AsSlice()))
-			got, _ := newReply(req, tt.mt, server)
-			if g, w := got.ToBytes(), want.ToBytes(); !bytes.Equal(g, w) {
-				t.Errorf("newReply encodes as\n%s\nwant\n%s", got.Summary(), want.Summary())
+			got, _ := (&Handler{}).newReply(req, tt.mt, server)
+			if g, w := got.Packet.ToBytes(), want.ToBytes(); !bytes.Equal(g, w) {
+				t.Errorf("newReply encodes as\n%s\nwant\n%s", got.Packet.Summary(), want.Summary())
 			}
 		})
 	}
@@ -100,5 +100,54 @@ func TestReplyOptionEncoding(t *testing.T) {
 				t.Errorf("the value set after reads %q", got)
 			}
 		})
+	}
+}
+
+// TestReleasedReplyReused: a reply built in a released reply's memory encodes
+// as one built fresh, with nothing left over from the reply before it.
+func TestReleasedReplyReused(t *testing.T) {
+	server := netip.MustParseAddr("10.0.0.1")
+	request := func(mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+		built, err := dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 9}, mods...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := dhcpv4.FromBytes(built.ToBytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	// The first reply fills every field and option the second leaves out.
+	first := request(dhcpv4.WithGatewayIP(net.IPv4(10, 1, 0, 1)), dhcpv4.WithBroadcast(true),
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 2, 0, 0, 0, 0, 9})))
+	second := request()
+	build := func(h *Handler, req *dhcpv4.DHCPv4, full bool) *Reply {
+		rep, o := h.newReply(req, dhcpv4.MessageTypeAck, server)
+		if full {
+			rep.Packet.BootFileName = "boot.ipxe"
+			o.str(dhcpv4.OptionHostName, "a-much-longer-host-name-than-the-buffer-holds-at-first")
+			o.addrs(dhcpv4.OptionDomainNameServer, server, server, server)
+		}
+		o.seconds(dhcpv4.OptionIPAddressLeaseTime, time.Hour)
+		return h.route(req, rep, false)
+	}
+	fresh := build(&Handler{}, second, false)
+	want, wantTo := fresh.Packet.ToBytes(), fresh.To.String()
+
+	h := &Handler{}
+	prev := build(h, first, true)
+	if prev.To.String() != "10.1.0.1:67" {
+		t.Fatalf("first reply goes to %s", prev.To)
+	}
+	h.Release(prev)
+	h.Release(prev) // a second release of the same reply is harmless
+	// sync.Pool may drop what it holds; try until the memory comes back.
+	for i := 0; i < 100; i++ {
+		got := build(h, second, false)
+		if g := got.Packet.ToBytes(); !bytes.Equal(g, want) || got.To.String() != wantTo || !got.Bcast {
+			t.Fatalf("reused reply encodes as\n%s\nto %s, want\n%s\nto %s", got.Packet.Summary(), got.To, fresh.Packet.Summary(), wantTo)
+		}
+		h.Release(got)
 	}
 }

@@ -104,7 +104,7 @@ const batch = 32
 // outgoing is a reply waiting for the writer.
 type outgoing struct {
 	b       []byte
-	to      *net.UDPAddr
+	to      netip.AddrPort
 	ifIndex int // send out of this interface (a broadcast reply); 0: by route
 }
 
@@ -183,10 +183,11 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 	stats := s.cfg.Handler.Stats
 	msgs := make([]ipv4.Message, 0, batch)
-	// Each message's one-buffer list, made once rather than per reply.
+	// Each message's one-buffer list and address, made once rather than per reply.
 	bufs := make([][]byte, batch)
+	addrs := make([]sendAddr, batch)
 	for first := range out {
-		msgs = append(msgs[:0], message(first, bufs[0:1:1]))
+		msgs = append(msgs[:0], message(first, bufs[0:1:1], &addrs[0]))
 	drain:
 		for len(msgs) < batch {
 			select {
@@ -195,7 +196,7 @@ func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 					break drain
 				}
 				n := len(msgs)
-				msgs = append(msgs, message(o, bufs[n:n+1:n+1]))
+				msgs = append(msgs, message(o, bufs[n:n+1:n+1], &addrs[n]))
 			default:
 				break drain
 			}
@@ -214,10 +215,19 @@ func (s *Server) write(pc *ipv4.PacketConn, out <-chan outgoing) {
 	}
 }
 
-// message is o as a datagram to send, its payload held in buf (one element).
-func message(o outgoing, buf [][]byte) ipv4.Message {
+// sendAddr is a reply's destination as the socket takes it.
+type sendAddr struct {
+	udp net.UDPAddr
+	ip  [4]byte
+}
+
+// message is o as a datagram to send, its payload held in buf (one element)
+// and its destination in to.
+func message(o outgoing, buf [][]byte, to *sendAddr) ipv4.Message {
 	buf[0] = o.b
-	m := ipv4.Message{Buffers: buf, Addr: o.to}
+	to.ip = o.to.Addr().As4()
+	to.udp = net.UDPAddr{IP: to.ip[:], Port: int(o.to.Port())}
+	m := ipv4.Message{Buffers: buf, Addr: &to.udp}
 	if o.ifIndex != 0 {
 		m.OOB = (&ipv4.ControlMessage{IfIndex: o.ifIndex}).Marshal()
 	}
@@ -232,8 +242,7 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 		msgs[i].Buffers = [][]byte{make([]byte, 4096)}
 		msgs[i].OOB = append(ipv4.NewControlMessage(ipv4.FlagInterface|ipv4.FlagDst), make([]byte, syscall.CmsgSpace(4))...)
 	}
-	var overflowed uint32          // the kernel's count of datagrams it dropped, as last seen
-	var parsed ipv4.ControlMessage // one datagram's, reused: accept keeps none of it
+	var overflowed uint32 // the kernel's count of datagrams it dropped, as last seen
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
@@ -246,27 +255,21 @@ func (s *Server) read(ctx context.Context, pc *ipv4.PacketConn, jobs *queue) {
 		now := time.Now()
 		for i := range msgs[:n] {
 			m := &msgs[i]
-			var cm *ipv4.ControlMessage
-			if m.NN > 0 {
-				parsed = ipv4.ControlMessage{}
-				if parsed.Parse(m.OOB[:m.NN]) == nil {
-					cm = &parsed
-				}
-				if drops, ok := socketDrops(m.OOB[:m.NN]); ok && drops != overflowed {
-					s.cfg.Handler.Stats.AddN("drop_socket_overflow", int64(drops-overflowed))
-					overflowed = drops
-				}
+			rc := parseControl(m.OOB[:m.NN])
+			if rc.counted && rc.drops != overflowed {
+				s.cfg.Handler.Stats.AddN("drop_socket_overflow", int64(rc.drops-overflowed))
+				overflowed = rc.drops
 			}
-			s.accept(m.Buffers[0][:m.N], cm, now, jobs, limiter, ifaces)
+			s.accept(m.Buffers[0][:m.N], rc, now, jobs, limiter, ifaces)
 		}
 	}
 }
 
 // accept checks one datagram and queues it for a worker.
-func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs *queue, limiter *limiter, ifaces *ifaceAddrs) {
+func (s *Server) accept(b []byte, rc received, now time.Time, jobs *queue, limiter *limiter, ifaces *ifaceAddrs) {
 	stats := s.cfg.Handler.Stats
 	stats.Add("rx_packets")
-	if cm != nil && !ifaces.serves(cm.IfIndex) {
+	if rc.info && !ifaces.serves(rc.ifIndex) {
 		stats.Add("drop_interface")
 		return
 	}
@@ -282,9 +285,9 @@ func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs *
 		return
 	}
 	j := &job{req: req, pkt: b, class: classOf(req), key: key}
-	if cm != nil {
-		j.ifIndex = cm.IfIndex
-		j.in.Server = s.serverAddr(cm, ifaces)
+	if rc.info {
+		j.ifIndex = rc.ifIndex
+		j.in.Server = s.serverAddr(rc, ifaces)
 	}
 	switch _, result := jobs.push(j); result {
 	case duplicate:
@@ -294,14 +297,14 @@ func (s *Server) accept(b []byte, cm *ipv4.ControlMessage, now time.Time, jobs *
 	}
 }
 
-func (s *Server) serverAddr(cm *ipv4.ControlMessage, ifaces *ifaceAddrs) netip.Addr {
+func (s *Server) serverAddr(rc received, ifaces *ifaceAddrs) netip.Addr {
 	if s.cfg.ServerIP.IsValid() {
 		return s.cfg.ServerIP
 	}
-	if a, ok := netip.AddrFromSlice(cm.Dst.To4()); ok && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255}) && !a.IsUnspecified() {
+	if a := rc.dst; !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255}) && !a.IsUnspecified() {
 		return a
 	}
-	return ifaces.addr(cm.IfIndex)
+	return ifaces.addr(rc.ifIndex)
 }
 
 func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
@@ -345,10 +348,12 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 	if rep == nil {
 		return
 	}
-	o := outgoing{b: rep.Packet.ToBytes(), to: rep.To}
+	o := outgoing{b: rep.Packet.ToBytes(), to: rep.To.AddrPort()}
+	o.to = netip.AddrPortFrom(o.to.Addr().Unmap(), o.to.Port())
 	if rep.Bcast {
 		o.ifIndex = j.ifIndex
 	}
+	s.cfg.Handler.Release(rep)
 	out <- o
 }
 

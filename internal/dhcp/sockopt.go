@@ -3,6 +3,7 @@ package dhcp
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"syscall"
 	"unsafe"
 )
@@ -32,26 +33,44 @@ func readBuffer(c net.PacketConn) int {
 	return size / 2
 }
 
-// socketDrops finds SO_RXQ_OVFL's count in a datagram's control messages:
+// received is what a datagram's control messages (cmsg(3)) say: the
+// interface it came in on and the address it was sent to (IP_PKTINFO), and
 // how many datagrams the kernel dropped on the socket, its buffer full,
-// since the socket opened. x/net/ipv4 parses only IP-level messages, so
-// this reads the socket-level one by hand (cmsg(3)); it allocates nothing,
-// as it runs for every datagram.
-func socketDrops(oob []byte) (uint32, bool) {
+// since the socket opened (SO_RXQ_OVFL).
+type received struct {
+	ifIndex int
+	dst     netip.Addr
+	info    bool // IP_PKTINFO was there
+	drops   uint32
+	counted bool // SO_RXQ_OVFL was there
+}
+
+// parseControl reads a datagram's control messages by hand. x/net/ipv4
+// parses only IP-level messages, not SO_RXQ_OVFL, and its parse allocates
+// three values per datagram (a fifth of a request's allocations outside the
+// DHCP codec); this allocates nothing, as it runs for every datagram.
+func parseControl(oob []byte) (r received) {
 	for len(oob) >= syscall.SizeofCmsghdr {
 		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
 		if l < syscall.SizeofCmsghdr || l > len(oob) {
-			return 0, false
+			return r
 		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_RXQ_OVFL && l >= syscall.CmsgLen(4) {
-			return binary.NativeEndian.Uint32(oob[syscall.CmsgLen(0):]), true
+		data := oob[syscall.CmsgLen(0):l]
+		switch {
+		case h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_RXQ_OVFL && len(data) >= 4:
+			r.drops, r.counted = binary.NativeEndian.Uint32(data), true
+		case h.Level == syscall.IPPROTO_IP && h.Type == syscall.IP_PKTINFO && len(data) >= syscall.SizeofInet4Pktinfo:
+			// struct in_pktinfo: the interface, the local address the
+			// kernel would answer from, and the header's destination.
+			pi := (*syscall.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			r.ifIndex, r.dst, r.info = int(pi.Ifindex), netip.AddrFrom4(pi.Addr), true
 		}
 		next := syscall.CmsgSpace(l - syscall.CmsgLen(0))
 		if next > len(oob) {
-			return 0, false
+			return r
 		}
 		oob = oob[next:]
 	}
-	return 0, false
+	return r
 }

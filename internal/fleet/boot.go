@@ -315,8 +315,7 @@ func (f *Fleet) Note(addr netip.Addr, kind machine.Kind, reason string) {
 	}
 	b := newBatch()
 	b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorBoot, Kind: kind, Reason: reason})
-	b.unawaited = true
-	f.submit(b)
+	f.post(b)
 }
 
 // NoteMachine adds a timeline entry to a machine by id, without waiting.

@@ -231,7 +231,7 @@ func (f *Fleet) Tick() {
 			}
 		}
 	}
-	f.submit(b)
+	f.post(b)
 }
 
 // revokeToken ends every token of the machine: install and boot.

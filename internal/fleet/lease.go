@@ -84,7 +84,7 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 			// With a backlog in the writer the offer waits after all: a storm
 			// of new machines is held back at the DHCP socket, not in memory.
 			b.onFail = func(werr error) { f.failed(b, werr) }
-			f.submit(b)
+			f.post(b)
 			f.mu.Unlock()
 			return a, nil
 		}
@@ -233,7 +233,7 @@ func (f *Fleet) Release(mac string, addr netip.Addr) {
 	if m := f.byMAC[mac]; m != nil {
 		b.add(machine.Entry{MachineID: m.ID, At: f.now(), Actor: actorDHCP, Kind: machine.KindDHCPRelease, Reason: "released " + addr.String()})
 	}
-	f.submit(b)
+	f.post(b)
 }
 
 // Decline marks an address a client found in use: it is kept out of use for a
@@ -260,7 +260,7 @@ func (f *Fleet) Decline(mac string, addr netip.Addr) {
 		b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindAddressDeclined, Reason: reason})
 	}
 	f.log.Warn("address declined", "mac", mac, "addr", addr, "held_until", l.Expires)
-	f.submit(b)
+	f.post(b)
 }
 
 // bmcSlotPrefix marks a lease held by a slot's BMC rather than its host.

@@ -121,6 +121,13 @@ func (f *Fleet) submit(b *batch) <-chan error {
 	return f.w.submit(b)
 }
 
+// post queues a change nobody waits for (a failure is logged, and told to
+// b.onFail when set). Called with f.mu held.
+func (f *Fleet) post(b *batch) {
+	b.unawaited = true
+	f.submit(b)
+}
+
 // Acquire makes the fleet the owner of pods (just claimed in the database,
 // pod to epoch): it loads their machines and leases, in one read whatever
 // their number, carries out the design revisions their machines do not

@@ -148,18 +148,22 @@ type writer struct {
 	log   *slog.Logger
 	ch    chan *pending
 	done  chan struct{}
+	written chan error // closed: what an empty batch's submitter reads
 }
 
 type pending struct {
 	b    *batch
-	done chan error
+	done chan error // nil for an unawaited batch
 }
 
 // maxBatches bounds how many changes one transaction carries.
 const maxBatches = 512
 
 func newWriter(st store.Store, log *slog.Logger) *writer {
-	return &writer{st: st, log: log, ch: make(chan *pending, 8192), done: make(chan struct{})}
+	w := &writer{st: st, log: log, ch: make(chan *pending, 8192), done: make(chan struct{}),
+		written: make(chan error)}
+	close(w.written)
+	return w
 }
 
 // ErrStopped is returned for changes submitted after the writer stopped.
@@ -169,16 +173,24 @@ var ErrStopped = errors.New("fleet stopped")
 // queue would hold up whoever submits (with the fleet locked).
 func (w *writer) busy() bool { return len(w.ch) >= cap(w.ch)/4 }
 
+// submit queues a batch; the channel it returns tells once the batch is
+// durable, or why not. An empty batch is durable at once. A batch nobody
+// waits for (unawaited) gets no channel: on the DHCP path those are most
+// batches, and a channel each was a measurable share of its allocations.
 func (w *writer) submit(b *batch) <-chan error {
-	done := make(chan error, 1)
 	if b.empty() {
-		done <- nil
-		return done
+		return w.written
+	}
+	var done chan error
+	if !b.unawaited {
+		done = make(chan error, 1)
 	}
 	select {
 	case w.ch <- &pending{b: b, done: done}:
 	case <-w.done:
-		done <- ErrStopped
+		if done != nil {
+			done <- ErrStopped
+		}
 	}
 	return done
 }
@@ -304,7 +316,9 @@ func (w *writer) flush(ctx context.Context, first *pending) {
 }
 
 func (p *pending) finish(err error) {
-	p.done <- err
+	if p.done != nil {
+		p.done <- err
+	}
 	if err != nil && p.b.onFail != nil {
 		go p.b.onFail(err)
 	}

@@ -143,11 +143,11 @@ func (b *batch) writeRows(ctx context.Context, tx store.Tx) error {
 // transaction ran is written in the next one, so the DHCP path never pays a
 // disk write per packet, and a reply is sent only once its change is durable.
 type writer struct {
-	st    store.Store
-	owner string // set when servers divide the database: changes are fenced
-	log   *slog.Logger
-	ch    chan *pending
-	done  chan struct{}
+	st      store.Store
+	owner   string // set when servers divide the database: changes are fenced
+	log     *slog.Logger
+	ch      chan *pending
+	done    chan struct{}
 	written chan error // closed: what an empty batch's submitter reads
 }
 

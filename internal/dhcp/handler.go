@@ -40,6 +40,9 @@ type Handler struct {
 	LoaderURL string // path of the UEFI HTTP Boot loader on the HTTP listener (default /ipxe/ipxe.efi)
 
 	replies sync.Pool // *replyMemory of released replies
+	// Stats' counters the DHCP path adds to for every packet.
+	received, sent typeCounters
+	relayed        relayCounters
 }
 
 // Inbound is where a request came in.
@@ -80,7 +83,7 @@ func (h *Handler) Handle(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) (*
 	if mt == dhcpv4.MessageTypeNone {
 		return nil, drop("no message type")
 	}
-	h.Stats.Add("rx_" + mt.String())
+	h.received.add(h.Stats, "rx_", mt)
 	kind := ClientKind(req)
 	r := h.request(req, kind)
 	switch mt {
@@ -332,9 +335,9 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 		// 175.176 = 1 (no-pxedhcp): iPXE need not wait for a proxyDHCP offer.
 		o.bytes(ipxeEncapsulated, 176, 1, 1)
 	}
-	h.Stats.Add("tx_" + mt.String())
+	h.sent.add(h.Stats, "tx_", mt)
 	if relay, ok := addrFrom(req.GatewayIPAddr); ok {
-		h.Stats.Add("relay|" + relay.String() + "|" + mt.String())
+		h.relayed.add(h.Stats, relay, mt)
 	}
 	return h.route(req, rep, false), nil
 }

@@ -138,6 +138,12 @@ func TestDORAThroughRelay(t *testing.T) {
 	if rep.Packet.BootFileName != off.BootFileName {
 		t.Errorf("ack boot file %q differs from offer %q", rep.Packet.BootFileName, off.BootFileName)
 	}
+	for name, want := range map[string]int64{"rx_DISCOVER": 1, "rx_REQUEST": 1, "tx_OFFER": 1, "tx_ACK": 1,
+		"relay|10.77.0.1|OFFER": 1, "relay|10.77.0.1|ACK": 1} {
+		if got := h.Stats.Get(name); got != want {
+			t.Errorf("counter %s = %d, want %d", name, got, want)
+		}
+	}
 	m, ok := fl.Machine(mac.String())
 	if !ok || m.Name != "lab-compute-02" || m.State != "deploying" {
 		t.Fatalf("machine %+v", m)

@@ -166,38 +166,50 @@ func (h *Handler) baseURL(in Inbound) string {
 	return "http://" + net.JoinHostPort(host, strconv.Itoa(h.HTTPPort))
 }
 
-// boot returns how a client of this kind has its boot file chosen, once per
-// reply when its ticket is known, and how the choice reads on the timeline.
-// An iPXE script's URL carries the machine's boot ticket, a credential: the
-// timeline names the script without it.
-func (h *Handler) boot(kind string, in Inbound) (choose func(ticket string) BootChoice, timeline string) {
+// bootPlan is how a client's boot file is chosen, once per reply when its
+// ticket is known. An iPXE script's URL carries the machine's boot ticket, a
+// credential: the timeline names the script without it.
+type bootPlan struct {
+	kind     string
+	script   string     // an iPXE client's script URL, up to its ticket
+	fixed    BootChoice // any other client's choice
+	timeline string     // how the choice reads on the timeline
+}
+
+func (p bootPlan) choose(files BootFiles, ticket string) BootChoice {
+	if p.kind == KindIPXE {
+		return ChooseBoot(p.kind, files, p.script+ticket+".ipxe", "")
+	}
+	return p.fixed
+}
+
+// boot plans a client of this kind's boot. It is a value rather than a
+// closure: one closure per request was an allocation on the DHCP path.
+func (h *Handler) boot(kind string, in Inbound) bootPlan {
 	switch kind {
 	case KindIPXE:
-		base := h.baseURL(in)
-		return func(ticket string) BootChoice {
-			return ChooseBoot(kind, h.Files, base+"/boot/"+ticket+".ipxe", "")
-		}, "its iPXE script"
+		return bootPlan{kind: kind, script: h.baseURL(in) + "/boot/", timeline: "its iPXE script"}
 	case KindUEFIHTTP:
 		loader := h.LoaderURL
 		if loader == "" {
 			loader = "/ipxe/" + h.Files.withDefaults().UEFI
 		}
 		c := ChooseBoot(kind, h.Files, "", h.baseURL(in)+loader)
-		return func(string) BootChoice { return c }, c.File
+		return bootPlan{kind: kind, fixed: c, timeline: c.File}
 	}
 	// The other kinds boot a TFTP path, or nothing: no URL to build.
 	c := ChooseBoot(kind, h.Files, "", "")
-	return func(string) BootChoice { return c }, c.File
+	return bootPlan{kind: kind, fixed: c, timeline: c.File}
 }
 
 func (h *Handler) discover(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request, kind string) (*Reply, error) {
-	choose, timeline := h.boot(kind, in)
-	r.BootFile = timeline
+	plan := h.boot(kind, in)
+	r.BootFile = plan.timeline
 	a, err := h.Leases.Offer(ctx, r)
 	if err != nil {
 		return nil, refused(err)
 	}
-	return h.reply(req, in, dhcpv4.MessageTypeOffer, a, choose(a.Ticket), r.ZTP)
+	return h.reply(req, in, dhcpv4.MessageTypeOffer, a, plan.choose(h.Files, a.Ticket), r.ZTP)
 }
 
 func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, r fleet.Request, kind string) (*Reply, error) {
@@ -228,8 +240,8 @@ func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	if !r.Requested.IsValid() {
 		return nil, drop("request without an address")
 	}
-	choose, timeline := h.boot(kind, in)
-	r.BootFile = timeline
+	plan := h.boot(kind, in)
+	r.BootFile = plan.timeline
 	a, err := h.Leases.Ack(ctx, r)
 	if err != nil {
 		var ref *fleet.Refusal
@@ -238,7 +250,7 @@ func (h *Handler) requestMsg(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 		}
 		return nil, refused(err)
 	}
-	return h.reply(req, in, dhcpv4.MessageTypeAck, a, choose(a.Ticket), r.ZTP)
+	return h.reply(req, in, dhcpv4.MessageTypeAck, a, plan.choose(h.Files, a.Ticket), r.ZTP)
 }
 
 func (h *Handler) inform(req *dhcpv4.DHCPv4, in Inbound, r fleet.Request) (*Reply, error) {

@@ -40,7 +40,7 @@ func TestLabWithAgents(t *testing.T) {
 		labStatus
 		Agents []struct{ Pod, NS, Addr, State, Log string } `json:"agents"`
 	}
-	waitFor(t, "the lab and its agent to start", 180*time.Second, func() bool {
+	waitFor(t, "the lab and its agent to start", labStartTimeout, func() bool {
 		out, err := l.drover("lab", "status")
 		return err == nil && json.Unmarshal(out, &st) == nil && len(st.Agents) == 1 && len(st.VMs) == 2
 	})

@@ -86,6 +86,12 @@ func (r repo) commit(msg string) string {
 	return r.git("rev-parse", "HEAD")
 }
 
+// labStartTimeout bounds the wait for a lab to start. On a fresh machine
+// that includes building and caching the lab's images once (mmdebstrap
+// fetching Debian packages): measured from 2 to over 3 minutes, which a
+// 180 s wait did not always cover.
+const labStartTimeout = 10 * time.Minute
+
 func (l *labRun) drover(args ...string) ([]byte, error) {
 	return exec.Command(droverBin, append(args, "--state-dir", l.state, "--prefix", l.prefix)...).CombinedOutput()
 }
@@ -189,7 +195,7 @@ func TestLab(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(l.repo.dir, "zone", "prod.yaml"), b, 0o644))
 	l.repo.commit("the lab and prod zones")
 	upDone := l.up([]string{"lab-up.log", "drover.log", "p1-tor1-ztp.log", "p1-tor1-ztp-script.log", "p1-tor2-ztp-script.log"}, filepath.Join(l.repo.dir, "zone"), "--follow", "--extra", "p1-tor2/swp5", "--second-nic", "lab-compute-02=p1-tor1/swp6")
-	waitFor(t, "the lab to start", 120*time.Second, func() bool {
+	waitFor(t, "the lab to start", labStartTimeout, func() bool {
 		_, err := os.Stat(l.db)
 		return err == nil && len(l.status().VMs) == 9
 	})

@@ -75,6 +75,7 @@ type serveFlags struct {
 	designDir       string
 	pprofListen     string
 	memoryLimit     string
+	heapFloor       string
 	powerSecrets    string
 	prometheus      string
 	dnsListen       string
@@ -149,6 +150,7 @@ environment, which wins over the file.`,
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "where the first admin token is written on first start (default: in --state-dir)")
 	fl.StringVar(&f.designDir, "design-dir", "", "where designs uploaded through the API are kept (default: in --state-dir)")
 	fl.StringVar(&f.memoryLimit, "memory-limit", "auto", "soft limit for drover's Go memory, e.g. 450MiB: the heap is collected harder as it nears it (auto: GOMEMLIMIT if set, else 90% of the cgroup's memory limit if any; off: none)")
+	fl.StringVar(&f.heapFloor, "heap-floor", defaultHeapFloor, "let the heap grow by at least this much past what is live before a garbage collection (off: Go's default, the heap doubling; ignored when GOGC is set)")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go profiles (/debug/pprof/) on this address; off by default, for diagnosis only")
 	fl.StringVar(&f.prometheus, "prometheus", "", "URL of the Prometheus that scrapes the machines (e.g. http://prometheus:9090): `drover monitoring check` asks it which machines are up")
 	fl.StringVar(&f.dnsListen, "dns", "", "serve authoritative DNS for the design's domains and reverse zones on this address (UDP and TCP), e.g. :53; off by default")
@@ -296,6 +298,13 @@ func runServe(cmd *cobra.Command, g *globals, f *serveFlags) error {
 	}
 	if limitFrom != "" && limitFrom != "off" {
 		log.Info("memory limit", "limit_mib", debug.SetMemoryLimit(-1)>>20, "from", limitFrom)
+	}
+	floor, err := heapFloorSetting(f.heapFloor, g.env.getenv("GOGC"))
+	if err != nil {
+		return &usageError{err}
+	}
+	if floor > 0 {
+		keepHeapFloor(ctx, floor)
 	}
 	if f.pprofListen != "" {
 		if err := servePprof(ctx, f.pprofListen, log); err != nil {

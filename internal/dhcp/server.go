@@ -348,8 +348,8 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 	if rep == nil {
 		return
 	}
-	o := outgoing{b: rep.Packet.ToBytes(), to: rep.To.AddrPort()}
-	o.to = netip.AddrPortFrom(o.to.Addr().Unmap(), o.to.Port())
+	to := rep.To.AddrPort()
+	o := outgoing{b: rep.Packet.ToBytes(), to: netip.AddrPortFrom(to.Addr().Unmap(), to.Port())}
 	if rep.Bcast {
 		o.ifIndex = j.ifIndex
 	}

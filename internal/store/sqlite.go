@@ -230,7 +230,12 @@ var sqliteDialect = &dialect{
 // OpenSQLite opens (creating if needed) a database file and migrates it to the
 // current schema.
 func OpenSQLite(ctx context.Context, path string) (*DB, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	// temp_store(MEMORY): a statement that writes many rows (a group of
+	// timeline entries) keeps its statement journal, which only undoes that
+	// statement within its transaction, in memory rather than in a temporary
+	// file written page by page (4 % of the samples of a saturated DHCP
+	// profile were those writes). Crash recovery is the WAL's, unchanged.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)

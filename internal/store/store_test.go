@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net/netip"
 	"os"
@@ -406,6 +407,41 @@ func TestTransitionsUseTheirIndex(t *testing.T) {
 	if !strings.Contains(strings.Join(plan, "; "), "USING COVERING INDEX events_transitions") &&
 		!strings.Contains(strings.Join(plan, "; "), "USING INDEX events_transitions") {
 		t.Fatalf("plan %q does not use events_transitions", plan)
+	}
+}
+
+// Every connection of the pool has the settings the store relies on:
+// durability (WAL, synchronous NORMAL), foreign keys, and statement journals
+// in memory.
+func TestSQLiteConnectionSettings(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	// Hold several connections at once, so that more than one is checked.
+	var conns []*sql.Conn
+	for range 3 {
+		c, err := s.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	tests := []struct{ pragma, want string }{
+		{"journal_mode", "wal"},
+		{"synchronous", "1"}, // NORMAL
+		{"foreign_keys", "1"},
+		{"temp_store", "2"}, // MEMORY
+	}
+	for _, tt := range tests {
+		for i, c := range conns {
+			var got string
+			if err := c.QueryRowContext(ctx, "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("connection %d: PRAGMA %s = %s, want %s", i, tt.pragma, got, tt.want)
+			}
+		}
 	}
 }
 

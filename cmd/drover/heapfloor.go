@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"strings"
 )
 
 // defaultHeapFloor is --heap-floor's default.
@@ -18,8 +17,7 @@ func heapFloorSetting(setting, gogc string) (int64, error) {
 	if gogc != "" {
 		return 0, nil
 	}
-	switch strings.ToLower(strings.TrimSpace(setting)) {
-	case "off", "none", "0":
+	if sizeOff(setting) {
 		return 0, nil
 	}
 	n, err := parseSize(setting)

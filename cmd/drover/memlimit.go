@@ -28,9 +28,10 @@ var errCgroupLimit = errors.New("no memory limit set")
 // runtime has already applied, else 90 % of the cgroup's memory limit). A
 // zero limit means none is set; from says where the figure came from.
 func memoryLimit(setting, gomemlimit string, readFile func(string) ([]byte, error)) (limit int64, from string, err error) {
-	switch strings.ToLower(strings.TrimSpace(setting)) {
-	case "off", "none", "0":
+	if sizeOff(setting) {
 		return 0, "off", nil
+	}
+	switch strings.ToLower(strings.TrimSpace(setting)) {
 	case "auto", "":
 		if gomemlimit != "" {
 			return 0, "GOMEMLIMIT", nil

@@ -53,3 +53,13 @@ func dhcpReadBuffer(setting string) (int, error) {
 	}
 	return int(n), nil
 }
+
+// sizeOff reports whether a size setting (--memory-limit, --heap-floor)
+// turns its feature off: off, none or 0.
+func sizeOff(setting string) bool {
+	switch strings.ToLower(strings.TrimSpace(setting)) {
+	case "off", "none", "0":
+		return true
+	}
+	return false
+}

@@ -321,14 +321,14 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	}
 	rep, o := h.newReply(req, mt, in.Server)
 	resp := rep.Packet
-	resp.YourIPAddr = rep.mem.addr(&rep.mem.yiaddr, a.Addr)
+	resp.YourIPAddr = ip4(&rep.mem.yiaddr, a.Addr)
 	lease := a.LeaseTime
 	o.seconds(dhcpv4.OptionIPAddressLeaseTime, lease)
 	o.seconds(dhcpv4.OptionRenewTimeValue, lease/2)
 	o.seconds(dhcpv4.OptionRebindingTimeValue, lease*7/8)
 	configOptions(o, a)
 	if boot.File != "" {
-		resp.ServerIPAddr = rep.mem.addr(&rep.mem.siaddr, in.Server)
+		resp.ServerIPAddr = ip4(&rep.mem.siaddr, in.Server)
 		resp.BootFileName = boot.File
 		o.str(dhcpv4.OptionTFTPServerName, in.Server.String())
 		o.str(dhcpv4.OptionBootfileName, boot.File)
@@ -361,9 +361,9 @@ func (h *Handler) route(req *dhcpv4.DHCPv4, rep *Reply, nak bool) *Reply {
 		if nak {
 			rep.Packet.SetBroadcast()
 		}
-		mem.to = net.UDPAddr{IP: mem.addr(&mem.ip, a), Port: dhcpv4.ServerPort}
+		mem.to = net.UDPAddr{IP: ip4(&mem.ip, a), Port: dhcpv4.ServerPort}
 	} else if a, ok := addrFrom(req.ClientIPAddr); ok && !nak {
-		mem.to = net.UDPAddr{IP: mem.addr(&mem.ip, a), Port: dhcpv4.ClientPort}
+		mem.to = net.UDPAddr{IP: ip4(&mem.ip, a), Port: dhcpv4.ClientPort}
 	} else {
 		// A client without an address cannot be reached by unicast without
 		// writing its ARP entry; broadcast is always allowed.

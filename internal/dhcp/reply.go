@@ -69,8 +69,8 @@ type replyMemory struct {
 	ip, yiaddr, siaddr [4]byte
 }
 
-// addr is a as a slice of the reply's own memory: a.AsSlice() allocates.
-func (mem *replyMemory) addr(into *[4]byte, a netip.Addr) net.IP {
+// ip4 is a as a slice of into, the reply's own memory: a.AsSlice() allocates.
+func ip4(into *[4]byte, a netip.Addr) net.IP {
 	*into = a.As4()
 	return into[:]
 }

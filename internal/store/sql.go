@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -55,12 +56,51 @@ type DB struct {
 	now     func() time.Time
 	bound   sync.Map                      // query -> query with the dialect's placeholders
 	lost    atomic.Pointer[chan struct{}] // see WriterLost
+	// prepared holds statements prepared once for the whole pool (query ->
+	// *sql.Stmt), which a transaction takes over on its own connection; at
+	// most maxPrepared of them.
+	prepared  sync.Map
+	nPrepared atomic.Int32
 }
 
 var _ Store = (*DB)(nil)
 
 // Close closes the database.
-func (s *DB) Close() error { return s.db.Close() }
+func (s *DB) Close() error {
+	s.prepared.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return s.db.Close()
+}
+
+// maxPrepared bounds the statements kept prepared: the writer's are a few
+// dozen; a query built from varying parts past the bound is prepared per
+// transaction instead.
+const maxPrepared = 256
+
+// share prepares queries (bound) for the pool, so that later transactions
+// find them prepared. It runs between transactions, never in one: preparing
+// takes a connection from the pool, and a transaction waiting for one while
+// it holds SQLite's write lock would wait for connections that wait for it.
+// A query that fails to prepare is left to each transaction (where its error
+// shows).
+func (s *DB) share(ctx context.Context, queries []string) {
+	for _, q := range queries {
+		if _, ok := s.prepared.Load(q); ok || s.nPrepared.Load() >= maxPrepared {
+			continue
+		}
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			continue
+		}
+		if _, loaded := s.prepared.LoadOrStore(q, st); loaded {
+			st.Close()
+			continue
+		}
+		s.nPrepared.Add(1)
+	}
+}
 
 // bind rewrites a query's "?" placeholders for the dialect; the statements
 // contain no "?" inside literals.
@@ -147,7 +187,9 @@ func (s *DB) inTx(ctx context.Context, fn func(*sqlTx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(&sqlTx{tx: tx, s: s, stmts: map[string]*sql.Stmt{}}); err != nil {
+	t := &sqlTx{tx: tx, s: s, stmts: map[string]*sql.Stmt{}}
+	defer func() { s.share(ctx, t.unshared) }()
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -173,21 +215,31 @@ func insertID(ctx context.Context, q querier, query string, args ...any) (int64,
 	return id, err
 }
 
-// sqlTx prepares each statement once per transaction: a group-commit batch
-// runs the same few statements thousands of times, and SQLite's parser was the
-// largest cost in a CPU profile of drover under DHCP load.
+// sqlTx runs statements prepared once for the database (share) on its
+// connection: a group-commit batch runs the same few statements thousands of
+// times, and SQLite's parser was the largest cost in a CPU profile of drover
+// under DHCP load. Prepared per transaction, as before, parsing still took a
+// fifth of the CPU of a fleet's first boots (many small transactions).
 type sqlTx struct {
-	tx    *sql.Tx
-	s     *DB
-	stmts map[string]*sql.Stmt
+	tx       *sql.Tx
+	s        *DB
+	stmts    map[string]*sql.Stmt
+	unshared []string // prepared here alone: to share once the transaction ends
 }
 
 func (t *sqlTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	st := t.stmts[query]
 	if st == nil {
-		var err error
-		if st, err = t.tx.PrepareContext(ctx, t.s.bind(query)); err != nil {
-			return nil, err
+		bound := t.s.bind(query)
+		if shared, ok := t.s.prepared.Load(bound); ok {
+			// Prepared again only on a connection it was not yet prepared on.
+			st = t.tx.StmtContext(ctx, shared.(*sql.Stmt))
+		} else {
+			var err error
+			if st, err = t.tx.PrepareContext(ctx, bound); err != nil {
+				return nil, err
+			}
+			t.unshared = append(t.unshared, bound)
 		}
 		t.stmts[query] = st
 	}
@@ -347,11 +399,14 @@ func (t *sqlTx) AddEntries(ctx context.Context, entries ...*machine.Entry) error
 
 // entriesPerStatement bounds a multi-row insert (7 parameters a row: well
 // under SQLite's and PostgreSQL's limits).
-const entriesPerStatement = 200
+const entriesPerStatement = 128
 
+// AppendEntries inserts entries in multi-row statements of a power of two
+// rows each (100 entries: 64, 32, 4), so that the few statements there are
+// stay prepared across transactions.
 func (t *sqlTx) AppendEntries(ctx context.Context, entries []machine.Entry) error {
 	for len(entries) > 0 {
-		n := min(len(entries), entriesPerStatement)
+		n := 1 << (bits.Len(uint(min(len(entries), entriesPerStatement))) - 1)
 		var q strings.Builder
 		q.WriteString(`INSERT INTO events (machine_id, at, actor, kind, from_state, to_state, reason) VALUES `)
 		args := make([]any, 0, 7*n)

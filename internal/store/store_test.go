@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -563,5 +564,47 @@ func testMachineIdentityChanges(t *testing.T, b backend) {
 					c.want.MAC, c.want.SlotKey, c.want.Name, c.want.State)
 			}
 		}
+	}
+}
+
+// Statements a transaction prepares are prepared once more for the pool when
+// it ends, and later transactions run those; never more than maxPrepared.
+func TestStatementsSharedAcrossTransactions(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	selectN := func(n int) func(Tx) error {
+		return func(tx Tx) error {
+			var got int
+			q := fmt.Sprintf("SELECT %d", n)
+			if err := tx.(*sqlTx).QueryRowContext(ctx, q).Scan(&got); err != nil || got != n {
+				return fmt.Errorf("%s: %d, %v", q, got, err)
+			}
+			return nil
+		}
+	}
+	before := s.nPrepared.Load()
+	if err := s.Update(ctx, selectN(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.prepared.Load("SELECT 1"); !ok || s.nPrepared.Load() != before+1 {
+		t.Fatalf("SELECT 1 not shared after its transaction (%d prepared, %d before)", s.nPrepared.Load(), before)
+	}
+	shared, _ := s.prepared.Load("SELECT 1")
+	if err := s.Update(ctx, selectN(1)); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.prepared.Load("SELECT 1"); again != shared || s.nPrepared.Load() != before+1 {
+		t.Fatal("SELECT 1 prepared again for the pool")
+	}
+	for n := 2; n < maxPrepared+20; n++ {
+		if err := s.Update(ctx, selectN(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.nPrepared.Load(); got != maxPrepared {
+		t.Errorf("%d statements prepared, want the bound %d", got, maxPrepared)
+	}
+	if err := s.Update(ctx, selectN(maxPrepared+50)); err != nil {
+		t.Errorf("a statement past the bound: %v", err)
 	}
 }

@@ -76,6 +76,8 @@ type env struct {
 	dhcpPeers map[string]bool
 	// stormArgs are extra `drover serve` flags for the boot storm (experiments).
 	stormArgs []string
+	// stormRuns, when set, is how many boot storms to run (experiments).
+	stormRuns int
 }
 
 func main() {
@@ -98,6 +100,7 @@ func main() {
 	quick := flag.Bool("quick", false, "fewer and shorter runs (for trying the harness, not for figures)")
 	dhcpPeers := flag.String("dhcp-servers", strings.Join(dhcpServers(), ","), "the servers the DHCP part measures")
 	stormArgs := flag.String("storm-serve-args", "", "extra drover serve flags for the boot storm (experiments, not for figures)")
+	stormRuns := flag.Int("storm-runs", 0, "boot storms to run, when not the usual 3 (experiments, not for figures)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if os.Geteuid() != 0 {
@@ -115,7 +118,7 @@ func main() {
 	os.Chmod(work, 0o755) // peers that drop privileges (nginx, tftpd-hpa) must read it
 	self, _ := os.Executable()
 	e := &env{log: log, self: self, work: work, out: *out, quick: *quick, drover: filepath.Join(work, "drover"),
-		dhcpPeers: map[string]bool{}, stormArgs: strings.Fields(*stormArgs)}
+		dhcpPeers: map[string]bool{}, stormArgs: strings.Fields(*stormArgs), stormRuns: *stormRuns}
 	for _, name := range strings.Split(*dhcpPeers, ",") {
 		e.dhcpPeers[strings.TrimSpace(name)] = true
 	}

@@ -63,6 +63,9 @@ type StormRun struct {
 
 // stormRuns is how many times each storm runs, each against a fresh server.
 func stormRuns(e *env) int {
+	if e.stormRuns > 0 {
+		return e.stormRuns
+	}
 	if e.quick {
 		return 1
 	}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -373,5 +374,90 @@ func TestPodOwnerTakesOverAPeersOffer(t *testing.T) {
 	r.MAC = "52:54:00:00:71:03"
 	if _, err := lone.Ack(ctx, r); !errors.As(err, &ref) || ref.Reason != "client chose another server" {
 		t.Errorf("a lone server answering a request for another server: %v", err)
+	}
+}
+
+// holdWriteLock takes the database's write lock from another connection, as
+// a slow disk would hold the writer up; release gives it back.
+func holdWriteLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			conn.ExecContext(ctx, "ROLLBACK")
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// A slot's OFFER and ACK on a lone server go out while the database is held
+// up, and the binding lands once it is free; an ACK of a discovery pool's
+// address waits for its record.
+func TestSlotAckDoesNotWaitForTheDatabase(t *testing.T) {
+	e := newEnv(t)
+	f, stop := e.start()
+	defer stop()
+	ctx := context.Background()
+	pool := at("swp7", "52:54:00:00:70:02") // an undefined port: the discovery pool
+	pool.Requested = e.dora(f, pool).Addr
+	release := holdWriteLock(t, e.path)
+
+	slot := at("swp1", "52:54:00:00:70:01")
+	answered := make(chan error, 1)
+	go func() {
+		a, err := f.Offer(ctx, slot)
+		if err == nil {
+			r := slot
+			r.Requested = a.Addr
+			_, err = f.Ack(ctx, r)
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("slot DORA: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slot's DORA waited for the database")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := f.Ack(wctx, pool); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("pool address ACK with the database held: %v, want it to wait for its record", err)
+	}
+	release()
+	stop()
+	m, err := e.st.Machine(ctx, slot.MAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := e.st.Leases(ctx)
+	var bound bool
+	for _, l := range ls {
+		bound = bound || l.MAC == slot.MAC && l.State == LeaseBound
+	}
+	tl, _ := e.st.Timeline(ctx, m.ID, 0, 0)
+	kinds := map[machine.Kind]int{}
+	for _, en := range tl {
+		kinds[en.Kind]++
+	}
+	if !bound || kinds[machine.KindDHCPAck] != 1 {
+		t.Errorf("after the database was free: slot lease bound %v, timeline %v; want the binding and its dhcp-ack", bound, kinds)
 	}
 }

@@ -188,6 +188,19 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		if !r.Renewing && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPAck, Reason: describe(a, r)})
 		}
+		if f.owner == "" && a.Identity.Known() && b.leasesOnly() && !f.w.busy() {
+			// Like its OFFER, the ACK of a slot's address on a lone server
+			// goes out at once: the address is the slot's, so a binding lost
+			// in a crash cannot give it to anyone else (as an extension kept
+			// in memory cannot). A first boot's ACK then waits for no disk
+			// write; the binding lands before anything decided after it.
+			// An ACK that also changes the machine (first seen at a REQUEST)
+			// waits, as does every ACK when the writer has a backlog.
+			b.onFail = func(werr error) { f.failed(b, werr) }
+			f.post(b)
+			f.mu.Unlock()
+			return a, nil
+		}
 	}
 	if werr := f.commit(ctx, b); werr != nil {
 		f.failed(b, werr)

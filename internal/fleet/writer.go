@@ -65,11 +65,13 @@ func (b *batch) freeLease(a netip.Addr) {
 	delete(b.leases, a)
 }
 
-// entriesOnly: the batch holds timeline entries and nothing else.
-func (b *batch) entriesOnly() bool {
-	return len(b.machines)+len(b.leases)+len(b.freed)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 &&
-		b.revision == 0 && !b.barrier
+// leasesOnly: the batch holds leases and timeline entries, nothing else.
+func (b *batch) leasesOnly() bool {
+	return len(b.machines)+len(b.audits)+len(b.podRevisions)+len(b.ops) == 0 && b.revision == 0 && !b.barrier
 }
+
+// entriesOnly: the batch holds timeline entries and nothing else.
+func (b *batch) entriesOnly() bool { return b.leasesOnly() && len(b.leases)+len(b.freed) == 0 }
 
 // lazy: the batch is timeline entries alone that nobody waits for.
 func (b *batch) lazy() bool { return b.unawaited && b.entriesOnly() }
@@ -141,7 +143,10 @@ func (b *batch) writeRows(ctx context.Context, tx store.Tx) error {
 
 // writer persists batches with group commit: whatever queued while the previous
 // transaction ran is written in the next one, so the DHCP path never pays a
-// disk write per packet, and a reply is sent only once its change is durable.
+// disk write per packet. A reply that depends on its change is sent once the
+// change is durable; one that does not (a slot's OFFER and ACK on a lone
+// server) is sent at once, and the writer, first in first out, lands its
+// change before any change made after it.
 type writer struct {
 	st      store.Store
 	owner   string // set when servers divide the database: changes are fenced

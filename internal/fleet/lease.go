@@ -57,7 +57,7 @@ func (r *Refusal) Error() string { return r.Reason }
 // Offer decides a client's identity and address for a DISCOVER, records the
 // machine on first sight (installing it when it stands in a known slot) and
 // holds the address for it. It returns once that is durable, except for a
-// known slot on a lone server, where the record only has to land before the ACK.
+// known slot on a lone server (replyAhead).
 func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 	f.mu.Lock()
 	now := f.now()
@@ -75,17 +75,8 @@ func (f *Fleet) Offer(ctx context.Context, r Request) (Assignment, error) {
 		if !r.Renewing && !held && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPOffer, Reason: describe(a, r)})
 		}
-		if f.owner == "" && a.Identity.Known() && !f.w.busy() {
-			// An offer promises nothing (the ACK does, RFC 2131), and a slot's
-			// address is the slot's: on a lone server the offer goes out at
-			// once. Its record lands before the client's REQUEST is answered,
-			// the writer being first in, first out; should the database refuse
-			// it, what it added in memory is undone as if the offer had waited.
-			// With a backlog in the writer the offer waits after all: a storm
-			// of new machines is held back at the DHCP socket, not in memory.
-			b.onFail = func(werr error) { f.failed(b, werr) }
-			f.post(b)
-			f.mu.Unlock()
+		if f.replyAhead(a) {
+			f.postAhead(b)
 			return a, nil
 		}
 	}
@@ -130,6 +121,26 @@ func (f *Fleet) failed(b *batch, err error) {
 func (f *Fleet) holds(addr netip.Addr, mac string, now time.Time) bool {
 	l := f.leases[addr]
 	return l != nil && l.MAC == mac && l.State == LeaseBound && now.Before(l.Expires)
+}
+
+// replyAhead: a reply with address a goes out before its record is durable
+// (docs/boot.md, Leases and crashes). On a lone server a slot's address is the
+// slot's, so a record lost in a crash cannot give it to anyone else (as an
+// extension kept in memory cannot), and the writer, first in first out, lands
+// the record before anything decided after it. With a backlog in the writer
+// replies wait after all: a storm of new machines is held back at the DHCP
+// socket, not in memory. Called with f.mu held.
+func (f *Fleet) replyAhead(a Assignment) bool {
+	return f.owner == "" && a.Identity.Known() && !f.w.busy()
+}
+
+// postAhead queues the batch of a reply that goes out ahead of it, and
+// unlocks; should the database refuse the batch, what it added in memory is
+// undone as if the reply had waited.
+func (f *Fleet) postAhead(b *batch) {
+	b.onFail = func(werr error) { f.failed(b, werr) }
+	f.post(b)
+	f.mu.Unlock()
 }
 
 // commit submits a batch and unlocks; it waits only when the batch holds a
@@ -188,17 +199,10 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 		if !r.Renewing && m != nil {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPAck, Reason: describe(a, r)})
 		}
-		if f.owner == "" && a.Identity.Known() && b.leasesOnly() && !f.w.busy() {
-			// Like its OFFER, the ACK of a slot's address on a lone server
-			// goes out at once: the address is the slot's, so a binding lost
-			// in a crash cannot give it to anyone else (as an extension kept
-			// in memory cannot). A first boot's ACK then waits for no disk
-			// write; the binding lands before anything decided after it.
-			// An ACK that also changes the machine (first seen at a REQUEST)
-			// waits, as does every ACK when the writer has a backlog.
-			b.onFail = func(werr error) { f.failed(b, werr) }
-			f.post(b)
-			f.mu.Unlock()
+		if b.leasesOnly() && f.replyAhead(a) {
+			// A first boot's ACK then waits for no disk write. One that also
+			// changes the machine (first seen at its REQUEST) waits.
+			f.postAhead(b)
 			return a, nil
 		}
 	}

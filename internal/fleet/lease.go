@@ -200,8 +200,8 @@ func (f *Fleet) Ack(ctx context.Context, r Request) (Assignment, error) {
 			b.add(machine.Entry{MachineID: m.ID, At: now, Actor: actorDHCP, Kind: machine.KindDHCPAck, Reason: describe(a, r)})
 		}
 		if b.leasesOnly() && f.replyAhead(a) {
-			// A first boot's ACK then waits for no disk write. One that also
-			// changes the machine (first seen at its REQUEST) waits.
+			// A first boot's ACK waits for no disk write; one that also
+			// changes the machine (first seen at its REQUEST) does.
 			f.postAhead(b)
 			return a, nil
 		}

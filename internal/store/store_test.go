@@ -572,6 +572,9 @@ func testMachineIdentityChanges(t *testing.T, b backend) {
 func TestStatementsSharedAcrossTransactions(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
+	// selectN runs SELECT n; preparedHere says whether the transaction had
+	// to prepare it itself rather than run the pool's statement.
+	var preparedHere bool
 	selectN := func(n int) func(Tx) error {
 		return func(tx Tx) error {
 			var got int
@@ -579,6 +582,7 @@ func TestStatementsSharedAcrossTransactions(t *testing.T) {
 			if err := tx.(*sqlTx).QueryRowContext(ctx, q).Scan(&got); err != nil || got != n {
 				return fmt.Errorf("%s: %d, %v", q, got, err)
 			}
+			preparedHere = len(tx.(*sqlTx).unshared) > 0
 			return nil
 		}
 	}
@@ -595,6 +599,9 @@ func TestStatementsSharedAcrossTransactions(t *testing.T) {
 	}
 	if again, _ := s.prepared.Load("SELECT 1"); again != shared || s.nPrepared.Load() != before+1 {
 		t.Fatal("SELECT 1 prepared again for the pool")
+	}
+	if preparedHere {
+		t.Fatal("the second transaction prepared SELECT 1 itself instead of running the pool's")
 	}
 	for n := 2; n < maxPrepared+20; n++ {
 		if err := s.Update(ctx, selectN(n)); err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -77,6 +79,13 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 	root := filepath.Join(dir, "root")
 	os.MkdirAll(root, 0o755)
 	os.WriteFile(filepath.Join(root, "ipxe.efi"), src, 0o644)
+	// The clients write what they fetch to memory, so that the disk's
+	// journal is not part of any server's figure.
+	got, err := os.MkdirTemp("/dev/shm", "drover-bench-tftp-")
+	if err != nil {
+		got = dir
+	}
+	defer os.RemoveAll(got)
 	rep := &TFTPReport{File: "ipxe.efi", Bytes: int64(len(src)), Clients: tftpClients, Results: map[string]TFTPFigures{}, Single: map[string]TFTPFigures{}}
 	servers := []struct {
 		name  string
@@ -129,7 +138,7 @@ func benchTFTP(ctx context.Context, e *env) (*TFTPReport, error) {
 					if proxy != nil {
 						proxyCPU = processTreeCPU(proxy.Cmd.Process.Pid)
 					}
-					fig := runTFTPClients(ctx, p, target, port, dir, src, clients)
+					fig := runTFTPClients(ctx, p, target, port, got, src, clients)
 					fig.CPUSeconds = processTreeCPU(proc.Cmd.Process.Pid) - cpu
 					if proxy != nil {
 						fig.ProxyCPUSeconds = processTreeCPU(proxy.Cmd.Process.Pid) - proxyCPU
@@ -178,34 +187,80 @@ func startPeer(prefix, name string, start func(*pair) (*netns.Proc, error)) (*pa
 	return p, proc, nil
 }
 
-// runTFTPClients starts n atftp clients at once and waits for all.
+// runTFTPClients starts n atftp clients, waits until every one is loaded,
+// connected and has its options set (atftp's interactive mode, fed on its
+// standard input), then gives them all their get at once and times from
+// there until all have exited. Starting 50 processes through `ip netns exec`
+// costs about as much CPU as drover's 50 transfers, so it stays out of the
+// figure, for every server alike.
 func runTFTPClients(ctx context.Context, p *pair, target, port, dir string, want []byte, n int) TFTPFigures {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	failed := 0
-	busy0, idle0 := cpuTimes()
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		wg.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	type client struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   string
+		err   error
+	}
+	clients := make([]*client, n)
+	var ready sync.WaitGroup
+	for i := range clients {
+		c := &client{out: filepath.Join(dir, fmt.Sprintf("got-%d", i))}
+		clients[i] = c
+		os.Remove(c.out)
+		c.cmd = exec.CommandContext(cctx, "ip", "netns", "exec", p.net.NS("ld"), "atftp")
+		c.stdin, c.err = c.cmd.StdinPipe()
+		var stdout io.ReadCloser
+		if c.err == nil {
+			stdout, c.err = c.cmd.StdoutPipe()
+		}
+		c.cmd.Stderr = c.cmd.Stdout
+		if c.err == nil {
+			c.err = c.cmd.Start()
+		}
+		if c.err != nil {
+			continue
+		}
+		fmt.Fprintf(c.stdin, "connect %s %s\noption blksize 1428\noption windowsize 16\nstatus\n", target, port)
+		ready.Add(1)
 		go func() {
-			defer wg.Done()
-			out := filepath.Join(dir, fmt.Sprintf("got-%d", i))
-			os.Remove(out)
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-			defer cancel()
-			_, err := exec.CommandContext(cctx, "ip", "netns", "exec", p.net.NS("ld"), "atftp", "--option", "blksize 1428", "--option", "windowsize 16",
-				"-g", "-r", "ipxe.efi", "-l", out, target, port).CombinedOutput()
-			got, _ := os.ReadFile(out)
-			if err != nil || len(got) != len(want) {
-				mu.Lock()
-				failed++
-				mu.Unlock()
+			// "status" ends with the last command's name: the client has
+			// read everything before it and waits for the next line.
+			sc := bufio.NewScanner(stdout)
+			seen := false
+			for sc.Scan() {
+				if !seen && strings.HasPrefix(sc.Text(), "Last command:") {
+					seen = true
+					ready.Done()
+				}
+			}
+			if !seen {
+				ready.Done()
 			}
 		}()
 	}
-	wg.Wait()
+	ready.Wait()
+	busy0, idle0 := cpuTimes()
+	start := time.Now()
+	for _, c := range clients {
+		if c.err == nil {
+			fmt.Fprintf(c.stdin, "get ipxe.efi %s\nquit\n", c.out)
+			c.stdin.Close()
+		}
+	}
+	for _, c := range clients {
+		if c.err == nil {
+			c.err = c.cmd.Wait()
+		}
+	}
 	secs := time.Since(start).Seconds()
 	busy1, idle1 := cpuTimes()
+	failed := 0
+	for _, c := range clients {
+		if got, _ := os.ReadFile(c.out); c.err != nil || !bytes.Equal(got, want) {
+			failed++
+		}
+	}
 	return TFTPFigures{Seconds: secs, MBps: float64(len(want)*(n-failed)) / secs / 1e6, Failed: failed,
 		BusyPct: 100 * (busy1 - busy0) / (busy1 - busy0 + idle1 - idle0)}
 }
@@ -261,18 +316,21 @@ func udpDelayProxy(args []string) int {
 // windowed transfer, not the delay.
 func relayBack(up *net.UDPConn, client *net.UDPAddr, toServer, toClient *delayLine) {
 	fronts := map[int]*net.UDPConn{}
-	buf := make([]byte, 70000)
+	// Bursts are up to 64 KB: a fresh copy of each cost the proxy page
+	// faults and copies that the servers' figures should not carry.
+	bufs := sync.Pool{New: func() any { return make([]byte, 70000) }}
 	oob := make([]byte, 64)
 	if raw, err := up.SyscallConn(); err == nil {
 		raw.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), udpLevel, udpGRO, 1) })
 	}
 	for {
 		up.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := bufs.Get().([]byte)
 		n, oobn, _, from, err := up.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return
 		}
-		pkt := append([]byte(nil), buf[:n]...)
+		pkt := buf[:n]
 		segment := groSize(oob[:oobn])
 		f := fronts[from.Port]
 		if f == nil {
@@ -294,9 +352,9 @@ func relayBack(up *net.UDPConn, client *net.UDPAddr, toServer, toClient *delayLi
 			}(f, from)
 		}
 		if segment > 0 && segment < n {
-			toClient.push(func() { f.WriteMsgUDP(pkt, gsoControl(segment), client) })
+			toClient.push(func() { f.WriteMsgUDP(pkt, gsoControl(segment), client); bufs.Put(buf) })
 		} else {
-			toClient.push(func() { f.WriteToUDP(pkt, client) })
+			toClient.push(func() { f.WriteToUDP(pkt, client); bufs.Put(buf) })
 		}
 	}
 }
@@ -527,7 +585,7 @@ func httpClient(args []string) int {
 }
 
 func (t *TFTPReport) markdown(md *strings.Builder) {
-	fmt.Fprintf(md, "## TFTP\n\n%d concurrent atftp clients fetch %s (%d bytes) with `blksize 1428` and `windowsize 16` (only drover grants windowsize; the others answer lock-step). Then again through a UDP proxy of our own that delays every packet by 1 ms each way (this kernel has no netem); a burst a server sends in one segmented write (UDP GSO: drover's windows) the proxy reads in one piece (UDP GRO) and sends on the same way, so the client still gets one datagram per block, each 1 ms late. %d runs per server: the median by aggregate rate, with the runs' smallest and largest; failures summed over the runs. Server CPU is the server process's (tftpd-hpa's forked transfer processes are not seen), proxy CPU the delay proxy's, machine CPU busy all of the machine's CPUs over the run: the 50 atftp processes and their start-up take most of it.\n\n", t.Clients, t.File, t.Bytes, tftpRuns)
+	fmt.Fprintf(md, "## TFTP\n\n%[1]d concurrent atftp clients fetch %[2]s (%[3]d bytes) with `blksize 1428` and `windowsize 16` (only drover grants windowsize; the others answer lock-step). Each atftp is started first in its interactive mode, connects, sets its options and waits; the clock starts when all of them are given their `get` at once and stops when the last has exited (starting %[1]d processes through `ip netns exec` takes about as much CPU as drover's %[1]d transfers, so it is kept out of every server's figure). The clients write what they fetch to memory (/dev/shm). Then again through a UDP proxy of our own that delays every packet by 1 ms each way (this kernel has no netem); a burst a server sends in one segmented write (UDP GSO: drover's windows) the proxy reads in one piece (UDP GRO) and sends on the same way, so the client still gets one datagram per block, each 1 ms late. %[4]d runs per server: the median by aggregate rate, with the runs' smallest and largest; failures summed over the runs. Server CPU is the server process's (tftpd-hpa's forked transfer processes are not seen), proxy CPU the delay proxy's, machine CPU busy all of the machine's CPUs over the run: the atftp clients take most of it.\n\n", t.Clients, t.File, t.Bytes, tftpRuns)
 	fmt.Fprintf(md, "| server | all clients done | aggregate (median) | min-max | server CPU | proxy CPU | machine CPU busy | failed |\n|---|---|---|---|---|---|---|---|\n")
 	for _, name := range []string{"drover", "tftpd-hpa", "dnsmasq", "drover via 1 ms delay", "tftpd-hpa via 1 ms delay", "dnsmasq via 1 ms delay"} {
 		if f, ok := t.Results[name]; ok {

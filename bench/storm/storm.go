@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -72,7 +71,10 @@ type Summary struct {
 	Errors         map[string]int         `json:"errors,omitempty"`
 	Example        map[string]string      `json:"error_examples,omitempty"` // the first error of each kind
 	Progress       [][2]float64           `json:"progress"`                 // seconds since start, deployed count
-	Raw            []Result               `json:"-"`
+	// SimulatorCPUSec is the CPU time of the process simulating the
+	// machines, which shares the CPUs with the server under test.
+	SimulatorCPUSec float64  `json:"simulated_machines_cpu_seconds,omitempty"`
+	Raw             []Result `json:"-"`
 }
 
 // Percentiles of a step, in milliseconds.
@@ -220,23 +222,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				results[i].DORA = time.Since(t0)
 				local, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
 				results[i].Addr = local
-				hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-					DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}}).DialContext,
-					DisableKeepAlives: false, MaxIdleConnsPerHost: 1,
-				}}
-				defer hc.CloseIdleConnections()
-				get := func(u string) (string, error) {
-					resp, err := hc.Get(u)
-					if err != nil {
-						return "", err
-					}
-					defer resp.Body.Close()
-					b, _ := io.ReadAll(resp.Body)
-					if resp.StatusCode != 200 {
-						return "", fmt.Errorf("%s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
-					}
-					return string(b), nil
-				}
+				hc := &machineHTTP{local: local, timeout: 30 * time.Second}
+				defer hc.close()
+				get := hc.get
 				t1 := time.Now()
 				script, err := get(ack.BootFileName)
 				if err != nil {
@@ -267,15 +255,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				results[i].Template = time.Since(t2)
 				t3 := time.Now()
 				phonedHome = true
-				resp, err := hc.PostForm(base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}})
+				status, _, err := hc.do(http.MethodPost, base+"/phone-home?token="+url.QueryEscape(token), url.Values{"status": {"installed"}}.Encode())
 				if err != nil {
 					results[i].Err = "phone-home: " + err.Error()
 					return true
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					results[i].Err = fmt.Sprintf("phone-home: %d", resp.StatusCode)
+				if status != http.StatusOK {
+					results[i].Err = fmt.Sprintf("phone-home: %d", status)
 					return true
 				}
 				results[i].PhoneHome = time.Since(t3)

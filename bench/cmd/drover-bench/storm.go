@@ -54,6 +54,7 @@ type StormRun struct {
 	Retransmits    int     `json:"dhcp_retransmits"`
 	PeakRSSMB      float64 `json:"drover_peak_rss_mb"`
 	CPUSeconds     float64 `json:"drover_cpu_seconds"`
+	SimCPUSeconds  float64 `json:"simulated_machines_cpu_seconds,omitempty"`
 	AddressesTwice int     `json:"addresses_acked_twice"`
 	// The discovery storm's database checks.
 	DBDiscovered int `json:"db_discovered,omitempty"`
@@ -94,7 +95,7 @@ func spread(runs []StormRun, f func(StormRun) float64) (lo, hi float64) {
 // runOf is one run's figures from its summary and drover's peak memory and CPU.
 func runOf(s storm.Summary, rssMB, cpuSec float64) StormRun {
 	return StormRun{AllDoneSec: s.AllDoneSec, Deployed: s.Deployed, Failed: s.Failed, Retransmits: s.Retransmits,
-		PeakRSSMB: rssMB, CPUSeconds: cpuSec, AddressesTwice: s.AddressesTwice}
+		PeakRSSMB: rssMB, CPUSeconds: cpuSec, SimCPUSeconds: s.SimulatorCPUSec, AddressesTwice: s.AddressesTwice}
 }
 
 // pair is a server namespace and a load namespace joined by a veth.
@@ -342,7 +343,12 @@ func (z *stormZone) run(ctx context.Context, e *env, p *pair, servers ...netip.A
 	if err != nil {
 		return nil, err
 	}
-	return &sum, json.Unmarshal(rb, &sum)
+	if err := json.Unmarshal(rb, &sum); err != nil {
+		return nil, err
+	}
+	// ip netns exec runs the simulator in its own process.
+	sum.SimulatorCPUSec = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	return &sum, nil
 }
 
 // benchStorm runs the storm and then lists every machine through the API.
@@ -367,7 +373,7 @@ func benchStorm(ctx context.Context, e *env) (*StormReport, int, float64, error)
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		e.log.Info("storm run", "run", run+1, "all_deployed_s", rep.AllDoneSec, "deployed", rep.Deployed, "failed", rep.Failed, "rss_mb", rep.PeakRSSMB, "cpu_s", rep.CPUSeconds,
+		e.log.Info("storm run", "run", run+1, "all_deployed_s", rep.AllDoneSec, "deployed", rep.Deployed, "failed", rep.Failed, "rss_mb", rep.PeakRSSMB, "cpu_s", rep.CPUSeconds, "simulator_cpu_s", rep.SimulatorCPUSec,
 			"retransmits", rep.Retransmits, "restarts", rep.Restarts, "dropped_overload", rep.Counters[`drover_dhcp_dropped_total{reason="overload"}`], "dora_p99_ms", rep.Steps["dhcp_dora"].P99)
 		if run == 0 { // the operator API's list of every machine, once
 			if listed, listSec, err = listAll(ctx, p, db+".token"); err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/drover/drover/internal/install"
@@ -100,11 +99,11 @@ func (c *templates) seedFor(p *zone.Profile, s *zone.Slot, m machine.Machine, f 
 			out[name] = def
 			continue
 		}
-		text, err := os.ReadFile(path)
+		text, err := c.readFile(path)
 		if err != nil {
 			return install.Seed{}, fmt.Errorf("template %s: %w", name, err)
 		}
-		if out[name], err = c.renderText("template "+name, string(text), f); err != nil {
+		if out[name], err = c.renderText("template "+name, text, f); err != nil {
 			return install.Seed{}, err
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 )
 
 //go:embed init.sh
@@ -53,6 +55,14 @@ func BuildImage(ctx context.Context, cacheDir, agentPath string, log *slog.Logge
 	img := Image{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz")}
 	if _, err := os.Stat(img.Initrd); err == nil {
 		return img, nil
+	}
+	unlock, err := lockBuild(ctx, cacheDir, "image-"+key, log)
+	if err != nil {
+		return Image{}, err
+	}
+	defer unlock()
+	if _, err := os.Stat(img.Initrd); err == nil {
+		return img, nil // built by another drover while this one waited
 	}
 	log.Info("building the lab install image", "kernel", pkg, "dir", dir)
 	work := dir + ".tmp"
@@ -140,8 +150,13 @@ func BuildDiskImage(ctx context.Context, cacheDir string, log *slog.Logger) (str
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+	unlock, err := lockBuild(ctx, cacheDir, "debian-12-"+key, log)
+	if err != nil {
 		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(out); err == nil {
+		return out, nil // built by another drover while this one waited
 	}
 	log.Info("building the lab's Debian 12 disk image (once; cached)", "file", out)
 	work := filepath.Join(cacheDir, "debian-12-"+key+".work")
@@ -159,6 +174,33 @@ func BuildDiskImage(ctx context.Context, cacheDir string, log *slog.Logger) (str
 		return "", fmt.Errorf("compress the Debian disk image: %w", err)
 	}
 	return out, nil
+}
+
+// lockBuild takes the lock for building name in cacheDir, waiting while
+// another drover (another lab, a test) builds it: both would write the same
+// work files. It gives up when ctx ends.
+func lockBuild(ctx context.Context, cacheDir, name string, log *slog.Logger) (unlock func(), err error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(cacheDir, name+".lock")
+	for waited := false; ; waited = true {
+		f, err := lockFile(path, false)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !waited {
+			log.Info("waiting for another drover to finish building", "what", name, "lock", path)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the build of %s: %w", name, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // gzipFile compresses src into dst (whole or not at all), fast rather than small.

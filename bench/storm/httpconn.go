@@ -16,9 +16,10 @@ import (
 // machineHTTP is a simulated machine's HTTP client: one keep-alive
 // connection from its leased address, one request at a time, as iPXE and
 // a simple installer speak it. It writes requests by hand and reads
-// responses with net/http's parser: net/http's Transport (a connection
-// pool with two goroutines per connection) cost the simulated machines,
-// which share the CPUs with the server under test, about a fifth of their CPU.
+// responses with net/http's parser. net/http's Transport (a connection pool
+// with two goroutines per connection) made the simulator, which shares the
+// CPUs with the server under test, use 53 s of CPU in a 100,000-machine
+// storm; with this client it used 35-43 s.
 type machineHTTP struct {
 	local   netip.Addr
 	timeout time.Duration
@@ -28,9 +29,9 @@ type machineHTTP struct {
 	buf     []byte
 }
 
-// do sends one request and returns the response's status and body. A
-// request on a reused connection that the server closed is sent once more
-// on a new one, as net/http does for requests that never got an answer.
+// do sends one request and returns the response's status and body. A GET
+// on a reused connection that the server closed is sent once more on a new
+// one, as net/http does for idempotent requests that got no answer.
 func (h *machineHTTP) do(method, rawURL, form string) (int, []byte, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -51,7 +52,7 @@ func (h *machineHTTP) do(method, rawURL, form string) (int, []byte, error) {
 			return status, body, nil
 		}
 		h.close()
-		if !reused || attempt > 0 {
+		if !reused || attempt > 0 || method != http.MethodGet {
 			return 0, nil, fmt.Errorf("%s %s: %w", method, rawURL, err)
 		}
 	}

@@ -76,6 +76,14 @@ func TestMachineHTTP(t *testing.T) {
 	if got, err := h.get(srv.URL + "/script?ticket=z"); err != nil || !strings.Contains(got, "token=z") {
 		t.Fatalf("after the server closed the connection: %q %v", got, err)
 	}
+	// A POST is not sent twice: the server may have acted on it.
+	srv.CloseClientConnections()
+	if _, _, err := h.do("POST", srv.URL+"/phone-home?token=t+k", "status=installed"); err == nil {
+		t.Error("POST on a connection the server closed was sent again")
+	}
+	if _, _, err := h.do("POST", srv.URL+"/phone-home?token=t+k", "status=installed"); err != nil {
+		t.Errorf("POST on a new connection: %v", err)
+	}
 	if _, err := h.get(srv.URL + "/nothing"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("get of a missing page: %v, want the 404", err)
 	}

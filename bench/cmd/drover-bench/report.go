@@ -69,7 +69,7 @@ func writeReport(e *env, rep *Report, docPath string) error {
 	}
 	if rep.Storm != nil {
 		s := rep.Storm
-		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff, each retransmission saying in `secs` how long the machine has been waiting), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address, over one kept-alive HTTP connection (a small client of the bench's own: net/http's connection pool cost the simulator a fifth of its CPU). The simulated machines run on the same CPUs as drover.\n\n", s.Machines, s.SpreadSec)
+		fmt.Fprintf(&md, "## Boot storm\n\n%d simulated machines power on within %.0f s of each other. Each relays its own DHCP through its switch (its own MAC, circuit-id and remote-id; RFC 2131 retransmit backoff, each retransmission saying in `secs` how long the machine has been waiting), fetches its iPXE script, its rendered install template with the token from the script, and phones home `installed`, from its leased address, over one kept-alive HTTP connection (a small client of the bench's own: with net/http's connection pool the simulator used 53 s of CPU per storm, with this one 35-43 s, on CPUs it shares with drover). The simulated machines run on the same CPUs as drover.\n\n", s.Machines, s.SpreadSec)
 		if len(s.ServeArgs) > 0 {
 			fmt.Fprintf(&md, "drover serve runs with `%s` added to its usual flags (a soft memory limit: docs/boot.md, Memory).\n\n", strings.Join(s.ServeArgs, " "))
 		}

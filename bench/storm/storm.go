@@ -72,7 +72,8 @@ type Summary struct {
 	Example        map[string]string      `json:"error_examples,omitempty"` // the first error of each kind
 	Progress       [][2]float64           `json:"progress"`                 // seconds since start, deployed count
 	// SimulatorCPUSec is the CPU time of the process simulating the
-	// machines, which shares the CPUs with the server under test.
+	// machines, which shares the CPUs with the server under test. Run does
+	// not set it: whoever started that process (drover-bench) does.
 	SimulatorCPUSec float64  `json:"simulated_machines_cpu_seconds,omitempty"`
 	Raw             []Result `json:"-"`
 }

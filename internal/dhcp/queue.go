@@ -36,10 +36,6 @@ type queue struct {
 	closed  bool
 }
 
-// keepParsed: the first jobs of a queue keep their request parsed, so a
-// server that keeps up parses each request once.
-const keepParsed = 1024
-
 // classes: DISCOVER by bits.Len16(secs) (0-16), then everything else.
 const (
 	classes     = 18
@@ -52,11 +48,11 @@ func newQueue(max int) *queue {
 	return q
 }
 
-func classOf(req *dhcpv4.DHCPv4) int {
-	if messageType(req) != dhcpv4.MessageTypeDiscover {
+func classOf(h header) int {
+	if h.key.mt != dhcpv4.MessageTypeDiscover {
 		return classFinish
 	}
-	return bits.Len16(req.NumSeconds)
+	return bits.Len16(h.secs)
 }
 
 // pushed is what became of a request handed to the queue.
@@ -88,17 +84,12 @@ func (q *queue) push(j *job) (dropped *job, result pushed) {
 		delete(q.known, dropped.key)
 	}
 	if retransmitted { // j takes its queued copy's place
-		old.skip, old.req, old.pkt = true, nil, nil
+		old.skip, old.pkt = true, nil
 		q.classes[old.class].skipped()
 		q.n--
 	}
-	// j.pkt is the reader's buffer until here: a job keeps a copy of it, or,
-	// near the head of the queue, its parsed form.
-	if q.n < keepParsed {
-		j.pkt = nil
-	} else {
-		j.req, j.pkt = nil, bytes.Clone(j.pkt)
-	}
+	// j.pkt is the reader's buffer until here: a queued job keeps a copy.
+	j.pkt = bytes.Clone(j.pkt)
 	q.known[j.key] = j
 	q.classes[j.class].pushBack(j)
 	q.n++

@@ -30,16 +30,16 @@ func jobOf(t *testing.T, a arrival) *job {
 	req.TransactionID = dhcpv4.TransactionID{1, 2, 3, 4}
 	req.NumSeconds = a.secs
 	req.ServerHostName = a.name // carries the name through the queue
-	key := requestKey{xid: req.TransactionID, mt: req.MessageType()}
-	copy(key.mac[:], mac)
-	return &job{req: req, pkt: req.ToBytes(), class: classOf(req), key: key}
+	pkt := req.ToBytes()
+	h, err := peekHeader(pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &job{pkt: pkt, class: classOf(h), key: h.key}
 }
 
 func nameOf(t *testing.T, j *job) string {
 	t.Helper()
-	if j.req != nil {
-		return j.req.ServerHostName
-	}
 	req, err := dhcpv4.FromBytes(j.pkt)
 	if err != nil {
 		t.Fatal(err)
@@ -232,27 +232,22 @@ func TestQueueForgetsSkippedCopies(t *testing.T) {
 	}
 }
 
-// TestQueueKeepsPacketsBehindTheHead: the first jobs keep their parsed
-// request; the ones behind keep a copy of their packet, not the reader's
-// buffer, which the next read overwrites.
-func TestQueueKeepsPacketsBehindTheHead(t *testing.T) {
-	q := newQueue(2 * keepParsed)
-	var reader []byte
-	for i := 0; i <= keepParsed; i++ {
-		j := jobOf(t, arrival{fmt.Sprint(i), 0, dhcpv4.MessageTypeDiscover, 0})
-		j.key.xid = dhcpv4.TransactionID{byte(i >> 8), byte(i), 0, 0}
-		reader = j.pkt
+// TestQueueCopiesPackets: a queued job keeps a copy of its packet, not the
+// reader's buffer, which the next read overwrites.
+func TestQueueCopiesPackets(t *testing.T) {
+	q := newQueue(16)
+	reader := make([]byte, 0, 4096)
+	for i := 0; i < 3; i++ {
+		j := jobOf(t, arrival{fmt.Sprint(i), byte(i), dhcpv4.MessageTypeDiscover, 0})
+		reader = append(reader[:0], j.pkt...)
+		j.pkt = reader
 		if _, result := q.push(j); result != queued {
 			t.Fatalf("job %d: %v", i, result)
 		}
+		clear(reader) // the reader's next packet
 	}
-	clear(reader) // the reader's next packet
-	for i := 0; i <= keepParsed; i++ {
-		j := q.pop()
-		if parsed := j.req != nil; parsed != (i < keepParsed) {
-			t.Fatalf("job %d parsed: %v, want %v", i, parsed, i < keepParsed)
-		}
-		if got := nameOf(t, j); got != fmt.Sprint(i) {
+	for i := 0; i < 3; i++ {
+		if got := nameOf(t, q.pop()); got != fmt.Sprint(i) {
 			t.Fatalf("job %d reads as %q", i, got)
 		}
 	}

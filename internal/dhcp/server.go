@@ -79,8 +79,7 @@ func (s *Server) Addr() net.Addr { return s.addr }
 // packet rather than its parsed form, which takes several times the memory,
 // so that a storm's backlog is cheap to hold; the worker parses it again.
 type job struct {
-	req     *dhcpv4.DHCPv4 // the request, parsed; nil when only pkt is kept
-	pkt     []byte
+	pkt     []byte // the request, parsed by the worker that answers it
 	class   int
 	in      Inbound
 	ifIndex int
@@ -273,18 +272,16 @@ func (s *Server) accept(b []byte, rc received, now time.Time, jobs *queue, limit
 		stats.Add("drop_interface")
 		return
 	}
-	req, err := dhcpv4.FromBytes(b)
+	h, err := peekHeader(b)
 	if err != nil {
 		stats.Add("drop_malformed")
 		return
 	}
-	key := requestKey{xid: req.TransactionID, mt: messageType(req)}
-	copy(key.mac[:], req.ClientHWAddr)
-	if !limiter.allow(key.mac, now) {
+	if !limiter.allow(h.key.mac, now) {
 		stats.Add("drop_rate_limited")
 		return
 	}
-	j := &job{req: req, pkt: b, class: classOf(req), key: key}
+	j := &job{pkt: b, class: classOf(h), key: h.key}
 	if rc.info {
 		j.ifIndex = rc.ifIndex
 		j.in.Server = s.serverAddr(rc, ifaces)
@@ -325,13 +322,10 @@ func (s *Server) serve(ctx context.Context, out chan<- outgoing, j *job) {
 		stats.Add("drop_no_server_address")
 		return
 	}
-	req := j.req
-	if req == nil {
-		var err error
-		if req, err = dhcpv4.FromBytes(j.pkt); err != nil { // it parsed when it came in
-			stats.Add("drop_malformed")
-			return
-		}
+	req, err := dhcpv4.FromBytes(j.pkt)
+	if err != nil { // peekHeader let it through: not expected
+		stats.Add("drop_malformed")
+		return
 	}
 	rep, err := s.cfg.Handler.Handle(ctx, req, j.in)
 	if err != nil {

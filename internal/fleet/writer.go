@@ -161,8 +161,12 @@ type pending struct {
 	done chan error // nil for an unawaited batch
 }
 
-// maxBatches bounds how many changes one transaction carries.
-const maxBatches = 512
+// maxBatches bounds how many changes one transaction carries;
+// maxLazyBatches, when all of them are timeline entries nobody waits for.
+const (
+	maxBatches     = 512
+	maxLazyBatches = 4096
+)
 
 func newWriter(st store.Store, log *slog.Logger) *writer {
 	w := &writer{st: st, log: log, ch: make(chan *pending, 8192), done: make(chan struct{}),
@@ -231,15 +235,20 @@ const yieldEvery = 64
 
 // linger is how long the writer holds a group of timeline entries that
 // nothing waits for (a known machine's DHCP exchanges) to gather more: under
-// load a commit per few entries was most of the writer's time.
-const linger = 10 * time.Millisecond
+// load a commit per few entries was most of the writer's time. Each commit
+// writes every page it changed to the log, and a group's entries land all
+// over the per-machine index, so fewer, larger groups write much less:
+// measured at 28,000 DORA/s for 5 s, 157 MB written with 10 ms (and groups
+// of at most 512), 91 MB with 100 ms and 4096, 34 MB with 1 s, which
+// delayed the replies waiting behind its longer transactions.
+const linger = 100 * time.Millisecond
 
 func (w *writer) flush(ctx context.Context, first *pending) {
 	// The group is whatever is queued behind first; a group of lazy batches
 	// alone also waits up to linger for more.
 	group, lazy := []*pending{first}, first.b.lazy()
 	var timeout <-chan time.Time
-	for len(group) < maxBatches {
+	for len(group) < maxBatches || (lazy && len(group) < maxLazyBatches) {
 		var p *pending
 		if lazy && ctx.Err() == nil {
 			if timeout == nil {

@@ -61,12 +61,16 @@ type DB struct {
 	// most maxPrepared of them.
 	prepared  sync.Map
 	nPrepared atomic.Int32
+	ckpt      *checkpointer // SQLite's; nil for PostgreSQL
 }
 
 var _ Store = (*DB)(nil)
 
 // Close closes the database.
 func (s *DB) Close() error {
+	if s.ckpt != nil {
+		s.ckpt.close()
+	}
 	s.prepared.Range(func(_, st any) bool {
 		st.(*sql.Stmt).Close()
 		return true
@@ -128,15 +132,26 @@ func (s *DB) bind(q string) string {
 // QueryContext, QueryRowContext and ExecContext run a statement written
 // with "?" placeholders outside any transaction.
 func (s *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	defer s.written()
 	return s.db.QueryContext(ctx, s.bind(q), args...)
 }
 
 func (s *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	defer s.written()
 	return s.db.QueryRowContext(ctx, s.bind(q), args...)
 }
 
 func (s *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	defer s.written()
 	return s.db.ExecContext(ctx, s.bind(q), args...)
+}
+
+// written tells SQLite's checkpointer that a statement may have written
+// (some queries are INSERT ... RETURNING). It never blocks.
+func (s *DB) written() {
+	if s.ckpt != nil {
+		s.ckpt.committed()
+	}
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -193,7 +208,11 @@ func (s *DB) inTx(ctx context.Context, fn func(*sqlTx) error) error {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.written()
+	return nil
 }
 
 // Update runs fn in one transaction.

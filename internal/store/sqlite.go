@@ -235,7 +235,9 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	// statement within its transaction, in memory rather than in a temporary
 	// file written page by page (4 % of the samples of a saturated DHCP
 	// profile were those writes). Crash recovery is the WAL's, unchanged.
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	// wal_autocheckpoint(0): the checkpointer copies the WAL, off the
+	// writer's path.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -247,6 +249,8 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	s.ckpt = startCheckpointer(db)
+	s.ckpt.committed() // what migrating wrote
 	return s, nil
 }
 

@@ -431,7 +431,8 @@ func TestSQLiteConnectionSettings(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"synchronous", "1"}, // NORMAL
 		{"foreign_keys", "1"},
-		{"temp_store", "2"}, // MEMORY
+		{"temp_store", "2"},         // MEMORY
+		{"wal_autocheckpoint", "0"}, // the checkpointer's
 	}
 	for _, tt := range tests {
 		for i, c := range conns {
@@ -613,5 +614,57 @@ func TestStatementsSharedAcrossTransactions(t *testing.T) {
 	}
 	if err := s.Update(ctx, selectN(maxPrepared+50)); err != nil {
 		t.Errorf("a statement past the bound: %v", err)
+	}
+}
+
+// TestCheckpointsOffTheWriter: with SQLite's own checkpoints off, what a
+// transaction writes still reaches the database file, and the log does not
+// grow past what was written since the last checkpoint.
+func TestCheckpointsOffTheWriter(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := context.Background()
+	size := func(p string) int64 {
+		st, err := os.Stat(p)
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	m := &machine.Machine{MAC: "02:00:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]machine.Entry, 2000)
+	for i := range entries {
+		entries[i] = machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "test", Kind: "progress", Reason: strings.Repeat("x", 200)}
+	}
+	write := func() {
+		t.Helper()
+		if err := s.Update(ctx, func(tx Tx) error { return tx.AppendEntries(ctx, entries) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := size(path)
+	write()
+	var busy, logged, copied int
+	deadline := time.Now().Add(10 * time.Second)
+	for size(path) < before+int64(len(entries))*200 {
+		if time.Now().After(deadline) {
+			got := size(path)
+			s.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logged, &copied)
+			t.Fatalf("database file %d bytes 10 s after writing %d entries (%d before): not checkpointed (log %d frames)", got, len(entries), before, logged)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A checkpointed log is written again from its start: after many
+	// rounds it is still about one round's size.
+	wal := path + "-wal"
+	one := size(wal)
+	for range 5 {
+		time.Sleep(checkpointEvery + 100*time.Millisecond)
+		write()
+	}
+	if got := size(wal); got > 3*one {
+		t.Errorf("log %d bytes after 6 checkpointed writes, %d after one: it is not reused", got, one)
 	}
 }

@@ -75,11 +75,11 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr is the listening address, once Ready.
 func (s *Server) Addr() net.Addr { return s.addr }
 
-// job is a request waiting for a worker. Behind a long queue it keeps the
-// packet rather than its parsed form, which takes several times the memory,
-// so that a storm's backlog is cheap to hold; the worker parses it again.
+// job is a request waiting for a worker. It keeps the packet rather than
+// its parsed form, which takes several times the memory, so that a storm's
+// backlog is cheap to hold; the worker that answers it parses it.
 type job struct {
-	pkt     []byte // the request, parsed by the worker that answers it
+	pkt     []byte
 	class   int
 	in      Inbound
 	ifIndex int

@@ -23,11 +23,11 @@ var errMalformed = errors.New("malformed DHCP packet")
 // fixedLen is the BOOTP header and the magic cookie (RFC 2131 section 2).
 const fixedLen = 236 + 4
 
-// peekHeader checks b as dhcpv4.FromBytes does (the fixed header, the magic
-// cookie, options that fit and end with an End option, if there are any) and reads its
-// transaction, client hardware address, secs and message type. No library
-// reads these without parsing every option into a map, hence this.
-// FuzzPeekHeader holds it to dhcpv4.FromBytes.
+// peekHeader checks b as dhcpv4.FromBytes does (the fixed header, the
+// magic cookie, options that fit and, if there are any, end with an End
+// option) and reads its transaction, client hardware address, secs and
+// message type. No library reads these without parsing every option into a
+// map, hence this. FuzzPeekHeader holds it to dhcpv4.FromBytes.
 func peekHeader(b []byte) (header, error) {
 	var h header
 	if len(b) < fixedLen || [4]byte(b[236:240]) != [4]byte{99, 130, 83, 99} {

@@ -12,8 +12,8 @@ import (
 // an fsync: with the disk busy writing back other files, that fsync held the
 // fleet's writer long enough for DHCP replies to queue behind it (measured:
 // 28,000 DORA/s offered, 22,000 answered for the rest of the run). Commits
-// themselves do not sync (synchronous=NORMAL), so with checkpoints here no
-// commit waits on the disk.
+// themselves do not sync (synchronous=NORMAL), but for the log's header in
+// the one commit that starts reusing the log after a checkpoint.
 //
 // It runs after a statement or transaction, at most once per
 // checkpointEvery, so the log holds about that long of writes; an idle

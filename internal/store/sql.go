@@ -198,6 +198,9 @@ func (s *DB) migrate(ctx context.Context) error {
 }
 
 func (s *DB) inTx(ctx context.Context, fn func(*sqlTx) error) error {
+	if s.ckpt != nil {
+		s.ckpt.resetIfOverdue(ctx)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -249,7 +249,7 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s.ckpt = startCheckpointer(db)
+	s.ckpt = startCheckpointer(db, checkpointEvery, walResetFrames)
 	s.ckpt.committed() // what migrating wrote
 	return s, nil
 }

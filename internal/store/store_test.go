@@ -668,3 +668,35 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 		t.Errorf("log %d bytes after 6 checkpointed writes, %d after one: it is not reused", got, one)
 	}
 }
+
+// TestCheckpointsResetABusyLog: a writer that never pauses leaves no moment
+// at which every frame is copied; the log is still started over once it
+// passes its bound, rather than growing with everything written.
+func TestCheckpointsResetABusyLog(t *testing.T) {
+	s, path := openTemp(t)
+	s.ckpt.close()
+	s.ckpt = startCheckpointer(s.db, 50*time.Millisecond, 64)
+	ctx := context.Background()
+	m := &machine.Machine{MAC: "02:00:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]machine.Entry, 200)
+	for i := range entries {
+		entries[i] = machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "test", Kind: "progress", Reason: strings.Repeat("x", 200)}
+	}
+	var written int64 // bytes of entries written, a lower bound of the log's frames
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		if err := s.Update(ctx, func(tx Tx) error { return tx.AppendEntries(ctx, entries) }); err != nil {
+			t.Fatal(err)
+		}
+		written += int64(len(entries)) * 200
+	}
+	st, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > written/4 {
+		t.Errorf("log %d bytes after %d bytes of entries written without a pause: it was not started over", st.Size(), written)
+	}
+}

@@ -21,10 +21,10 @@ import (
 // database is not touched. One with nothing new to copy costs a look at the
 // log's index, no disk write.
 type checkpointer struct {
-	db   *sql.DB
-	kick chan struct{}
-	stop context.CancelFunc
-	done chan struct{}
+	db          *sql.DB
+	kick        chan struct{}
+	stop        context.CancelFunc
+	done        chan struct{}
 	every       time.Duration // checkpointEvery; shorter in tests
 	resetFrames int           // walResetFrames; smaller in tests
 	overdue     atomic.Bool   // the log passed resetFrames

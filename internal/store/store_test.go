@@ -630,14 +630,7 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 		}
 		return st.Size()
 	}
-	m := &machine.Machine{MAC: "02:00:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
-	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
-		t.Fatal(err)
-	}
-	entries := make([]machine.Entry, 2000)
-	for i := range entries {
-		entries[i] = machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "test", Kind: "progress", Reason: strings.Repeat("x", 200)}
-	}
+	entries := machineEntries(t, s, 2000)
 	write := func() {
 		t.Helper()
 		if err := s.Update(ctx, func(tx Tx) error { return tx.AppendEntries(ctx, entries) }); err != nil {
@@ -677,14 +670,7 @@ func TestCheckpointsResetABusyLog(t *testing.T) {
 	s.ckpt.close()
 	s.ckpt = startCheckpointer(s.db, 50*time.Millisecond, 64)
 	ctx := context.Background()
-	m := &machine.Machine{MAC: "02:00:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
-	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
-		t.Fatal(err)
-	}
-	entries := make([]machine.Entry, 200)
-	for i := range entries {
-		entries[i] = machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "test", Kind: "progress", Reason: strings.Repeat("x", 200)}
-	}
+	entries := machineEntries(t, s, 200)
 	var written int64 // bytes of entries written, a lower bound of the log's frames
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
 		if err := s.Update(ctx, func(tx Tx) error { return tx.AppendEntries(ctx, entries) }); err != nil {
@@ -699,4 +685,20 @@ func TestCheckpointsResetABusyLog(t *testing.T) {
 	if st.Size() > written/4 {
 		t.Errorf("log %d bytes after %d bytes of entries written without a pause: it was not started over", st.Size(), written)
 	}
+}
+
+// machineEntries stores a machine and returns n timeline entries of about
+// 200 bytes each for it, for tests that fill the log.
+func machineEntries(t *testing.T, s *DB, n int) []machine.Entry {
+	t.Helper()
+	ctx := context.Background()
+	m := &machine.Machine{MAC: "02:00:00:00:00:01", State: machine.Discovered, StateSince: time.Now()}
+	if err := s.Update(ctx, func(tx Tx) error { return tx.PutMachine(ctx, m) }); err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]machine.Entry, n)
+	for i := range entries {
+		entries[i] = machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "test", Kind: "progress", Reason: strings.Repeat("x", 200)}
+	}
+	return entries
 }

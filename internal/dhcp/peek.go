@@ -30,6 +30,8 @@ const fixedLen = 236 + 4
 // map, hence this. FuzzPeekHeader holds it to dhcpv4.FromBytes.
 func peekHeader(b []byte) (header, error) {
 	var h header
+	// 99.130.83.99: the magic cookie that starts the options (RFC 2131
+	// section 3; the library's is unexported).
 	if len(b) < fixedLen || [4]byte(b[236:240]) != [4]byte{99, 130, 83, 99} {
 		return h, errMalformed
 	}

@@ -73,20 +73,31 @@ func (s *DB) Transitions(ctx context.Context, afterID int64, limit int) ([]Trans
 
 // EventCursor is the last timeline id a consumer has delivered. A consumer
 // seen for the first time starts at the newest entry: it gets what happens
-// from now on, not the whole history.
+// from now on, not the whole history. The first cursor is read and written
+// in one statement: two callers that each found none (two servers, or a
+// check beside the consumer) would otherwise each read the newest id, one
+// before and one after a write, and the later one would skip that write's
+// transitions.
 func (s *DB) EventCursor(ctx context.Context, name string) (int64, error) {
+	id, err := s.eventCursor(ctx, name)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return id, err
+	}
+	if _, err := s.ExecContext(ctx, `INSERT INTO event_cursors(name, after_id, updated, last_error)
+		SELECT ?, COALESCE(MAX(id), 0), ?, '' FROM events WHERE true ON CONFLICT(name) DO NOTHING`,
+		name, s.now().UnixNano()); err != nil {
+		return 0, fmt.Errorf("event cursor %s: %w", name, err)
+	}
+	return s.eventCursor(ctx, name)
+}
+
+func (s *DB) eventCursor(ctx context.Context, name string) (int64, error) {
 	var id int64
 	err := s.QueryRowContext(ctx, `SELECT after_id FROM event_cursors WHERE name = ?`, name).Scan(&id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("event cursor %s: %w", name, err)
 	}
-	if err := s.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id); err != nil {
-		return 0, fmt.Errorf("event cursor %s: %w", name, err)
-	}
-	return id, s.SetEventCursor(ctx, name, id, "")
+	return id, err
 }
 
 // SetEventCursor records how far a consumer got, and its last error ("" when it delivered).

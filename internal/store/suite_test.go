@@ -48,6 +48,53 @@ func testOutbox(t *testing.T, b backend) {
 			t.Fatalf("cursor %d, want %d", c, after)
 		}
 	}
+
+	// Consumers that find no cursor at once, while the timeline grows, all
+	// start from the same entry: none skips what another saw.
+	stop := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				wrote <- nil
+				return
+			default:
+			}
+			if err := s.Update(ctx, func(tx Tx) error {
+				return tx.AddEntries(ctx, &machine.Entry{MachineID: m.ID, At: time.Now(), Actor: "dhcp", Kind: "dhcp-ack"})
+			}); err != nil {
+				wrote <- err
+				return
+			}
+			// A writer that never lets go starves SQLite's busy handler.
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	for round := range 20 {
+		name := fmt.Sprintf("new-%d", round)
+		got := make([]int64, 4)
+		var wg sync.WaitGroup
+		for i := range got {
+			wg.Go(func() {
+				c, err := s.EventCursor(ctx, name)
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = c
+			})
+		}
+		wg.Wait()
+		for _, c := range got[1:] {
+			if c != got[0] {
+				t.Fatalf("first cursors of %s: %v, want one entry", name, got)
+			}
+		}
+	}
+	close(stop)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testRollouts(t *testing.T, b backend) {

@@ -344,6 +344,9 @@ func (t *sqlTx) PutMachine(ctx context.Context, m *machine.Machine) error {
 	return putMachine(ctx, t, m, t.s.dialect.rewritesSetIndexes)
 }
 
+// insertMachine inserts a whole machine row.
+const insertMachine = `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+
 // putMachine inserts or updates a machine. With separateIdentity (SQLite),
 // an existing machine is updated without the indexed identity columns (mac,
 // slot_key, name), which seldom change and are set by a second statement
@@ -387,12 +390,14 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine, separateIden
 		}
 		m.ID = id
 	}
+	row := func() []any {
+		return []any{m.ID, m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash, m.BootTokenHash}
+	}
 	if !separateIdentity {
 		// The ID comes from the database's id blocks (ReserveIDs): inserted or updated.
-		_, err := q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		_, err := q.ExecContext(ctx, insertMachine+`
 			ON CONFLICT(id) DO UPDATE SET mac=excluded.mac, slot_key=excluded.slot_key, name=excluded.name, state=excluded.state, state_since=excluded.state_since,
-			deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token, boot_token=excluded.boot_token`,
-			m.ID, m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash, m.BootTokenHash)
+			deadline=excluded.deadline, maintenance=excluded.maintenance, needs_reinstall=excluded.needs_reinstall, location=excluded.location, facts=excluded.facts, install_token=excluded.install_token, boot_token=excluded.boot_token`, row()...)
 		if err != nil {
 			return fmt.Errorf("write machine %s: %w", m.Label(), err)
 		}
@@ -407,8 +412,7 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine, separateIden
 	switch {
 	case err != nil:
 	case n == 0:
-		_, err = q.ExecContext(ctx, `INSERT INTO machines (id, mac, slot_key, name, state, state_since, deadline, maintenance, needs_reinstall, location, facts, created, install_token, boot_token) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			m.ID, m.MAC, slot, m.Name, string(m.State), m.StateSince.UnixNano(), deadline, maint, m.NeedsReinstall, m.Location, facts, m.Created.UnixNano(), m.InstallTokenHash, m.BootTokenHash)
+		_, err = q.ExecContext(ctx, insertMachine, row()...)
 	default:
 		_, err = q.ExecContext(ctx, `UPDATE machines SET mac = ?, slot_key = ?, name = ?
 			WHERE id = ? AND (mac IS DISTINCT FROM ? OR slot_key IS DISTINCT FROM ? OR name IS DISTINCT FROM ?)`,

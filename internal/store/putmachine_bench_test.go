@@ -11,8 +11,9 @@ import (
 )
 
 // BenchmarkPutMachine writes machines as the fleet's writer does in a boot
-// storm: groups of 500 in a transaction, a machine's state and tokens
-// changing while its identity stays, on a table of 20,000 machines.
+// storm: groups of 500 scattered machines in a transaction, on a table of
+// 20,000, each write setting a new install token (and, the first time a
+// machine is written, a new state) while its identity stays.
 func BenchmarkPutMachine(b *testing.B) {
 	ctx := context.Background()
 	s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), "drover.db"))

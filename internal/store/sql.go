@@ -409,11 +409,9 @@ func putMachine(ctx context.Context, q querier, m *machine.Machine, separateIden
 	if err == nil {
 		n, err = res.RowsAffected()
 	}
-	switch {
-	case err != nil:
-	case n == 0:
+	if err == nil && n == 0 {
 		_, err = q.ExecContext(ctx, insertMachine, row()...)
-	default:
+	} else if err == nil {
 		_, err = q.ExecContext(ctx, `UPDATE machines SET mac = ?, slot_key = ?, name = ?
 			WHERE id = ? AND (mac IS DISTINCT FROM ? OR slot_key IS DISTINCT FROM ? OR name IS DISTINCT FROM ?)`,
 			m.MAC, slot, m.Name, m.ID, m.MAC, slot, m.Name)

@@ -218,9 +218,10 @@ CREATE INDEX events_transitions ON events(id) WHERE kind = 'transition';
 `,
 	// A machine is written several times while it deploys (its slot, its
 	// install token, its phone-home), and SQLite rewrote its entry in an
-	// index on state at every write, changed or not: 40 % of a machine's write (BenchmarkPutMachine: 28 us
-	// with it, 17 us without). Listing machines by state reads the table
-	// instead: a few states share every machine, so the index saved little.
+	// index on state at every write, changed or not: 40 % of a machine's
+	// write (BenchmarkPutMachine: 28 us with it, 17 us without). Listing
+	// machines by state reads the table instead: a few states share every
+	// machine, so the index saved little.
 	12: `
 DROP INDEX IF EXISTS machines_state;
 `,

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -415,6 +416,41 @@ func TestBadQueryParametersAre400(t *testing.T) {
 	for _, path := range []string{"/api/v1/audit?after=0&limit=5", "/api/v1/machines/lab-compute-01/timeline?after=0"} {
 		if code, body := f.do(t, "admin", "GET", path, nil); code != 200 {
 			t.Errorf("GET %s: %d %s", path, code, body)
+		}
+	}
+}
+
+func TestMachinesArePaged(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range []struct {
+		query string
+		want  []string
+		total int
+	}{
+		{"", []string{"lab-compute-01", "lab-compute-02"}, 2},
+		{"?per_page=1", []string{"lab-compute-01"}, 2},
+		{"?per_page=1&page=2", []string{"lab-compute-02"}, 2},
+		{"?per_page=1&page=3", []string{}, 2},
+		{"?page=9223372036854775807&per_page=1000", []string{}, 2},
+		{"?state=deployed&per_page=1&page=2", []string{"lab-compute-02"}, 2},
+		{"?state=ready", []string{}, 0},
+	} {
+		code, body := f.do(t, "viewer", "GET", "/api/v1/machines"+tt.query, nil)
+		var pg struct {
+			Items []struct {
+				Name string `json:"name"`
+			} `json:"items"`
+			Total int `json:"total"`
+		}
+		if err := json.Unmarshal(body, &pg); code != 200 || err != nil {
+			t.Fatalf("GET /api/v1/machines%s: %d %s", tt.query, code, body)
+		}
+		got := []string{}
+		for _, m := range pg.Items {
+			got = append(got, m.Name)
+		}
+		if !reflect.DeepEqual(got, tt.want) || pg.Total != tt.total {
+			t.Errorf("GET /api/v1/machines%s = %v of %d; want %v of %d", tt.query, got, pg.Total, tt.want, tt.total)
 		}
 	}
 }

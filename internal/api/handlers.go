@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path"
@@ -46,21 +47,34 @@ func countParam(r *http.Request, name string) (int64, error) {
 	return n, nil
 }
 
-// paginate slices items by ?page= (from 1) and ?per_page= (default 100, at most 1000).
-func paginate[T any](r *http.Request, items []T) (page, error) {
-	p, per := 1, 100
-	var err error
+// pageParams reads ?page= (from 1) and ?per_page= (default 100, at most
+// 1000); offset is where the page starts, saturated for a page far past any end.
+func pageParams(r *http.Request) (p, per, offset int, err error) {
+	p, per = 1, 100
 	if v := r.URL.Query().Get("page"); v != "" {
 		if p, err = strconv.Atoi(v); err != nil || p < 1 {
-			return page{}, fmt.Errorf("page %q: use a number from 1", v)
+			return 0, 0, 0, fmt.Errorf("page %q: use a number from 1", v)
 		}
 	}
 	if v := r.URL.Query().Get("per_page"); v != "" {
 		if per, err = strconv.Atoi(v); err != nil || per < 1 || per > 1000 {
-			return page{}, fmt.Errorf("per_page %q: use a number from 1 to 1000", v)
+			return 0, 0, 0, fmt.Errorf("per_page %q: use a number from 1 to 1000", v)
 		}
 	}
-	start := min((p-1)*per, len(items))
+	offset = math.MaxInt
+	if p-1 <= math.MaxInt/per {
+		offset = (p - 1) * per
+	}
+	return p, per, offset, nil
+}
+
+// paginate slices items by ?page= and ?per_page=.
+func paginate[T any](r *http.Request, items []T) (page, error) {
+	p, per, offset, err := pageParams(r)
+	if err != nil {
+		return page{}, err
+	}
+	start := min(offset, len(items))
 	end := min(start+per, len(items))
 	out := items[start:end]
 	if out == nil {
@@ -205,12 +219,19 @@ func (s *Server) machines(w http.ResponseWriter, r *http.Request, _ *call) {
 		}
 		f.State = st
 	}
-	ms, err := s.cfg.Store.Machines(r.Context(), f)
+	p, per, offset, err := pageParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	// The store reads whole rows for this page only: paging through every
+	// machine costs one sort per page, not a full read.
+	ms, total, err := s.cfg.Store.MachinesPage(r.Context(), f, offset, per)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	writePage(w, r, ms)
+	writeJSON(w, http.StatusOK, page{Items: ms, Total: total, Page: p, PerPage: per})
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*machine.Machine, bool) {

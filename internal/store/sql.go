@@ -730,9 +730,15 @@ func filterSQL(values map[string]string, prefix string) (string, []any) {
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
-// Machines lists machines; zone, pod, role and variant filter on the slot they are in.
-func (s *DB) Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error) {
+// machineFilterSQL is a machine listing's join and WHERE clause: zone, pod,
+// role and variant filter on the slot a machine is in.
+func machineFilterSQL(f MachineFilter) (string, []any) {
 	where, args := filterSQL(map[string]string{"zone": f.Zone, "pod": f.Pod, "role": f.Role, "variant": f.Variant}, "s.")
+	join := ""
+	if where != "" {
+		// Only a filter on the slot reads it: the join was a fifth of listing every machine.
+		join = " JOIN slots s ON s.key = m.slot_key"
+	}
 	if f.State != "" {
 		if where == "" {
 			where = " WHERE "
@@ -742,9 +748,14 @@ func (s *DB) Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine,
 		where += "m.state = ?"
 		args = append(args, string(f.State))
 	}
-	join := " LEFT JOIN slots s ON s.key = m.slot_key"
+	return join + where, args
+}
+
+// Machines lists machines; zone, pod, role and variant filter on the slot they are in.
+func (s *DB) Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error) {
+	filter, args := machineFilterSQL(f)
 	cols := "m." + strings.ReplaceAll(machineCols, ", ", ", m.")
-	rows, err := s.QueryContext(ctx, `SELECT `+cols+` FROM machines m`+join+where, args...)
+	rows, err := s.QueryContext(ctx, `SELECT `+cols+` FROM machines m`+filter, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list machines: %w", err)
 	}
@@ -757,23 +768,108 @@ func (s *DB) Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine,
 		}
 		out = append(out, m)
 	}
-	sort.Slice(out, func(i, j int) bool { return machineLess(out[i], out[j]) })
+	sort.Slice(out, func(i, j int) bool { return machineLess(sortKeyOf(out[i]), sortKeyOf(out[j])) })
 	return out, rows.Err()
+}
+
+// pageChunk is how many machines one query of a page reads by id: a fixed
+// number of placeholders, so that the statement is the same for every page.
+const pageChunk = 100
+
+// MachinesPage is one page of Machines: at most limit machines from offset,
+// in Machines' order, and how many match in all. Every match's sort columns
+// are read and sorted; whole rows are read only for the page's machines
+// (reading and decoding every row for each page of 100,000 machines took
+// most of a second).
+func (s *DB) MachinesPage(ctx context.Context, f MachineFilter, offset, limit int) ([]*machine.Machine, int, error) {
+	filter, args := machineFilterSQL(f)
+	rows, err := s.QueryContext(ctx, `SELECT m.id, m.name, m.location, m.mac FROM machines m`+filter, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list machines: %w", err)
+	}
+	var keys []machineSortKey
+	for rows.Next() {
+		var k machineSortKey
+		if err := rows.Scan(&k.id, &k.name, &k.location, &k.mac); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("list machines: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list machines: %w", err)
+	}
+	sort.Slice(keys, func(i, j int) bool { return machineLess(keys[i], keys[j]) })
+	start := min(max(offset, 0), len(keys))
+	page := keys[start : start+min(max(limit, 0), len(keys)-start)]
+	byID := make(map[int64]*machine.Machine, len(page))
+	q := `SELECT ` + machineCols + ` FROM machines WHERE id IN (?` + strings.Repeat(", ?", pageChunk-1) + `)`
+	ids := make([]any, pageChunk)
+	for start := 0; start < len(page); start += pageChunk {
+		for i := range ids {
+			ids[i] = int64(0) // no machine has id 0
+			if start+i < len(page) {
+				ids[i] = page[start+i].id
+			}
+		}
+		if err := s.scanMachinesInto(ctx, byID, q, ids); err != nil {
+			return nil, 0, err
+		}
+	}
+	out := make([]*machine.Machine, 0, len(page))
+	for _, k := range page {
+		// Machines are never deleted; one missing was written after the
+		// sort columns were read, and is left to the next listing.
+		if m := byID[k.id]; m != nil {
+			out = append(out, m)
+		}
+	}
+	return out, len(keys), nil
+}
+
+func (s *DB) scanMachinesInto(ctx context.Context, byID map[int64]*machine.Machine, q string, args []any) error {
+	rows, err := s.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("list machines: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMachine(rows)
+		if err != nil {
+			return fmt.Errorf("list machines: %w", err)
+		}
+		byID[m.ID] = m
+	}
+	return rows.Err()
+}
+
+// machineSortKey is what orders a machine listing.
+type machineSortKey struct {
+	id                  int64
+	name, location, mac string
+}
+
+func sortKeyOf(m *machine.Machine) machineSortKey {
+	return machineSortKey{id: m.ID, name: m.Name, location: m.Location, mac: m.MAC}
 }
 
 // machineLess lists named machines by name, then the rest by where they were
 // seen, numbers by value (lab-compute-2 before lab-compute-10, swp2 before swp10).
-func machineLess(a, b *machine.Machine) bool {
-	if (a.Name == "") != (b.Name == "") {
-		return a.Name != ""
+func machineLess(a, b machineSortKey) bool {
+	if (a.name == "") != (b.name == "") {
+		return a.name != ""
 	}
-	if a.Name != b.Name {
-		return zone.NaturalLess(a.Name, b.Name)
+	if a.name != b.name {
+		return zone.NaturalLess(a.name, b.name)
 	}
-	if a.Location != b.Location {
-		return zone.NaturalLess(a.Location, b.Location)
+	if a.location != b.location {
+		return zone.NaturalLess(a.location, b.location)
 	}
-	return a.MAC < b.MAC
+	if a.mac != b.mac {
+		return a.mac < b.mac
+	}
+	return a.id < b.id
 }
 
 // Machine finds a machine by name (the one currently holding it), MAC or id.

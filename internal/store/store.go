@@ -197,6 +197,9 @@ type Store interface {
 	Slot(ctx context.Context, ref string) (*zone.Slot, error)
 
 	Machines(ctx context.Context, f MachineFilter) ([]*machine.Machine, error)
+	// MachinesPage is limit machines from offset in Machines' order, and
+	// how many match the filter in all.
+	MachinesPage(ctx context.Context, f MachineFilter, offset, limit int) ([]*machine.Machine, int, error)
 	// Machine finds a machine by name, MAC or numeric id.
 	Machine(ctx context.Context, ref string) (*machine.Machine, error)
 	// MachineInSlot is the machine standing in a slot, or ErrNotFound.

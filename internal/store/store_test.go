@@ -50,6 +50,7 @@ func TestStore(t *testing.T) {
 		{"ApplySwapsNamesBetweenSlots", testApplySwapsNamesBetweenSlots},
 		{"UpdateIsAllOrNothing", testUpdateIsAllOrNothing},
 		{"MachinesAndTimeline", testMachinesAndTimeline},
+		{"MachinesPage", testMachinesPage},
 		{"Leases", testLeases},
 		{"SlotAndMachineInSlotLookups", testSlotAndMachineInSlotLookups},
 		{"WriterLockIsExclusiveAndReleased", testWriterLockIsExclusiveAndReleased},
@@ -343,6 +344,76 @@ func testMachinesAndTimeline(t *testing.T, b backend) {
 	}
 	if _, err := s.Machine(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown machine: %v", err)
+	}
+}
+
+// testMachinesPage: pages of every size, laid end to end, are Machines'
+// listing, filtered or not, across more machines than one query of a page reads.
+func testMachinesPage(t *testing.T, b backend) {
+	ctx := context.Background()
+	s := b.open(t)
+	apply(t, s, labDesign(t))
+	err := s.Update(ctx, func(tx Tx) error {
+		for i, slot := range []string{"p1-tor1/swp1", "p1-tor2/swp1"} {
+			m := &machine.Machine{MAC: fmt.Sprintf("52:54:00:00:02:%02x", i), SlotKey: slot, State: machine.Ready, StateSince: time.Now()}
+			if err := tx.PutMachine(ctx, m); err != nil {
+				return err
+			}
+		}
+		// Discovered machines, unnamed: ordered by where they were seen,
+		// numbers by value, then by MAC (three share each port).
+		for i := 0; i < 250; i++ {
+			m := &machine.Machine{MAC: fmt.Sprintf("52:54:00:01:%02x:%02x", i%7, i), Location: fmt.Sprintf("leaf/swp%d", i/3),
+				State: machine.Discovered, StateSince: time.Now()}
+			if err := tx.PutMachine(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []MachineFilter{{}, {State: machine.Discovered}, {Zone: "lab"}, {Pod: "p2"}} {
+		all, err := s.Machines(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, per := range []int{1, 7, 100, 101, 1000} {
+			var got []string
+			for offset := 0; ; offset += per {
+				pg, total, err := s.MachinesPage(ctx, f, offset, per)
+				if err != nil {
+					t.Fatalf("MachinesPage(%+v, %d, %d): %v", f, offset, per, err)
+				}
+				if total != len(all) || len(pg) > per {
+					t.Fatalf("MachinesPage(%+v, %d, %d) = %d machines of %d; want at most %d of %d", f, offset, per, len(pg), total, per, len(all))
+				}
+				if len(pg) == 0 {
+					break
+				}
+				for _, m := range pg {
+					got = append(got, m.MAC)
+					if m.State == "" || m.StateSince.IsZero() {
+						t.Fatalf("page machine %+v: not read whole", m)
+					}
+				}
+			}
+			want := make([]string, len(all))
+			for i, m := range all {
+				want[i] = m.MAC
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("pages of %d (%+v) = %v; want %v", per, f, got, want)
+			}
+		}
+	}
+	all, _ := s.Machines(ctx, MachineFilter{})
+	if all[2].Location != "leaf/swp0" || all[5].Location != "leaf/swp1" || all[2+3*2].Location != "leaf/swp2" || all[len(all)-1].Location != "leaf/swp83" {
+		t.Errorf("order: %s, %s, %s ... %s", all[2].Location, all[5].Location, all[8].Location, all[len(all)-1].Location)
+	}
+	if pg, total, err := s.MachinesPage(ctx, MachineFilter{}, 1<<40, 10); err != nil || len(pg) != 0 || total != 252 {
+		t.Errorf("page far past the end = %d of %d, %v", len(pg), total, err)
 	}
 }
 

@@ -49,17 +49,7 @@ func LoadKey(path string) (*Key, error) {
 
 // ParseKey parses one BIND key statement.
 func ParseKey(text string) (*Key, error) {
-	var lines []string
-	for _, l := range strings.Split(text, "\n") {
-		if i := strings.IndexAny(l, "#"); i >= 0 {
-			l = l[:i]
-		}
-		if i := strings.Index(l, "//"); i >= 0 {
-			l = l[:i]
-		}
-		lines = append(lines, l)
-	}
-	text = strings.Join(lines, "\n")
+	text = stripComments(text)
 	blocks := keyBlock.FindAllStringSubmatch(text, -1)
 	if len(blocks) != 1 {
 		return nil, fmt.Errorf(`want exactly one key statement like: key "drover-xfr" { algorithm hmac-sha256; secret "..."; }; (tsig-keygen drover-xfr writes one), found %d`, len(blocks))
@@ -82,4 +72,39 @@ func ParseKey(text string) (*Key, error) {
 		return nil, fmt.Errorf("key %s: the secret is not base64 of at least 16 bytes", name)
 	}
 	return &Key{Name: dns.Fqdn(strings.ToLower(name)), Algorithm: alg, Secret: s[1]}, nil
+}
+
+// stripComments removes named.conf's comments (#, // and /* */) outside
+// quoted strings: a base64 secret may hold "//" (one key in about a hundred
+// that tsig-keygen writes), which cutting every line at "//" took for a comment.
+func stripComments(text string) string {
+	var b strings.Builder
+	inQuote := false
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case inQuote:
+			inQuote = c != '"'
+		case c == '"':
+			inQuote = true
+		case c == '#' || c == '/' && i+1 < len(text) && text[i+1] == '/':
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+			if i < len(text) {
+				b.WriteByte('\n')
+			}
+			continue
+		case c == '/' && i+1 < len(text) && text[i+1] == '*':
+			end := strings.Index(text[i+2:], "*/")
+			if end < 0 {
+				return b.String()
+			}
+			i += 2 + end + 1
+			b.WriteByte(' ')
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }

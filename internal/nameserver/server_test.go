@@ -241,7 +241,9 @@ func TestParseKey(t *testing.T) {
 		name, text, err string
 	}{
 		{"tsig-keygen output", testKey, ""},
-		{"comments", "# made by hand\n" + testKey, ""},
+		{"comments", "# made by hand\n// and checked\n/* twice\n */" + testKey + " // done", ""},
+		{"a secret with // in it", "key \"drover-xfr\" { algorithm hmac-sha256; secret \"pL5Eof//FzmmLUp024wZLds2aIRPz/6C9x4Xpdmaarw=\"; }; # tsig-keygen", ""},
+		{"a comment hides the secret", "key \"drover-xfr\" { algorithm hmac-sha256; # secret \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==\";\n};", "has no secret"},
 		{"no key", "options {};", "want exactly one key statement"},
 		{"md5", `key "k" { algorithm hmac-md5; secret "c2VjcmV0LXNlY3JldC1zZWNyZXQ="; };`, "is not one of"},
 		{"short secret", `key "k" { algorithm hmac-sha256; secret "c2hvcnQ="; };`, "at least 16 bytes"},
@@ -250,7 +252,7 @@ func TestParseKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			k, err := ParseKey(tt.text)
 			if tt.err == "" {
-				if err != nil || k.Name != "drover-xfr." || k.Algorithm != dns.HmacSHA256 {
+				if err != nil || k.Name != "drover-xfr." || k.Algorithm != dns.HmacSHA256 || !strings.Contains(tt.text, `"`+k.Secret+`"`) {
 					t.Fatalf("%+v, %v", k, err)
 				}
 				return

@@ -83,7 +83,7 @@ func newFixture(t *testing.T) *fixture {
 	stats.Add("rx_DISCOVER")
 	stats.Add("tx_OFFER")
 	stats.Add("drop_malformed")
-	stats.Add("relay|10.77.0.1|OFFER")
+	stats.Add("relay|p1-tor1|OFFER")
 	bootStats := &counter.Set{}
 	bootStats.Add("script|200")
 	metrics := []prometheus.Collector{dhcp.Collector(stats), &tftp.Metrics{}, boot.Collector(bootStats), fl.Collector()}
@@ -301,7 +301,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		t.Fatalf("metrics: %d", code)
 	}
 	for _, want := range []string{`drover_dhcp_received_total{type="DISCOVER"} 1`, `drover_dhcp_dropped_total{reason="malformed"} 1`,
-		`drover_dhcp_relay_replies_total{relay="10.77.0.1",type="OFFER"} 1`, `drover_machines{state="deployed"} 2`, `drover_tftp_bytes_total 0`,
+		`drover_dhcp_relay_replies_total{relay="p1-tor1",type="OFFER"} 1`, `drover_machines{state="deployed"} 2`, `drover_tftp_bytes_total 0`,
 		`drover_boot_http_requests_total{code="200",kind="script"} 1`, `drover_api_requests_total{code="200",method="GET",route="/api/v1/machines"} 1`,
 		`drover_api_request_duration_seconds_bucket`, `drover_leases{state="bound"} 0`} {
 		if !strings.Contains(string(body), want) {

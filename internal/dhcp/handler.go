@@ -349,7 +349,7 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, in Inbound, mt dhcpv4.MessageType, a
 	}
 	h.sent.add(h.Stats, "tx_", mt)
 	if relay, ok := addrFrom(req.GatewayIPAddr); ok {
-		h.relayed.add(h.Stats, relay, mt)
+		h.relayed.add(h.Stats, a.Identity.Switch, relay, mt)
 	}
 	return h.route(req, rep, false), nil
 }

@@ -139,7 +139,7 @@ func TestDORAThroughRelay(t *testing.T) {
 		t.Errorf("ack boot file %q differs from offer %q", rep.Packet.BootFileName, off.BootFileName)
 	}
 	for name, want := range map[string]int64{"rx_DISCOVER": 1, "rx_REQUEST": 1, "tx_OFFER": 1, "tx_ACK": 1,
-		"relay|10.77.0.1|OFFER": 1, "relay|10.77.0.1|ACK": 1} {
+		"relay|p1-tor1|OFFER": 1, "relay|p1-tor1|ACK": 1} {
 		if got := h.Stats.Get(name); got != want {
 			t.Errorf("counter %s = %d, want %d", name, got, want)
 		}
@@ -263,6 +263,18 @@ func TestIdentityRules(t *testing.T) {
 				t.Errorf("machine state %q, want %q", m.State, tt.state)
 			}
 		})
+	}
+	// Offers are counted by the switch that relayed them, however many
+	// per-port addresses it relays from.
+	want := map[string]int64{"relay|p1-tor2|OFFER": 2, "relay|p1-tor1|OFFER": 1}
+	for k, v := range h.Stats.Snapshot() {
+		if strings.HasPrefix(k, "relay|") && want[k] != v {
+			t.Errorf("counter %s = %d, want %d", k, v, want[k])
+		}
+		delete(want, k)
+	}
+	if len(want) > 0 {
+		t.Errorf("counters missing: %v", want)
 	}
 }
 

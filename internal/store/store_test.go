@@ -409,7 +409,7 @@ func testMachinesPage(t *testing.T, b backend) {
 		}
 	}
 	all, _ := s.Machines(ctx, MachineFilter{})
-	if all[2].Location != "leaf/swp0" || all[5].Location != "leaf/swp1" || all[2+3*2].Location != "leaf/swp2" || all[len(all)-1].Location != "leaf/swp83" {
+	if all[2].Location != "leaf/swp0" || all[5].Location != "leaf/swp1" || all[8].Location != "leaf/swp2" || all[len(all)-1].Location != "leaf/swp83" {
 		t.Errorf("order: %s, %s, %s ... %s", all[2].Location, all[5].Location, all[8].Location, all[len(all)-1].Location)
 	}
 	if pg, total, err := s.MachinesPage(ctx, MachineFilter{}, 1<<40, 10); err != nil || len(pg) != 0 || total != 252 {
